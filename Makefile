@@ -1,0 +1,39 @@
+# Two commands do all set-up on a fresh Debian machine:
+#   make run    installs missing packages, builds, and starts `etna serve` on the test model
+#   make test   installs missing packages, builds, and runs every test suite
+BUILD ?= build
+JOBS ?= $(shell nproc)
+SHARED ?= $(abspath ../shared)
+MODEL ?= $(SHARED)/models/stories260K.gguf
+PORT ?= 8080
+
+.PHONY: all deps build run test bench fuzz clean
+
+all: build
+
+deps:
+	@scripts/install-deps
+
+$(BUILD)/CMakeCache.txt: | deps
+	cmake --preset release -B $(BUILD)
+
+build: deps $(BUILD)/CMakeCache.txt
+	cmake --build $(BUILD) -j $(JOBS)
+
+run: build
+	$(BUILD)/etna serve -m $(MODEL) --port $(PORT)
+
+test: build
+	@scripts/test-clients-setup
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+
+bench: build
+	bench/run-all $(BUILD)
+
+fuzz: deps
+	cmake --preset fuzz -B build-fuzz
+	cmake --build build-fuzz -j $(JOBS) --target fuzz_gguf
+	scripts/run-fuzz build-fuzz $(or $(FUZZ_SECONDS),300)
+
+clean:
+	rm -rf $(BUILD) build-fuzz

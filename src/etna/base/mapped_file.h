@@ -1,0 +1,29 @@
+// A read-only memory mapping of a whole file. Move-only; unmaps on destruction.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace etna {
+
+class MappedFile {
+ public:
+  // Maps `path` read-only. Throws etna::Error (io) naming the file when it cannot.
+  explicit MappedFile(const std::string& path);
+  ~MappedFile();
+  MappedFile(MappedFile&& other) noexcept;
+  MappedFile& operator=(MappedFile&& other) noexcept;
+  MappedFile(const MappedFile&) = delete;
+  MappedFile& operator=(const MappedFile&) = delete;
+
+  const uint8_t* data() const { return data_; }
+  size_t size() const { return size_; }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+  const uint8_t* data_ = nullptr;
+  size_t size_ = 0;
+};
+
+}  // namespace etna
