@@ -1,0 +1,58 @@
+// The narrow kernel interface every layer above uses. A weight matrix is a GGUF tensor used in
+// place: `rows` rows of `cols` elements, each row `row_bytes` bytes of GGML blocks.
+//
+// Numerics follow llama.cpp: before a dot product with quantised weights the activations are
+// converted to the weight type's "vec_dot type" (Q8_0 for Q4_0/Q5_0/Q8_0, Q8_1 for Q4_1/Q5_1,
+// Q8_K for the K-quants, F16 for F16, BF16 for BF16, F32 for F32) and the products are summed
+// in integers per block, so results agree with llama.cpp to float rounding.
+//
+// The implementations behind these functions may be replaced per instruction set; callers
+// must not depend on how they are computed, only on these contracts.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "etna/gguf/ggml_type.h"
+
+namespace etna::tensor {
+
+using gguf::GgmlType;
+
+struct Matrix {
+  GgmlType type = GgmlType::F32;
+  int64_t cols = 0;          // elements per row (ne[0])
+  int64_t rows = 0;          // ne[1] (times ne[2], ne[3] for higher ranks)
+  const uint8_t* data = nullptr;
+  size_t row_bytes = 0;
+
+  const uint8_t* row(int64_t r) const { return data + static_cast<size_t>(r) * row_bytes; }
+};
+
+// True when dequantize_row / matmul support `type`.
+bool is_supported(GgmlType type);
+
+// The format activations are converted to before a dot product with weights of `type`.
+GgmlType vec_dot_type(GgmlType type);
+
+// Bytes of one row of n elements. REQUIRES: n a multiple of the block size.
+size_t row_bytes(GgmlType type, int64_t n);
+
+// dst[0..n) = the n values stored at src. REQUIRES: n a multiple of the block size.
+void dequantize_row(GgmlType type, const void* src, float* dst, int64_t n);
+
+// Encodes n floats into `type` blocks at dst (row_bytes(type, n) bytes), rounding as GGML's
+// reference quantisers do. Supported: F32, F16, BF16, Q8_0, Q8_1, Q8_K, Q4_0, Q4_1, Q5_0, Q5_1.
+// Throws etna::Error (unsupported) for other types.
+void quantize_row(GgmlType type, const float* src, void* dst, int64_t n);
+
+// Dot product of one weight row (type `type`) with one activation row already encoded in
+// vec_dot_type(type). n elements.
+float vec_dot(GgmlType type, int64_t n, const void* weight_row, const void* activation_row);
+
+// y[t * w.rows + r] = dot(w.row(r), x[t * w.cols ...]) for t < n_tokens, r < w.rows.
+// x is F32, row-major, n_tokens × w.cols; y is n_tokens × w.rows. Activations are converted
+// once per token, then every weight row is dotted with them.
+void matmul(const Matrix& w, const float* x, int64_t n_tokens, float* y);
+
+}  // namespace etna::tensor
