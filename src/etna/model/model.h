@@ -1,0 +1,137 @@
+// Decoder-only transformer models (llama family, qwen2) as plain forward passes over GGUF
+// weights used in place, computing what llama.cpp computes. A Model is immutable after load()
+// and may be shared by threads; all per-sequence state lives in a KvCache owned by the caller.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "etna/gguf/gguf_file.h"
+#include "etna/tensor/tensor.h"
+
+namespace etna::model {
+
+// Hyperparameters read from the GGUF metadata ("<arch>.embedding_length", ...).
+struct ModelConfig {
+  enum RopeStyle { normal, neox };  // normal: rotate (x[2i], x[2i+1]); neox: (x[i], x[i+d/2])
+
+  std::string arch;        // general.architecture ("llama", "qwen2")
+  std::string name;        // general.name, or "" when absent
+  int n_vocab = 0;
+  int n_ctx_train = 0;
+  int n_embd = 0;
+  int n_layer = 0;
+  int n_head = 0;
+  int n_head_kv = 0;
+  int n_ff = 0;
+  int head_dim = 0;        // n_embd / n_head unless the file says otherwise
+  int n_rot = 0;           // rotated dimensions per head (rope.dimension_count), <= head_dim
+  float rms_eps = 1e-5f;
+  float rope_freq_base = 10000.0f;
+  float rope_freq_scale = 1.0f;  // 1 / rope.scaling.factor
+  RopeStyle rope = normal;
+  bool tied_output = false;  // output matrix is token_embd (no output.weight in the file)
+  bool attn_bias = false;    // q/k/v projections carry biases (qwen2)
+
+  int n_embd_kv() const { return n_head_kv * head_dim; }  // width of one K (or V) row
+};
+
+// Per-sequence key/value storage: n_seq sequences x n_ctx cells x n_layer x n_embd_kv floats,
+// for K and for V. Cell p of sequence s holds the keys/values of the token at position p.
+// Not thread-safe; one forward() at a time per cache.
+class KvCache {
+ public:
+  KvCache(const ModelConfig& config, int n_seq, int n_ctx);
+
+  int n_seq() const { return n_seq_; }
+  int n_ctx() const { return n_ctx_; }
+  int n_layer() const { return n_layer_; }
+  int n_embd_kv() const { return n_embd_kv_; }
+
+  // Number of filled cells of sequence `seq` (positions 0..length-1 are valid).
+  int length(int seq) const;
+  // Forgets everything in sequence `seq`.
+  void clear(int seq);
+  // Keeps the first n cells of `seq` (a server reusing a common prompt prefix). n <= length.
+  void truncate(int seq, int n);
+  // Makes `dst` a copy of the first n cells of `src` (n = -1: all of src's cells).
+  void copy(int src, int dst, int n = -1);
+
+  // Row of K (V) for layer `layer`, sequence `seq`, cell `pos`: n_embd_kv floats.
+  float* k(int seq, int layer, int pos) { return k_.data() + offset(seq, layer, pos); }
+  float* v(int seq, int layer, int pos) { return v_.data() + offset(seq, layer, pos); }
+  const float* k(int seq, int layer, int pos) const { return k_.data() + offset(seq, layer, pos); }
+  const float* v(int seq, int layer, int pos) const { return v_.data() + offset(seq, layer, pos); }
+
+  // Records that cells 0..pos of `seq` now hold data (called by forward()).
+  void mark_filled(int seq, int pos);
+
+ private:
+  size_t offset(int seq, int layer, int pos) const {
+    return ((static_cast<size_t>(seq) * n_layer_ + layer) * n_ctx_ + pos) * n_embd_kv_;
+  }
+  void check_seq(int seq) const;
+
+  int n_seq_, n_ctx_, n_layer_, n_embd_kv_;
+  std::vector<float> k_, v_;
+  std::vector<int> length_;
+};
+
+// Tokens to evaluate in one forward pass. Tokens of several sequences may be mixed; each token
+// attends (causally) to cells 0..pos of its own sequence, and the batch's own keys/values are
+// written into the cache before attention. All four vectors have the same length (want_logits
+// may be empty, meaning "logits for the last token only").
+struct Batch {
+  std::vector<int32_t> tokens;
+  std::vector<int32_t> pos;
+  std::vector<int32_t> seq;
+  std::vector<char> want_logits;
+
+  void add(int32_t token, int32_t position, int32_t sequence, bool logits) {
+    tokens.push_back(token);
+    pos.push_back(position);
+    seq.push_back(sequence);
+    want_logits.push_back(logits ? 1 : 0);
+  }
+  size_t size() const { return tokens.size(); }
+  void clear() { tokens.clear(); pos.clear(); seq.clear(); want_logits.clear(); }
+};
+
+class Model {
+ public:
+  // Memory-maps `path` and checks that every tensor the architecture needs exists with the
+  // right shape and a supported type. Throws etna::Error naming the file and what is wrong.
+  static std::unique_ptr<Model> load(const std::string& path);
+  ~Model();
+
+  const ModelConfig& config() const { return config_; }
+  const gguf::GgufFile& file() const { return *file_; }
+
+  // A cache for n_seq sequences of up to n_ctx positions each.
+  std::unique_ptr<KvCache> make_cache(int n_seq, int n_ctx) const;
+
+  // Evaluates `batch`, storing its keys/values in `cache`. `logits` is resized to one n_vocab
+  // row per token with want_logits set, in batch order. Throws etna::Error (limit) when a
+  // position is >= cache.n_ctx(), (invalid_argument) for bad token ids, sequences or positions
+  // that skip cells; on error the cache contents of the batch's sequences are unspecified
+  // beyond their previous length.
+  void forward(const Batch& batch, KvCache& cache, std::vector<float>& logits) const;
+
+  struct Layer {
+    tensor::Matrix attn_norm, attn_q, attn_k, attn_v, attn_output;
+    tensor::Matrix attn_q_bias, attn_k_bias, attn_v_bias;  // rows = 1; data null when absent
+    tensor::Matrix ffn_norm, ffn_gate, ffn_up, ffn_down;
+  };
+
+ private:
+  Model() = default;
+  void forward_llama(const Batch& batch, KvCache& cache, std::vector<float>& logits) const;
+
+  std::unique_ptr<gguf::GgufFile> file_;
+  ModelConfig config_;
+  tensor::Matrix token_embd_, output_norm_, output_;
+  std::vector<Layer> layers_;
+};
+
+}  // namespace etna::model
