@@ -26,6 +26,7 @@ run: build
 test: build
 	@scripts/test-clients-setup
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+	$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$(or $(FUZZ_SECONDS),30)
 
 bench: build
 	bench/run-all $(BUILD)
