@@ -1,0 +1,195 @@
+// Value types of the vector store, shaped after Qdrant's data model so the server layer can map
+// its JSON one to one. Every parse_* / from_json function throws etna::Error(invalid_argument)
+// with a message naming the offending field.
+#pragma once
+#include <array>
+#include <compare>
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace etna::store {
+
+// A point id: an unsigned 64-bit integer or a UUID (Qdrant semantics). UUIDs are accepted in
+// any form Qdrant accepts (hyphenated, simple 32 hex, braced, urn:uuid:) and kept canonical
+// (lower-case hyphenated). Order: all integers (ascending) before all UUIDs (by bytes).
+class PointId {
+ public:
+  PointId() = default;
+  PointId(uint64_t num) : num_(num) {}  // NOLINT: implicit on purpose, ids are often numbers
+  // Parses a UUID string; throws invalid_argument when it is not one.
+  static PointId uuid(const std::string& text);
+  // From JSON: non-negative integer or UUID string; anything else throws invalid_argument.
+  static PointId from_json(const nlohmann::json& j);
+
+  bool is_uuid() const { return is_uuid_; }
+  uint64_t num() const { return num_; }                   // REQUIRES: !is_uuid()
+  const std::array<uint8_t, 16>& uuid_bytes() const { return uuid_; }  // REQUIRES: is_uuid()
+  std::string to_string() const;  // "42" or "550e8400-e29b-41d4-a716-446655440000"
+  nlohmann::json to_json() const;  // number or string
+
+  friend bool operator==(const PointId& a, const PointId& b) = default;
+  friend std::strong_ordering operator<=>(const PointId& a, const PointId& b);
+
+ private:
+  bool is_uuid_ = false;
+  uint64_t num_ = 0;
+  std::array<uint8_t, 16> uuid_{};
+};
+
+struct PointIdHash {
+  size_t operator()(const PointId& id) const;
+};
+
+// Distance functions. Cosine and Dot: higher score is better; the others are distances where a
+// lower score is better (Qdrant orders Euclid and Manhattan ascending, we do the same for all).
+// Cosine vectors are normalised on insert, so Cosine scores are dot products of unit vectors.
+// Hamming and Jaccard are for binary vectors given as 0/1 floats (any other value is rejected):
+// Hamming = number of differing positions, Jaccard = 1 - |a AND b| / |a OR b| (0 when both empty).
+enum class Distance { Cosine, Dot, Euclid, Manhattan, Hamming, Jaccard };
+
+// "Cosine", "Dot", "Euclid", "Manhattan", "Hamming", "Jaccard" (case-insensitive).
+Distance parse_distance(const std::string& name);
+std::string distance_name(Distance d);
+// True when a higher score means more similar (Cosine, Dot).
+bool higher_is_better(Distance d);
+
+// HNSW graph parameters (Malkov & Yashunin). M: links per node on upper layers (M_max0 = 2*M on
+// layer 0); ef_construct: candidate list size while building; full_scan_threshold: in kilobytes
+// of vectors, like Qdrant: a filtered search whose estimated matching set is smaller than this
+// is answered by an exact scan over the matching points instead of a graph walk.
+struct HnswParams {
+  size_t m = 16;
+  size_t ef_construct = 100;
+  size_t full_scan_threshold = 10000;
+};
+
+// Optional int8 scalar quantisation: each component is clipped to the [q, 1-q] quantile range
+// of the collection's values (quantile default 0.99) and mapped to 256 levels. The graph walk
+// uses the codes; the best candidates are rescored with the original floats. always_ram is
+// accepted for compatibility (everything is in RAM).
+struct ScalarQuantization {
+  float quantile = 0.99f;
+  bool always_ram = true;
+};
+
+struct CollectionConfig {
+  size_t dim = 0;  // 1 .. 65536
+  Distance distance = Distance::Cosine;
+  HnswParams hnsw;
+  std::optional<ScalarQuantization> quantization;
+  bool on_disk = false;  // accepted and ignored (vectors live in RAM)
+  // The log is checkpointed into the data file once it grows past this many MiB (Qdrant's
+  // wal_capacity_mb), so replay on open stays bounded.
+  size_t wal_capacity_mb = 32;
+
+  // Throws invalid_argument when a field is out of range (dim 0, m < 2, quantile outside (0.5,1]).
+  void validate() const;
+  // Qdrant-shaped JSON ({"params":{"vectors":{"size","distance"}},"hnsw_config":{...},
+  // "quantization_config":{"scalar":{...}}, ...}) and back. from_json takes the body of
+  // PUT /collections/{name} (vectors/hnsw_config/quantization_config/optimizers_config/...).
+  nlohmann::json to_json() const;
+  static CollectionConfig from_create_json(const nlohmann::json& body);
+};
+
+// A point to upsert. payload must be a JSON object (null is treated as {}).
+struct Point {
+  PointId id;
+  std::vector<float> vector;
+  nlohmann::json payload = nlohmann::json::object();
+};
+
+// Which parts of the payload to return: all, none, only `keys` (include) or all but `keys`
+// (exclude). Keys are top-level field names or dotted paths.
+struct PayloadSelector {
+  enum class Mode { All, None, Include, Exclude };
+  Mode mode = Mode::All;
+  std::vector<std::string> keys;
+
+  static PayloadSelector all() { return {}; }
+  static PayloadSelector none() { return {Mode::None, {}}; }
+  // Qdrant's with_payload: true | false | ["a","b"] | {"include":[..]} | {"exclude":[..]}.
+  static PayloadSelector from_json(const nlohmann::json& j);
+  // Applies the selection to a stored payload object.
+  nlohmann::json apply(const nlohmann::json& payload) const;
+};
+
+// A point as returned by retrieve and scroll. payload / vector are set only when asked for.
+struct Record {
+  PointId id;
+  std::optional<nlohmann::json> payload;
+  std::optional<std::vector<float>> vector;
+};
+
+// A search hit. version is the operation id that last wrote the point.
+struct ScoredPoint {
+  PointId id;
+  uint64_t version = 0;
+  float score = 0;
+  std::optional<nlohmann::json> payload;
+  std::optional<std::vector<float>> vector;
+};
+
+struct Filter;
+
+struct SearchRequest {
+  std::vector<float> vector;
+  size_t limit = 10;
+  size_t offset = 0;
+  std::shared_ptr<const Filter> filter;  // null: no filter
+  // Cosine/Dot: only points with score >= threshold; distances: only score <= threshold.
+  std::optional<float> score_threshold;
+  PayloadSelector with_payload = PayloadSelector::none();
+  bool with_vector = false;
+  bool exact = false;                   // true: brute force, no index
+  std::optional<size_t> hnsw_ef;        // search beam width; default max(ef_construct, limit+offset)
+};
+
+struct ScrollRequest {
+  std::optional<PointId> offset;  // first id to return (inclusive); none = from the start
+  size_t limit = 10;
+  std::shared_ptr<const Filter> filter;
+  PayloadSelector with_payload = PayloadSelector::all();
+  bool with_vector = false;
+};
+
+struct ScrollResult {
+  std::vector<Record> points;
+  std::optional<PointId> next_page_offset;  // id to pass as offset for the next page
+};
+
+// Selects points for delete / payload operations: a list of ids, or every point matching a filter.
+struct PointSelector {
+  std::vector<PointId> ids;
+  std::shared_ptr<const Filter> filter;  // used when set (ids ignored)
+
+  static PointSelector by_ids(std::vector<PointId> ids) { return {std::move(ids), nullptr}; }
+  static PointSelector by_filter(std::shared_ptr<const Filter> f) { return {{}, std::move(f)}; }
+};
+
+// Payload index types (Qdrant's field_schema names: "keyword", "integer", "float", "bool").
+enum class PayloadSchemaType { Keyword, Integer, Float, Bool };
+PayloadSchemaType parse_payload_schema_type(const std::string& name);
+std::string payload_schema_type_name(PayloadSchemaType t);
+
+struct CollectionInfo {
+  std::string status = "green";  // "green", or "yellow" while the optimiser rebuilds the graph
+  uint64_t points_count = 0;
+  uint64_t indexed_vectors_count = 0;  // live points reachable in the HNSW graph
+  uint64_t segments_count = 1;
+  CollectionConfig config;
+  struct FieldInfo {
+    PayloadSchemaType type;
+    uint64_t points = 0;  // points that have at least one indexed value in this field
+  };
+  std::map<std::string, FieldInfo> payload_schema;
+};
+
+}  // namespace etna::store
