@@ -344,7 +344,8 @@ class BpeEncoder final : public Encoder {
     // appear as merge parts or results (llama.cpp merges strings, so such merges still happen).
     std::unordered_map<std::string, int32_t> text_to_symbol;
     text_to_symbol.reserve(n + 1024);
-    for (size_t i = 0; i < n; ++i) text_to_symbol.emplace(vocab.tokens[i], static_cast<int32_t>(i));
+    // Later duplicates win, as in llama.cpp's text-to-token map.
+    for (size_t i = 0; i < n; ++i) text_to_symbol.insert_or_assign(vocab.tokens[i], static_cast<int32_t>(i));
     auto symbol_of = [&](const std::string& text) {
       auto [it, inserted] = text_to_symbol.emplace(text, n_vocab_ + static_cast<int32_t>(extra_.size()));
       if (inserted) extra_.push_back(text);
@@ -371,7 +372,7 @@ class BpeEncoder final : public Encoder {
     }
 
     if (ignore_merges_) {
-      for (size_t i = 0; i < n; ++i) whole_token_.emplace(vocab.tokens[i], static_cast<Token>(i));
+      for (size_t i = 0; i < n; ++i) whole_token_.insert_or_assign(vocab.tokens[i], static_cast<Token>(i));
     }
 
     pieces_.resize(n);
