@@ -36,6 +36,10 @@ bool starts_with(const std::string& s, const std::string& prefix) {
 
 }  // namespace
 
+double request_elapsed_seconds() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t_request_start).count();
+}
+
 int http_status_for(ErrorKind kind) {
   switch (kind) {
     case ErrorKind::invalid_argument: return 400;

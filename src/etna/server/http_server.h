@@ -33,6 +33,7 @@ struct ServerOptions {
   std::chrono::milliseconds idle_timeout{5000};    // keep-alive: idle connection is closed after this
   std::vector<std::string> api_keys;          // empty = no authentication
   std::vector<std::string> cors_origins;      // empty = no CORS headers at all; "*" = any origin
+  std::string version = "dev";                // Etna's version, reported by informational routes
 };
 
 // An error with an exact HTTP status, for the rare case where the ErrorKind mapping is not enough
@@ -65,6 +66,9 @@ nlohmann::json parse_json_body(const httplib::Request& req, bool allow_empty = f
 
 // Sends `body` as application/json with the given status.
 void send_json(httplib::Response& res, const nlohmann::json& body, int status = 200);
+
+// Seconds since the server started handling the current request (on a handler's thread).
+double request_elapsed_seconds();
 
 // Constant-time string equality (time depends only on the lengths, never on where they differ).
 bool constant_time_equals(const std::string& a, const std::string& b);

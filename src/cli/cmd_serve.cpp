@@ -1,0 +1,112 @@
+// `etna serve`: one HTTP server for every API. Today: the Qdrant-compatible vector store.
+// The OpenAI-compatible routes (/v1/...) plug into the same HttpServer here once they exist.
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "cli/command.h"
+#include "etna/base/error.h"
+#include "etna/base/log.h"
+#include "etna/server/http_server.h"
+#include "etna/server/qdrant_api.h"
+#include "etna/store/database.h"
+
+namespace etna::cli {
+namespace {
+
+namespace fs = std::filesystem;
+
+// $ETNA_DATA, else $XDG_DATA_HOME/etna, else ~/.local/share/etna.
+fs::path default_data_dir() {
+  if (const char* d = std::getenv("ETNA_DATA"); d && *d) return d;
+  if (const char* x = std::getenv("XDG_DATA_HOME"); x && *x) return fs::path(x) / "etna";
+  if (const char* h = std::getenv("HOME"); h && *h) return fs::path(h) / ".local" / "share" / "etna";
+  fail(ErrorKind::invalid_argument, "cannot find a data directory: set ETNA_DATA or HOME, or pass --data DIR");
+}
+
+struct ServeArgs {
+  std::string model;
+  bool no_model = false;
+  std::string host = "127.0.0.1";
+  int port = 8080;
+  std::string data;
+  std::vector<std::string> api_keys;
+  std::vector<std::string> cors;
+  double max_body_mb = 32;
+  int threads = 0;
+  int timeout_s = 30;
+};
+
+void serve(const ServeArgs& a) {
+  // Before any thread exists, so that only the server's waiter receives SIGINT/SIGTERM.
+  server::HttpServer::block_shutdown_signals();
+
+  if (!a.model.empty() && a.no_model) fail(ErrorKind::invalid_argument, "--no-model and -m/--model contradict each other");
+  if (a.max_body_mb <= 0 || a.max_body_mb > 4096)
+    fail(ErrorKind::invalid_argument, "--max-body-mb must be in (0, 4096], got {}", a.max_body_mb);
+  if (a.timeout_s <= 0) fail(ErrorKind::invalid_argument, "--timeout must be positive");
+  for (const auto& k : a.api_keys)
+    if (k.empty()) fail(ErrorKind::invalid_argument, "--api-key must not be empty");
+
+  fs::path data = a.data.empty() ? default_data_dir() : fs::path(a.data);
+  std::error_code ec;
+  fs::create_directories(data, ec);
+  if (ec) fail(ErrorKind::io, "cannot create the data directory {}: {}", data.string(), ec.message());
+
+  server::ServerOptions opt;
+  opt.host = a.host;
+  opt.port = a.port;
+  opt.threads = a.threads;
+  opt.max_body_bytes = static_cast<std::size_t>(a.max_body_mb * 1024.0 * 1024.0);
+  opt.read_timeout = std::chrono::seconds(a.timeout_s);
+  opt.write_timeout = std::chrono::seconds(a.timeout_s);
+  opt.api_keys = a.api_keys;
+  if (opt.api_keys.empty()) {
+    if (const char* env_key = std::getenv("ETNA_API_KEY"); env_key && *env_key) opt.api_keys.push_back(env_key);
+  }
+  opt.cors_origins = a.cors;
+  opt.version = ETNA_VERSION;
+
+  auto db = store::Database::open(data / "vectors");
+  server::HttpServer http(opt);
+  server::register_qdrant_routes(http, *db);
+
+  if (!a.model.empty()) {
+    if (!fs::exists(a.model)) fail(ErrorKind::not_found, "model file {} does not exist", a.model);
+    std::cerr << "etna: note: the OpenAI-compatible API (/v1/...) is not implemented yet; serving the vector store "
+                 "only and not loading "
+              << a.model << "\n";
+  }
+  if (opt.api_keys.empty() && a.host != "127.0.0.1" && a.host != "localhost" && a.host != "::1")
+    std::cerr << "etna: warning: listening on " << a.host << " without --api-key: anyone who can reach it can use it\n";
+
+  http.bind();
+  std::cout << "etna: listening on " << http.url() << std::endl;
+  std::cout << "etna: vector store (Qdrant API) at " << http.url() << "/collections, data in " << (data / "vectors").string()
+            << std::endl;
+  http.run_until_signal();
+  std::cout << "etna: stopped" << std::endl;
+}
+
+CommandRegistrar reg(30, [](CLI::App& root) {
+  auto args = std::make_shared<ServeArgs>();
+  auto* c = root.add_subcommand("serve", "Run the HTTP server: Qdrant-compatible vector store (and models, when given)");
+  c->add_option("-m,--model", args->model, "GGUF model to serve through the OpenAI-compatible API");
+  c->add_flag("--no-model", args->no_model, "Serve the vector store only");
+  c->add_option("--host", args->host, "Address to listen on")->capture_default_str();
+  c->add_option("--port", args->port, "Port to listen on (0 = any free port)")->capture_default_str()->check(CLI::Range(0, 65535));
+  c->add_option("--data", args->data, "Data directory (default $ETNA_DATA or ~/.local/share/etna)");
+  c->add_option("--api-key", args->api_keys,
+                "Require this key ('Authorization: Bearer KEY' or 'api-key: KEY'); repeatable; default $ETNA_API_KEY");
+  c->add_option("--cors", args->cors, "Allow browser requests from this origin (repeatable, '*' for any)");
+  c->add_option("--max-body-mb", args->max_body_mb, "Largest accepted request body in MiB")->capture_default_str();
+  c->add_option("--threads", args->threads, "HTTP worker threads (0 = automatic)")->capture_default_str();
+  c->add_option("--timeout", args->timeout_s, "Seconds to wait for a slow client before dropping it")->capture_default_str();
+  c->callback([args] { serve(*args); });
+});
+
+}  // namespace
+}  // namespace etna::cli
