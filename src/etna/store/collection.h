@@ -89,6 +89,7 @@ class Collection {
  private:
   explicit Collection(std::unique_ptr<CollectionImpl> impl);
   friend class Database;
+  void mark_dropped();  // later calls fail with not_found; stops the optimiser
   std::unique_ptr<CollectionImpl> impl_;
 };
 

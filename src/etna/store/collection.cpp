@@ -1,0 +1,1104 @@
+#include "etna/store/collection.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <condition_variable>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <shared_mutex>
+#include <thread>
+
+#include "etna/base/error.h"
+#include "etna/base/log.h"
+#include "etna/store/distance.h"
+#include "etna/store/hnsw.h"
+#include "etna/store/payload_index.h"
+#include "etna/store/storage.h"
+
+namespace etna::store {
+
+using namespace detail;
+using nlohmann::json;
+
+namespace {
+
+// Log record types. Writes selected by filter are logged with the ids they resolved to, so
+// replay never re-evaluates a filter.
+enum RecordType : uint8_t {
+  kUpsert = 1,
+  kDelete = 2,
+  kSetPayload = 3,
+  kOverwritePayload = 4,
+  kDeletePayloadKeys = 5,
+  kClearPayload = 6,
+  kCreateIndex = 7,
+  kDeleteIndex = 8,
+};
+
+constexpr char kDataMagic[8] = {'E', 'T', 'N', 'A', 'V', 'E', 'C', '1'};
+constexpr const char* kDataFile = "data.etna";
+constexpr const char* kWalFile = "wal.log";
+constexpr size_t kQuantizeMinPoints = 256;  // train int8 ranges once there is enough data
+constexpr size_t kMinTombstonesForRebuild = 128;
+
+json config_to_storage(const CollectionConfig& c) {
+  json j = {{"dim", c.dim},
+            {"distance", distance_name(c.distance)},
+            {"m", c.hnsw.m},
+            {"ef_construct", c.hnsw.ef_construct},
+            {"full_scan_threshold", c.hnsw.full_scan_threshold},
+            {"on_disk", c.on_disk},
+            {"wal_capacity_mb", c.wal_capacity_mb}};
+  if (c.quantization) j["quantization"] = {{"quantile", c.quantization->quantile}, {"always_ram", c.quantization->always_ram}};
+  return j;
+}
+
+CollectionConfig config_from_storage(const json& j) {
+  try {
+    CollectionConfig c;
+    c.dim = j.at("dim").get<size_t>();
+    c.distance = parse_distance(j.at("distance").get<std::string>());
+    c.hnsw.m = j.at("m").get<size_t>();
+    c.hnsw.ef_construct = j.at("ef_construct").get<size_t>();
+    c.hnsw.full_scan_threshold = j.at("full_scan_threshold").get<size_t>();
+    c.on_disk = j.value("on_disk", false);
+    c.wal_capacity_mb = j.value("wal_capacity_mb", size_t(32));
+    if (j.contains("quantization") && !j["quantization"].is_null())
+      c.quantization = ScalarQuantization{j["quantization"].at("quantile").get<float>(),
+                                          j["quantization"].value("always_ram", true)};
+    c.validate();
+    return c;
+  } catch (const Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    fail(ErrorKind::corrupt, "collection config is invalid: {}", e.what());
+  }
+}
+
+std::vector<std::string> split_dots(const std::string& key) {
+  std::vector<std::string> parts;
+  size_t start = 0;
+  while (true) {
+    size_t dot = key.find('.', start);
+    parts.push_back(key.substr(start, dot == std::string::npos ? std::string::npos : dot - start));
+    if (dot == std::string::npos) return parts;
+    start = dot + 1;
+  }
+}
+
+void erase_path(json& payload, const std::string& key) {
+  if (payload.is_object() && payload.contains(key)) {  // a top-level key that contains dots
+    payload.erase(key);
+    return;
+  }
+  auto parts = split_dots(key);
+  json* d = &payload;
+  for (size_t i = 0; i + 1 < parts.size(); ++i) {
+    if (!d->is_object()) return;
+    auto it = d->find(parts[i]);
+    if (it == d->end()) return;
+    d = &*it;
+  }
+  if (d->is_object()) d->erase(parts.back());
+}
+
+// Affine int8 code: x ~ lo + alpha * q with q in 0..255, ranges clipped at the configured quantile.
+struct Quantizer {
+  bool trained = false;
+  float lo = 0, hi = 0;
+  float alpha() const { return (hi - lo) / 255.0f; }
+  void encode(const float* x, size_t n, uint8_t* out, float* sum) const {
+    float inv = hi > lo ? 255.0f / (hi - lo) : 0.0f;
+    int32_t s = 0;
+    for (size_t i = 0; i < n; ++i) {
+      float v = std::round((std::clamp(x[i], lo, hi) - lo) * inv);
+      out[i] = static_cast<uint8_t>(std::clamp(v, 0.0f, 255.0f));
+      s += out[i];
+    }
+    *sum = static_cast<float>(s);
+  }
+  // Ranges from the values of up to ~2M components of the given vectors.
+  static Quantizer train(const float* base, size_t dim, const std::vector<uint32_t>& slots, float quantile) {
+    Quantizer q;
+    if (slots.empty()) return q;
+    size_t step = std::max<size_t>(1, slots.size() * dim / 2000000);
+    std::vector<float> vals;
+    for (size_t i = 0; i < slots.size(); i += step) {
+      const float* v = base + size_t(slots[i]) * dim;
+      vals.insert(vals.end(), v, v + dim);
+    }
+    double tail = (1.0 - quantile) / 2.0;
+    size_t lo_i = static_cast<size_t>(tail * double(vals.size() - 1));
+    size_t hi_i = vals.size() - 1 - lo_i;
+    std::nth_element(vals.begin(), vals.begin() + lo_i, vals.end());
+    q.lo = vals[lo_i];
+    std::nth_element(vals.begin(), vals.begin() + hi_i, vals.end());
+    q.hi = vals[hi_i];
+    if (!(q.hi > q.lo)) q.hi = q.lo + 1e-6f;
+    q.trained = true;
+    return q;
+  }
+};
+
+// Float distances between a query (or a stored node) and stored vectors.
+struct FloatSpace {
+  const float* base;
+  size_t dim;
+  Distance metric;
+  const float* q;
+  float operator()(uint32_t v) const { return distance(metric, q, base + size_t(v) * dim, dim); }
+  float between(uint32_t a, uint32_t b) const { return distance(metric, base + size_t(a) * dim, base + size_t(b) * dim, dim); }
+  void prefetch(uint32_t v) const { __builtin_prefetch(base + size_t(v) * dim); }
+};
+
+// int8 distances: the same metric computed on codes (Cosine/Dot via the affine expansion of
+// the dot product, Euclid and Manhattan scaled by alpha).
+struct QuantSpace {
+  const uint8_t* codes;
+  const float* sums;
+  size_t dim;
+  Distance metric;
+  float lo, alpha;
+  const uint8_t* q;
+  float q_sum;
+  const Kernels* k;
+  float dist(const uint8_t* a, float sa, const uint8_t* b, float sb) const {
+    switch (metric) {
+      case Distance::Euclid: return alpha * alpha * float(k->l2sq_u8(a, b, dim));
+      case Distance::Manhattan: return alpha * float(k->l1_u8(a, b, dim));
+      default:
+        return -(alpha * alpha * float(k->dot_u8(a, b, dim)) + alpha * lo * (sa + sb) + float(dim) * lo * lo);
+    }
+  }
+  float operator()(uint32_t v) const { return dist(q, q_sum, codes + size_t(v) * dim, sums[v]); }
+  float between(uint32_t a, uint32_t b) const {
+    return dist(codes + size_t(a) * dim, sums[a], codes + size_t(b) * dim, sums[b]);
+  }
+  void prefetch(uint32_t v) const { __builtin_prefetch(codes + size_t(v) * dim); }
+};
+
+struct PayloadOp {
+  RecordType kind;
+  json arg;  // payload object, or key list
+};
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+
+class CollectionImpl {
+ public:
+  CollectionImpl(std::filesystem::path dir, std::string name, CollectionConfig config, Collection::Options options)
+      : dir_(std::move(dir)), name_(std::move(name)), config_(std::move(config)), options_(options) {
+    graph_ = std::make_unique<HnswGraph>(config_.hnsw.m, config_.hnsw.ef_construct);
+  }
+  ~CollectionImpl() { stop_optimizer(); }
+
+  // ---- life cycle ----
+  void create_files() {
+    std::error_code ec;
+    std::filesystem::create_directories(dir_, ec);
+    if (ec) fail(ErrorKind::io, "cannot create collection directory {}: {}", dir_.string(), ec.message());
+    checkpoint_locked_write_only();
+    open_wal();
+  }
+
+  void load_files() {
+    auto path = dir_ / kDataFile;
+    if (!std::filesystem::exists(path))
+      fail(ErrorKind::corrupt, "collection '{}' has no data file {}", name_, path.string());
+    auto bytes = read_file(path);
+    load_data(bytes, path.string());
+    checkpoint_size_ = bytes.size();
+    open_wal();
+  }
+
+  void open_wal() {
+    wal_ = Wal::open(dir_ / kWalFile, [this](const uint8_t* p, size_t n) { replay(p, n); });
+  }
+
+  void mark_dropped() {
+    {
+      std::unique_lock lock(mu_);
+      dropped_ = true;
+    }
+    stop_optimizer();
+  }
+
+  // ---- writes ----
+  uint64_t upsert(std::vector<Point> points) {
+    for (size_t i = 0; i < points.size(); ++i) validate_point(points[i]);
+    std::unique_lock lock(mu_);
+    check_alive();
+    uint64_t op = last_op_ + 1;
+    ByteWriter w;
+    w.u8(kUpsert);
+    w.u64(op);
+    w.u32(static_cast<uint32_t>(points.size()));
+    for (const auto& p : points) {
+      w.id(p.id);
+      w.raw(p.vector.data(), p.vector.size() * sizeof(float));
+      w.json(p.payload);
+    }
+    wal_->append(w.bytes());
+    last_op_ = op;
+    apply_upsert(op, points);
+    return after_write(lock, op);
+  }
+
+  uint64_t delete_points(const PointSelector& sel) {
+    std::unique_lock lock(mu_);
+    check_alive();
+    std::vector<PointId> ids = resolve(sel, false);
+    uint64_t op = last_op_ + 1;
+    ByteWriter w;
+    w.u8(kDelete);
+    w.u64(op);
+    write_ids(w, ids);
+    wal_->append(w.bytes());
+    last_op_ = op;
+    apply_delete(ids);
+    return after_write(lock, op);
+  }
+
+  uint64_t payload_op(RecordType kind, json arg, const PointSelector& sel) {
+    if ((kind == kSetPayload || kind == kOverwritePayload) && !arg.is_object())
+      fail(ErrorKind::invalid_argument, "payload must be a JSON object");
+    std::unique_lock lock(mu_);
+    check_alive();
+    std::vector<PointId> ids = resolve(sel, true);
+    uint64_t op = last_op_ + 1;
+    ByteWriter w;
+    w.u8(kind);
+    w.u64(op);
+    if (kind != kClearPayload) w.json(arg);
+    write_ids(w, ids);
+    wal_->append(w.bytes());
+    last_op_ = op;
+    apply_payload(op, kind, arg, ids);
+    return after_write(lock, op);
+  }
+
+  uint64_t index_op(bool create, const std::string& field, PayloadSchemaType type) {
+    KeyPath::parse(field);  // validates
+    std::unique_lock lock(mu_);
+    check_alive();
+    uint64_t op = last_op_ + 1;
+    ByteWriter w;
+    w.u8(create ? kCreateIndex : kDeleteIndex);
+    w.u64(op);
+    w.str(field);
+    w.u8(static_cast<uint8_t>(type));
+    wal_->append(w.bytes());
+    last_op_ = op;
+    apply_index(create, field, type);
+    return after_write(lock, op);
+  }
+
+  // ---- reads ----
+  std::vector<Record> retrieve(const std::vector<PointId>& ids, const PayloadSelector& sel, bool with_vector) const {
+    std::shared_lock lock(mu_);
+    check_alive();
+    std::vector<Record> out;
+    for (const auto& id : ids) {
+      auto it = by_id_.find(id);
+      if (it != by_id_.end()) out.push_back(make_record(it->second, sel, with_vector));
+    }
+    return out;
+  }
+
+  ScrollResult scroll(const ScrollRequest& r) const {
+    std::shared_lock lock(mu_);
+    check_alive();
+    ScrollResult res;
+    auto it = r.offset ? by_id_.lower_bound(*r.offset) : by_id_.begin();
+    for (; it != by_id_.end(); ++it) {
+      uint32_t s = it->second;
+      if (r.filter && !r.filter->matches(it->first, payloads_[s])) continue;
+      if (res.points.size() == r.limit) {
+        res.next_page_offset = it->first;
+        break;
+      }
+      res.points.push_back(make_record(s, r.with_payload, r.with_vector));
+    }
+    return res;
+  }
+
+  uint64_t count(const Filter* f) const {
+    std::shared_lock lock(mu_);
+    check_alive();
+    if (!f) return by_id_.size();
+    uint64_t n = 0;
+    for_each_candidate(*f, [&](uint32_t s) { n += f->matches(slots_[s].id, payloads_[s]); });
+    return n;
+  }
+
+  std::vector<ScoredPoint> search(const SearchRequest& r) const {
+    std::vector<float> q = prepare_query(r.vector);
+    std::shared_lock lock(mu_);
+    check_alive();
+    return search_locked(r, q);
+  }
+
+  std::vector<std::vector<ScoredPoint>> search_batch(const std::vector<SearchRequest>& rs) const {
+    std::vector<std::vector<float>> qs;
+    for (const auto& r : rs) qs.push_back(prepare_query(r.vector));
+    std::shared_lock lock(mu_);
+    check_alive();
+    std::vector<std::vector<ScoredPoint>> out;
+    for (size_t i = 0; i < rs.size(); ++i) out.push_back(search_locked(rs[i], qs[i]));
+    return out;
+  }
+
+  CollectionInfo info() const {
+    std::shared_lock lock(mu_);
+    check_alive();
+    CollectionInfo ci;
+    ci.points_count = by_id_.size();
+    ci.indexed_vectors_count = graph_->node_count() - tombstones_;
+    ci.config = config_;
+    {
+      std::lock_guard<std::mutex> ol(opt_mu_);
+      if (opt_requested_ || opt_running_) ci.status = "yellow";
+    }
+    for (const auto& [field, idx] : indexes_) ci.payload_schema[field] = {idx->type(), idx->points()};
+    return ci;
+  }
+
+  void write_snapshot(const std::filesystem::path& path) const {
+    std::vector<uint8_t> bytes;
+    {
+      std::shared_lock lock(mu_);
+      check_alive();
+      bytes = serialize();
+    }
+    write_file_atomic(path, bytes);
+  }
+
+  void checkpoint() {
+    std::unique_lock lock(mu_);
+    check_alive();
+    checkpoint_locked();
+  }
+
+  void wait_for_optimizer() const {
+    std::unique_lock<std::mutex> lock(opt_mu_);
+    opt_cv_.wait(lock, [&] { return !opt_requested_ && !opt_running_; });
+  }
+
+  const std::string& name() const { return name_; }
+  const CollectionConfig& config() const { return config_; }
+
+ private:
+  // ---- validation ----
+  void validate_point(Point& p) const {
+    if (p.vector.size() != config_.dim)
+      fail(ErrorKind::invalid_argument, "point {}: vector has {} dimensions, collection '{}' expects {}",
+           p.id.to_string(), p.vector.size(), name_, config_.dim);
+    check_values(p.vector, "point " + p.id.to_string());
+    if (p.payload.is_null()) p.payload = json::object();
+    if (!p.payload.is_object())
+      fail(ErrorKind::invalid_argument, "point {}: payload must be a JSON object", p.id.to_string());
+    if (config_.distance == Distance::Cosine) normalize(p.vector.data(), p.vector.size());
+  }
+
+  void check_values(const std::vector<float>& v, const std::string& what) const {
+    bool binary = config_.distance == Distance::Hamming || config_.distance == Distance::Jaccard;
+    for (size_t i = 0; i < v.size(); ++i) {
+      if (!std::isfinite(v[i]))
+        fail(ErrorKind::invalid_argument, "{}: vector component {} is {} (NaN and infinity are not allowed)", what, i,
+             v[i]);
+      if (binary && v[i] != 0.0f && v[i] != 1.0f)
+        fail(ErrorKind::invalid_argument, "{}: vector component {} is {}; {} vectors must hold only 0 and 1", what, i,
+             v[i], distance_name(config_.distance));
+    }
+  }
+
+  std::vector<float> prepare_query(const std::vector<float>& v) const {
+    if (v.size() != config_.dim)
+      fail(ErrorKind::invalid_argument, "query vector has {} dimensions, collection '{}' expects {}", v.size(), name_,
+           config_.dim);
+    check_values(v, "query");
+    std::vector<float> q = v;
+    if (config_.distance == Distance::Cosine) normalize(q.data(), q.size());
+    return q;
+  }
+
+  void check_alive() const {
+    if (dropped_) fail(ErrorKind::not_found, "collection '{}' not found (it was deleted)", name_);
+  }
+
+  std::vector<PointId> resolve(const PointSelector& sel, bool must_exist) const {
+    std::vector<PointId> ids;
+    if (sel.filter) {
+      for (const auto& [id, s] : by_id_)
+        if (sel.filter->matches(id, payloads_[s])) ids.push_back(id);
+      return ids;
+    }
+    for (const auto& id : sel.ids) {
+      if (by_id_.count(id)) ids.push_back(id);
+      else if (must_exist) fail(ErrorKind::not_found, "no point with id {} in collection '{}'", id.to_string(), name_);
+    }
+    return ids;
+  }
+
+  static void write_ids(ByteWriter& w, const std::vector<PointId>& ids) {
+    w.u32(static_cast<uint32_t>(ids.size()));
+    for (const auto& id : ids) w.id(id);
+  }
+  static std::vector<PointId> read_ids(ByteReader& r) {
+    std::vector<PointId> ids(r.u32());
+    for (auto& id : ids) id = r.id();
+    return ids;
+  }
+
+  // ---- state changes (shared by live writes and log replay). REQUIRES: mu_ held exclusively.
+  void apply_upsert(uint64_t op, std::vector<Point>& points) {
+    const size_t dim = config_.dim;
+    for (auto& p : points) {
+      auto it = by_id_.find(p.id);
+      if (it != by_id_.end()) {
+        uint32_t s = it->second;
+        if (std::memcmp(&vectors_[size_t(s) * dim], p.vector.data(), dim * sizeof(float)) == 0) {
+          unindex(s);
+          payloads_[s] = std::move(p.payload);
+          slots_[s].version = op;
+          index(s);
+          continue;
+        }
+        kill(s);
+      }
+      uint32_t s = allocate_slot();
+      std::memcpy(&vectors_[size_t(s) * dim], p.vector.data(), dim * sizeof(float));
+      slots_[s] = Slot{p.id, op, true};
+      payloads_[s] = std::move(p.payload);
+      by_id_[p.id] = s;
+      index(s);
+      if (quant_.trained) quant_.encode(&vectors_[size_t(s) * dim], dim, &codes_[size_t(s) * dim], &code_sums_[s]);
+      graph_->insert(s, FloatSpace{vectors_.data(), dim, config_.distance, &vectors_[size_t(s) * dim]});
+    }
+    maybe_train_quantizer();
+  }
+
+  void apply_delete(const std::vector<PointId>& ids) {
+    for (const auto& id : ids) {
+      auto it = by_id_.find(id);
+      if (it != by_id_.end()) kill(it->second);
+    }
+  }
+
+  void apply_payload(uint64_t op, RecordType kind, const json& arg, const std::vector<PointId>& ids) {
+    for (const auto& id : ids) {
+      auto it = by_id_.find(id);
+      if (it == by_id_.end()) continue;
+      uint32_t s = it->second;
+      unindex(s);
+      json& pl = payloads_[s];
+      if (kind == kSetPayload) {
+        for (auto kv = arg.begin(); kv != arg.end(); ++kv) pl[kv.key()] = kv.value();
+      } else if (kind == kOverwritePayload) {
+        pl = arg;
+      } else if (kind == kDeletePayloadKeys) {
+        for (const auto& k : arg) erase_path(pl, k.get<std::string>());
+      } else {
+        pl = json::object();
+      }
+      slots_[s].version = op;
+      index(s);
+    }
+  }
+
+  void apply_index(bool create, const std::string& field, PayloadSchemaType type) {
+    if (!create) {
+      indexes_.erase(field);
+      return;
+    }
+    auto it = indexes_.find(field);
+    if (it != indexes_.end() && it->second->type() == type) return;
+    auto idx = std::make_unique<PayloadIndex>(field, type);
+    for (const auto& [id, s] : by_id_) idx->add(s, payloads_[s]);
+    indexes_[field] = std::move(idx);
+  }
+
+  void index(uint32_t s) {
+    for (auto& [f, idx] : indexes_) idx->add(s, payloads_[s]);
+  }
+  void unindex(uint32_t s) {
+    for (auto& [f, idx] : indexes_) idx->remove(s, payloads_[s]);
+  }
+
+  // Marks slot s deleted. It stays in the graph as a tombstone (still walked, never returned)
+  // until the optimiser rebuilds the graph.
+  void kill(uint32_t s) {
+    unindex(s);
+    by_id_.erase(slots_[s].id);
+    slots_[s].live = false;
+    payloads_[s] = json();
+    if (graph_->contains(s)) ++tombstones_;
+    else free_slots_.push_back(s);
+  }
+
+  uint32_t allocate_slot() {
+    if (!free_slots_.empty()) {
+      uint32_t s = free_slots_.back();
+      free_slots_.pop_back();
+      return s;
+    }
+    uint32_t s = static_cast<uint32_t>(slots_.size());
+    slots_.emplace_back();
+    payloads_.emplace_back();
+    vectors_.resize(slots_.size() * config_.dim);
+    if (quant_.trained) {
+      codes_.resize(slots_.size() * config_.dim);
+      code_sums_.resize(slots_.size());
+    }
+    return s;
+  }
+
+  bool quantizable() const {
+    return config_.quantization && config_.distance != Distance::Hamming && config_.distance != Distance::Jaccard;
+  }
+
+  void maybe_train_quantizer() {
+    if (!quantizable() || quant_.trained || by_id_.size() < kQuantizeMinPoints) return;
+    std::vector<uint32_t> live;
+    for (const auto& [id, s] : by_id_) live.push_back(s);
+    std::sort(live.begin(), live.end());
+    set_quantizer(Quantizer::train(vectors_.data(), config_.dim, live, config_.quantization->quantile));
+  }
+
+  void set_quantizer(const Quantizer& q) {
+    quant_ = q;
+    const size_t dim = config_.dim;
+    codes_.assign(slots_.size() * dim, 0);
+    code_sums_.assign(slots_.size(), 0.0f);
+    for (uint32_t s = 0; s < slots_.size(); ++s)
+      if (slots_[s].live || graph_->contains(s)) quant_.encode(&vectors_[size_t(s) * dim], dim, &codes_[size_t(s) * dim], &code_sums_[s]);
+  }
+
+  // After a logged write: checkpoint when the log is long, start the optimiser when the graph
+  // holds many tombstones. Releases the lock before an inline rebuild.
+  uint64_t after_write(std::unique_lock<std::shared_mutex>& lock, uint64_t op) {
+    uint64_t limit = options_.checkpoint_bytes
+                         ? options_.checkpoint_bytes
+                         : std::max<uint64_t>(uint64_t(config_.wal_capacity_mb) << 20, checkpoint_size_);
+    if (wal_->size() > limit) {
+      try {
+        checkpoint_locked();
+      } catch (const std::exception& e) {  // the write itself is durable in the log
+        log::error("collection '{}': checkpoint failed (will retry): {}", name_, e.what());
+      }
+    }
+    bool rebuild = tombstones_ >= kMinTombstonesForRebuild &&
+                   double(tombstones_) >= options_.rebuild_tombstone_fraction * double(graph_->node_count());
+    lock.unlock();
+    if (rebuild) request_rebuild();
+    return op;
+  }
+
+  // ---- search ----
+  template <class F>
+  void for_each_candidate(const Filter& f, const F& fn) const {
+    if (auto c = index_candidates(f)) {
+      for (uint32_t s : *c)
+        if (slots_[s].live) fn(s);
+      return;
+    }
+    for (const auto& [id, s] : by_id_) fn(s);
+  }
+
+  // Smallest candidate set an index (or has_id) gives for a must-condition, if any.
+  std::optional<std::vector<uint32_t>> index_candidates(const Filter& f) const {
+    std::optional<std::vector<uint32_t>> best;
+    for (const auto& c : f.must) {
+      std::optional<std::vector<uint32_t>> cand;
+      if (auto* fc = std::get_if<FieldCondition>(&c)) {
+        auto it = indexes_.find(fc->key.text);
+        if (it != indexes_.end()) cand = it->second->candidates(*fc);
+      } else if (auto* h = std::get_if<HasIdCondition>(&c)) {
+        cand.emplace();
+        for (const auto& id : h->ids)
+          if (auto it = by_id_.find(id); it != by_id_.end()) cand->push_back(it->second);
+        std::sort(cand->begin(), cand->end());
+        cand->erase(std::unique(cand->begin(), cand->end()), cand->end());
+      }
+      if (cand && (!best || cand->size() < best->size())) best = std::move(cand);
+    }
+    return best;
+  }
+
+  // Estimated number of live points passing f: index cardinality when an index applies, else
+  // the pass rate on an even sample of up to 512 live slots.
+  size_t estimate(const Filter& f, const std::optional<std::vector<uint32_t>>& cands) const {
+    if (cands) return cands->size();
+    size_t live = by_id_.size();
+    if (live == 0) return 0;
+    size_t step = std::max<size_t>(1, slots_.size() / 512), seen = 0, pass = 0;
+    for (size_t s = 0; s < slots_.size(); s += step) {
+      if (!slots_[s].live) continue;
+      ++seen;
+      pass += f.matches(slots_[s].id, payloads_[s]);
+    }
+    return seen == 0 ? live : (live * pass + seen - 1) / seen;
+  }
+
+  std::vector<Candidate> exact_scan(const float* q, size_t need, const Filter* f,
+                                    const std::optional<std::vector<uint32_t>>& cands) const {
+    MaxHeap heap;
+    FloatSpace space{vectors_.data(), config_.dim, config_.distance, q};
+    auto visit = [&](uint32_t s) {
+      if (!slots_[s].live || (f && !f->matches(slots_[s].id, payloads_[s]))) return;
+      float d = space(s);
+      if (heap.size() < need) heap.push({d, s});
+      else if (d < heap.top().distance) heap.pop(), heap.push({d, s});
+    };
+    if (cands) {
+      for (uint32_t s : *cands) visit(s);
+    } else {
+      for (uint32_t s = 0; s < slots_.size(); ++s) visit(s);
+    }
+    std::vector<Candidate> out(heap.size());
+    for (size_t i = heap.size(); i-- > 0;) out[i] = heap.top(), heap.pop();
+    return out;
+  }
+
+  std::vector<Candidate> graph_search(const float* q, size_t need, size_t ef, const Filter* f) const {
+    auto accept = [&](uint32_t s) { return slots_[s].live && (!f || f->matches(slots_[s].id, payloads_[s])); };
+    if (!quant_.trained) {
+      auto hits = graph_->search(FloatSpace{vectors_.data(), config_.dim, config_.distance, q}, ef, accept);
+      if (hits.size() > need) hits.resize(need);
+      return hits;
+    }
+    std::vector<uint8_t> qc(config_.dim);
+    float qs;
+    quant_.encode(q, config_.dim, qc.data(), &qs);
+    QuantSpace space{codes_.data(), code_sums_.data(), config_.dim, config_.distance, quant_.lo, quant_.alpha(),
+                     qc.data(), qs, &kernels()};
+    auto hits = graph_->search(space, ef, accept);
+    // Rescore the walk's candidates with the original floats.
+    FloatSpace exact{vectors_.data(), config_.dim, config_.distance, q};
+    for (auto& h : hits) h.distance = exact(h.node);
+    std::sort(hits.begin(), hits.end());
+    if (hits.size() > need) hits.resize(need);
+    return hits;
+  }
+
+  std::vector<ScoredPoint> search_locked(const SearchRequest& r, const std::vector<float>& q) const {
+    std::vector<ScoredPoint> out;
+    size_t need = r.limit + r.offset;
+    if (r.limit == 0 || by_id_.empty()) return out;
+    const Filter* f = r.filter && !r.filter->empty() ? r.filter.get() : nullptr;
+    std::optional<std::vector<uint32_t>> cands;
+    bool exact = r.exact || graph_->empty();
+    if (f && !exact) {
+      cands = index_candidates(*f);
+      size_t est = estimate(*f, cands);
+      double est_kb = double(est) * double(config_.dim * sizeof(float)) / 1024.0;
+      exact = est <= need || est_kb < double(config_.hnsw.full_scan_threshold);
+    }
+    std::vector<Candidate> hits;
+    if (exact) {
+      if (f && !cands) cands = index_candidates(*f);
+      hits = exact_scan(q.data(), need, f, cands);
+    } else {
+      size_t ef = std::max(r.hnsw_ef.value_or(config_.hnsw.ef_construct), need);
+      hits = graph_search(q.data(), need, ef, f);
+      // A filter that the estimate misjudged can starve the walk; the exact scan is the truth.
+      if (f && hits.size() < need) hits = exact_scan(q.data(), need, f, cands);
+    }
+    std::optional<float> bound;
+    if (r.score_threshold) bound = distance_of(config_.distance, *r.score_threshold);
+    for (size_t i = r.offset; i < hits.size(); ++i) {
+      if (bound && hits[i].distance > *bound) break;
+      uint32_t s = hits[i].node;
+      ScoredPoint sp;
+      sp.id = slots_[s].id;
+      sp.version = slots_[s].version;
+      sp.score = score_of(config_.distance, hits[i].distance);
+      if (r.with_payload.mode != PayloadSelector::Mode::None) sp.payload = r.with_payload.apply(payloads_[s]);
+      if (r.with_vector) sp.vector = stored_vector(s);
+      out.push_back(std::move(sp));
+    }
+    return out;
+  }
+
+  std::vector<float> stored_vector(uint32_t s) const {
+    const float* v = &vectors_[size_t(s) * config_.dim];
+    return std::vector<float>(v, v + config_.dim);
+  }
+
+  Record make_record(uint32_t s, const PayloadSelector& sel, bool with_vector) const {
+    Record r;
+    r.id = slots_[s].id;
+    if (sel.mode != PayloadSelector::Mode::None) r.payload = sel.apply(payloads_[s]);
+    if (with_vector) r.vector = stored_vector(s);
+    return r;
+  }
+
+  // ---- persistence ----
+  std::vector<uint8_t> serialize() const {
+    ByteWriter w;
+    w.raw(kDataMagic, sizeof kDataMagic);
+    json header = {{"format", 1}, {"name", name_}, {"config", config_to_storage(config_)}, {"last_op", last_op_}};
+    header["quantizer"] = quant_.trained ? json{{"lo", quant_.lo}, {"hi", quant_.hi}} : json();
+    header["indexes"] = json::array();
+    for (const auto& [f, idx] : indexes_)
+      header["indexes"].push_back({{"field", f}, {"type", payload_schema_type_name(idx->type())}});
+    w.str(header.dump());
+    const size_t dim = config_.dim;
+    w.u64(slots_.size());
+    for (uint32_t s = 0; s < slots_.size(); ++s) {
+      uint8_t state = slots_[s].live ? 1 : graph_->contains(s) ? 2 : 0;
+      w.u8(state);
+      if (state == 0) continue;
+      w.raw(&vectors_[size_t(s) * dim], dim * sizeof(float));
+      if (state == 1) {
+        w.id(slots_[s].id);
+        w.u64(slots_[s].version);
+        w.json(payloads_[s]);
+      }
+    }
+    const HnswGraph& g = *graph_;
+    w.u32(static_cast<uint32_t>(g.M()));
+    w.u32(g.entry_point());
+    w.u32(static_cast<uint32_t>(g.max_level() + 1));
+    w.u64(g.node_count());
+    w.u64(g.capacity());
+    w.raw(g.levels().data(), g.capacity());
+    w.raw(g.links0().data(), g.links0().size() * sizeof(uint32_t));
+    for (uint32_t v = 0; v < g.capacity(); ++v)
+      if (g.levels()[v] > 0) w.raw(g.upper()[v].data(), g.upper()[v].size() * sizeof(uint32_t));
+    uint32_t crc = crc32c(w.bytes().data(), w.bytes().size());
+    w.u32(crc);
+    return std::move(w.bytes());
+  }
+
+  // Loads a data file or snapshot into this (empty) collection. Throws corrupt on any damage.
+  void load_data(const std::vector<uint8_t>& bytes, const std::string& what) {
+    if (bytes.size() < sizeof kDataMagic + 4 || std::memcmp(bytes.data(), kDataMagic, sizeof kDataMagic) != 0)
+      fail(ErrorKind::corrupt, "{} is not an Etna vector collection file", what);
+    uint32_t stored_crc;
+    std::memcpy(&stored_crc, &bytes[bytes.size() - 4], 4);
+    if (crc32c(bytes.data(), bytes.size() - 4) != stored_crc)
+      fail(ErrorKind::corrupt, "{} is damaged (checksum mismatch)", what);
+    ByteReader r(bytes.data() + sizeof kDataMagic, bytes.size() - sizeof kDataMagic - 4, what);
+    json header;
+    try {
+      header = json::parse(r.str());
+      config_ = config_from_storage(header.at("config"));
+      last_op_ = header.at("last_op").get<uint64_t>();
+    } catch (const Error&) {
+      throw;
+    } catch (const std::exception& e) {
+      fail(ErrorKind::corrupt, "{}: bad header: {}", what, e.what());
+    }
+    const size_t dim = config_.dim;
+    uint64_t n = r.u64();
+    if (n > r.remaining()) fail(ErrorKind::corrupt, "{}: slot count {} exceeds file size", what, n);
+    slots_.assign(n, Slot{});
+    payloads_.assign(n, json());
+    vectors_.assign(n * dim, 0.0f);
+    std::vector<uint8_t> states(n);
+    for (uint64_t s = 0; s < n; ++s) {
+      states[s] = r.u8();
+      if (states[s] > 2) fail(ErrorKind::corrupt, "{}: bad slot state", what);
+      if (states[s] == 0) continue;
+      r.raw(&vectors_[s * dim], dim * sizeof(float));
+      if (states[s] == 1) {
+        slots_[s].id = r.id();
+        slots_[s].version = r.u64();
+        slots_[s].live = true;
+        payloads_[s] = r.json();
+        if (!by_id_.emplace(slots_[s].id, uint32_t(s)).second)
+          fail(ErrorKind::corrupt, "{}: point id {} appears twice", what, slots_[s].id.to_string());
+      }
+    }
+    size_t M = r.u32();
+    uint32_t entry = r.u32();
+    int max_level = int(r.u32()) - 1;
+    uint64_t nodes = r.u64(), cap = r.u64();
+    if (M != config_.hnsw.m || cap > n || nodes > cap || (nodes > 0 && entry >= cap))
+      fail(ErrorKind::corrupt, "{}: bad graph header", what);
+    graph_ = std::make_unique<HnswGraph>(config_.hnsw.m, config_.hnsw.ef_construct, last_op_ + 100);
+    graph_->reserve_nodes(cap);
+    r.raw(graph_->levels().data(), cap);
+    r.raw(graph_->links0().data(), graph_->links0().size() * sizeof(uint32_t));
+    size_t present = 0;
+    for (uint32_t v = 0; v < cap; ++v) {
+      int lvl = graph_->levels()[v];
+      if (lvl == HnswGraph::kAbsent) continue;
+      if (lvl < 0 || lvl > max_level || states[v] == 0) fail(ErrorKind::corrupt, "{}: bad graph node {}", what, v);
+      ++present;
+      if (lvl > 0) {
+        graph_->upper()[v].resize(size_t(lvl) * (M + 1));
+        r.raw(graph_->upper()[v].data(), graph_->upper()[v].size() * sizeof(uint32_t));
+      }
+      for (int lc = 0; lc <= lvl; ++lc) {
+        uint32_t cnt;
+        const uint32_t* nb = graph_->links(v, lc, &cnt);
+        if (cnt > (lc == 0 ? 2 * M : M)) fail(ErrorKind::corrupt, "{}: bad link count at node {}", what, v);
+        for (uint32_t i = 0; i < cnt; ++i)
+          if (nb[i] >= cap || graph_->levels()[nb[i]] < lc) fail(ErrorKind::corrupt, "{}: bad link at node {}", what, v);
+      }
+    }
+    if (present != nodes) fail(ErrorKind::corrupt, "{}: graph node count mismatch", what);
+    graph_->restore_header(entry, max_level, nodes);
+    for (uint32_t s = 0; s < n; ++s) {
+      if (slots_[s].live && !graph_->contains(s)) fail(ErrorKind::corrupt, "{}: live point missing from graph", what);
+      if (!slots_[s].live) {
+        if (graph_->contains(s)) ++tombstones_;
+        else free_slots_.push_back(s);
+      }
+    }
+    if (header.contains("indexes"))
+      for (const auto& ix : header["indexes"])
+        apply_index(true, ix.at("field").get<std::string>(), parse_payload_schema_type(ix.at("type").get<std::string>()));
+    if (header.contains("quantizer") && header["quantizer"].is_object() && quantizable()) {
+      Quantizer q;
+      q.lo = header["quantizer"].at("lo").get<float>();
+      q.hi = header["quantizer"].at("hi").get<float>();
+      q.trained = true;
+      set_quantizer(q);
+    }
+  }
+
+  void replay(const uint8_t* p, size_t n) {
+    ByteReader r(p, n, "log record of collection '" + name_ + "'");
+    auto type = static_cast<RecordType>(r.u8());
+    uint64_t op = r.u64();
+    if (op <= last_op_) return;  // already in the data file (crash between checkpoint and log reset)
+    switch (type) {
+      case kUpsert: {
+        std::vector<Point> pts(r.u32());
+        for (auto& pt : pts) {
+          pt.id = r.id();
+          pt.vector.resize(config_.dim);
+          r.raw(pt.vector.data(), config_.dim * sizeof(float));
+          pt.payload = r.json();
+        }
+        apply_upsert(op, pts);
+        break;
+      }
+      case kDelete: apply_delete(read_ids(r)); break;
+      case kSetPayload:
+      case kOverwritePayload:
+      case kDeletePayloadKeys: {
+        json arg = r.json();
+        apply_payload(op, type, arg, read_ids(r));
+        break;
+      }
+      case kClearPayload: apply_payload(op, type, json(), read_ids(r)); break;
+      case kCreateIndex:
+      case kDeleteIndex: {
+        std::string field = r.str();
+        uint8_t t = r.u8();
+        if (t > 3) fail(ErrorKind::corrupt, "bad index type in log");
+        apply_index(type == kCreateIndex, field, static_cast<PayloadSchemaType>(t));
+        break;
+      }
+      default: fail(ErrorKind::corrupt, "collection '{}': unknown log record type {}", name_, int(type));
+    }
+    last_op_ = op;
+  }
+
+  void checkpoint_locked_write_only() {
+    auto bytes = serialize();
+    write_file_atomic(dir_ / kDataFile, bytes);
+    checkpoint_size_ = bytes.size();
+  }
+
+  // REQUIRES: mu_ held exclusively. Data file first, then the log reset: a crash in between
+  // replays records the data file already holds, which replay skips by operation id.
+  void checkpoint_locked() {
+    checkpoint_locked_write_only();
+    wal_->reset();
+  }
+
+  // ---- optimiser: rebuilds the graph without tombstones ----
+  void request_rebuild() {
+    if (!options_.background_optimizer) {
+      rebuild();
+      return;
+    }
+    std::lock_guard<std::mutex> lock(opt_mu_);
+    if (stopping_ || opt_requested_ || opt_running_) return;
+    opt_requested_ = true;
+    if (!optimizer_.joinable()) optimizer_ = std::thread([this] { optimizer_loop(); });
+    opt_cv_.notify_all();
+  }
+
+  void optimizer_loop() {
+    std::unique_lock<std::mutex> lock(opt_mu_);
+    while (true) {
+      opt_cv_.wait(lock, [&] { return stopping_ || opt_requested_; });
+      if (stopping_) break;
+      opt_requested_ = false;
+      opt_running_ = true;
+      lock.unlock();
+      try {
+        rebuild();
+      } catch (const std::exception& e) {
+        log::error("collection '{}': graph rebuild failed: {}", name_, e.what());
+      }
+      lock.lock();
+      opt_running_ = false;
+      opt_cv_.notify_all();
+    }
+    opt_running_ = false;
+    opt_requested_ = false;
+    opt_cv_.notify_all();
+  }
+
+  void stop_optimizer() {
+    {
+      std::lock_guard<std::mutex> lock(opt_mu_);
+      stopping_ = true;
+      opt_cv_.notify_all();
+    }
+    if (optimizer_.joinable()) optimizer_.join();
+  }
+
+  // Builds a fresh graph over a copy of the live vectors without holding the lock, then swaps it
+  // in, adding points written meanwhile; slots that were tombstones become free for reuse.
+  void rebuild() {
+    std::vector<float> copy;
+    std::vector<uint32_t> live;
+    size_t n0;
+    {
+      std::shared_lock lock(mu_);
+      if (dropped_) return;
+      n0 = slots_.size();
+      copy.assign(vectors_.begin(), vectors_.begin() + n0 * config_.dim);
+      for (uint32_t s = 0; s < n0; ++s)
+        if (slots_[s].live) live.push_back(s);
+    }
+    const size_t dim = config_.dim;
+    auto g = std::make_unique<HnswGraph>(config_.hnsw.m, config_.hnsw.ef_construct, n0 + 7);
+    g->reserve_nodes(n0);
+    for (size_t i = 0; i < live.size(); ++i) {
+      if (i % 1024 == 0 && stop_requested()) return;
+      g->insert(live[i], FloatSpace{copy.data(), dim, config_.distance, &copy[size_t(live[i]) * dim]});
+    }
+    Quantizer q;
+    if (quantizable() && live.size() >= kQuantizeMinPoints)
+      q = Quantizer::train(copy.data(), dim, live, config_.quantization->quantile);
+    std::unique_lock lock(mu_);
+    if (dropped_) return;
+    for (uint32_t s = 0; s < slots_.size(); ++s)
+      if (slots_[s].live && !g->contains(s))
+        g->insert(s, FloatSpace{vectors_.data(), dim, config_.distance, &vectors_[size_t(s) * dim]});
+    tombstones_ = 0;
+    free_slots_.clear();
+    for (uint32_t s = 0; s < slots_.size(); ++s) {
+      if (slots_[s].live) continue;
+      if (g->contains(s)) ++tombstones_;
+      else free_slots_.push_back(s);
+    }
+    std::reverse(free_slots_.begin(), free_slots_.end());  // reuse low slots first
+    graph_ = std::move(g);
+    if (q.trained) set_quantizer(q);
+    log::debug("collection '{}': graph rebuilt over {} points", name_, by_id_.size());
+  }
+
+  bool stop_requested() const {
+    std::lock_guard<std::mutex> lock(opt_mu_);
+    return stopping_;
+  }
+
+  struct Slot {
+    PointId id;
+    uint64_t version = 0;
+    bool live = false;
+  };
+
+  const std::filesystem::path dir_;
+  const std::string name_;
+  CollectionConfig config_;
+  const Collection::Options options_;
+
+  mutable std::shared_mutex mu_;  // readers shared, writers exclusive; guards everything below
+  bool dropped_ = false;
+  uint64_t last_op_ = 0;
+  std::vector<Slot> slots_;
+  std::vector<json> payloads_;              // per slot
+  std::vector<float> vectors_;              // slot * dim, stored form (Cosine normalised)
+  std::vector<uint8_t> codes_;              // slot * dim int8 codes when quantised
+  std::vector<float> code_sums_;            // per slot sum of codes
+  Quantizer quant_;
+  std::map<PointId, uint32_t> by_id_;       // live points in id order
+  std::vector<uint32_t> free_slots_;        // not live and not in the graph
+  std::unique_ptr<HnswGraph> graph_;
+  size_t tombstones_ = 0;                   // dead slots still in the graph
+  std::map<std::string, std::unique_ptr<PayloadIndex>> indexes_;
+  std::unique_ptr<Wal> wal_;
+  uint64_t checkpoint_size_ = 0;
+
+  mutable std::mutex opt_mu_;
+  mutable std::condition_variable opt_cv_;
+  bool opt_requested_ = false, opt_running_ = false, stopping_ = false;
+  std::thread optimizer_;
+};
+
+// ---------------------------------------------------------------------------------------------
+
+Collection::Collection(std::unique_ptr<CollectionImpl> impl) : impl_(std::move(impl)) {}
+Collection::~Collection() = default;
+
+std::unique_ptr<Collection> Collection::create(const std::filesystem::path& dir, std::string name,
+                                               const CollectionConfig& config, Options options) {
+  config.validate();
+  if (std::filesystem::exists(dir))
+    fail(ErrorKind::conflict, "collection directory {} already exists", dir.string());
+  auto impl = std::make_unique<CollectionImpl>(dir, std::move(name), config, options);
+  impl->create_files();
+  return std::unique_ptr<Collection>(new Collection(std::move(impl)));
+}
+
+std::unique_ptr<Collection> Collection::open(const std::filesystem::path& dir, std::string name, Options options) {
+  CollectionConfig placeholder;
+  placeholder.dim = 1;
+  auto impl = std::make_unique<CollectionImpl>(dir, std::move(name), placeholder, options);
+  impl->load_files();
+  return std::unique_ptr<Collection>(new Collection(std::move(impl)));
+}
+
+const std::string& Collection::name() const { return impl_->name(); }
+const CollectionConfig& Collection::config() const { return impl_->config(); }
+uint64_t Collection::upsert(std::vector<Point> points) { return impl_->upsert(std::move(points)); }
+uint64_t Collection::delete_points(const PointSelector& s) { return impl_->delete_points(s); }
+std::vector<Record> Collection::retrieve(const std::vector<PointId>& ids, const PayloadSelector& p, bool v) const {
+  return impl_->retrieve(ids, p, v);
+}
+ScrollResult Collection::scroll(const ScrollRequest& r) const { return impl_->scroll(r); }
+uint64_t Collection::count(const Filter* f) const { return impl_->count(f); }
+uint64_t Collection::set_payload(const nlohmann::json& p, const PointSelector& s) {
+  return impl_->payload_op(kSetPayload, p, s);
+}
+uint64_t Collection::overwrite_payload(const nlohmann::json& p, const PointSelector& s) {
+  return impl_->payload_op(kOverwritePayload, p, s);
+}
+uint64_t Collection::delete_payload(const std::vector<std::string>& keys, const PointSelector& s) {
+  return impl_->payload_op(kDeletePayloadKeys, nlohmann::json(keys), s);
+}
+uint64_t Collection::clear_payload(const PointSelector& s) {
+  return impl_->payload_op(kClearPayload, nlohmann::json(), s);
+}
+std::vector<ScoredPoint> Collection::search(const SearchRequest& r) const { return impl_->search(r); }
+std::vector<std::vector<ScoredPoint>> Collection::search_batch(const std::vector<SearchRequest>& r) const {
+  return impl_->search_batch(r);
+}
+uint64_t Collection::create_payload_index(const std::string& f, PayloadSchemaType t) {
+  return impl_->index_op(true, f, t);
+}
+uint64_t Collection::delete_payload_index(const std::string& f) {
+  return impl_->index_op(false, f, PayloadSchemaType::Keyword);
+}
+CollectionInfo Collection::info() const { return impl_->info(); }
+void Collection::write_snapshot(const std::filesystem::path& p) const { impl_->write_snapshot(p); }
+void Collection::checkpoint() { impl_->checkpoint(); }
+void Collection::wait_for_optimizer() const { impl_->wait_for_optimizer(); }
+void Collection::mark_dropped() { impl_->mark_dropped(); }
+
+}  // namespace etna::store

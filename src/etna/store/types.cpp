@@ -1,0 +1,348 @@
+#include "etna/store/types.h"
+
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+
+#include "etna/base/error.h"
+
+namespace etna::store {
+
+namespace {
+
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+std::string lower(std::string s) {
+  for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+// Reads a field that must be an unsigned integer when present.
+size_t get_size(const nlohmann::json& obj, const char* key, size_t fallback, const char* where) {
+  auto it = obj.find(key);
+  if (it == obj.end() || it->is_null()) return fallback;
+  if (!it->is_number_unsigned() && !(it->is_number_integer() && it->get<int64_t>() >= 0))
+    fail(ErrorKind::invalid_argument, "{}.{}: expected a non-negative integer", where, key);
+  return it->get<size_t>();
+}
+
+}  // namespace
+
+PointId PointId::uuid(const std::string& text) {
+  std::string s = text;
+  if (s.size() == 38 && s.front() == '{' && s.back() == '}') s = s.substr(1, 36);
+  if (s.size() == 45 && lower(s.substr(0, 9)) == "urn:uuid:") s = s.substr(9);
+  std::string hex;
+  if (s.size() == 36) {
+    bool ok = true;
+    for (size_t i = 0; i < s.size() && ok; ++i) {
+      bool dash_pos = i == 8 || i == 13 || i == 18 || i == 23;
+      ok = dash_pos == (s[i] == '-');
+      if (!dash_pos) hex.push_back(s[i]);
+    }
+    if (!ok) hex.clear();
+  } else if (s.size() == 32) {
+    hex = s;
+  }
+  PointId id;
+  if (hex.size() != 32)
+    fail(ErrorKind::invalid_argument, "point id '{}' is neither an unsigned integer nor a UUID", text);
+  for (size_t i = 0; i < 16; ++i) {
+    int hi = hex_value(hex[2 * i]), lo = hex_value(hex[2 * i + 1]);
+    if (hi < 0 || lo < 0)
+      fail(ErrorKind::invalid_argument, "point id '{}' is neither an unsigned integer nor a UUID", text);
+    id.uuid_[i] = static_cast<uint8_t>(hi * 16 + lo);
+  }
+  id.is_uuid_ = true;
+  return id;
+}
+
+PointId PointId::from_json(const nlohmann::json& j) {
+  if (j.is_number_unsigned()) return PointId(j.get<uint64_t>());
+  if (j.is_number_integer()) {
+    if (j.get<int64_t>() >= 0) return PointId(static_cast<uint64_t>(j.get<int64_t>()));
+    fail(ErrorKind::invalid_argument, "point id {} is negative; ids are unsigned integers or UUIDs", j.dump());
+  }
+  if (j.is_string()) return uuid(j.get<std::string>());
+  fail(ErrorKind::invalid_argument, "point id {} must be an unsigned integer or a UUID string", j.dump());
+}
+
+std::string PointId::to_string() const {
+  if (!is_uuid_) return std::to_string(num_);
+  static const char* digits = "0123456789abcdef";
+  std::string s;
+  for (size_t i = 0; i < 16; ++i) {
+    if (i == 4 || i == 6 || i == 8 || i == 10) s.push_back('-');
+    s.push_back(digits[uuid_[i] >> 4]);
+    s.push_back(digits[uuid_[i] & 15]);
+  }
+  return s;
+}
+
+nlohmann::json PointId::to_json() const {
+  if (!is_uuid_) return num_;
+  return to_string();
+}
+
+std::strong_ordering operator<=>(const PointId& a, const PointId& b) {
+  if (a.is_uuid_ != b.is_uuid_) return a.is_uuid_ ? std::strong_ordering::greater : std::strong_ordering::less;
+  if (!a.is_uuid_) return a.num_ <=> b.num_;
+  return a.uuid_ <=> b.uuid_;
+}
+
+size_t PointIdHash::operator()(const PointId& id) const {
+  uint64_t h;
+  if (!id.is_uuid()) {
+    h = id.num();
+  } else {
+    uint64_t lo = 0, hi = 0;
+    for (int i = 0; i < 8; ++i) lo = lo << 8 | id.uuid_bytes()[i];
+    for (int i = 8; i < 16; ++i) hi = hi << 8 | id.uuid_bytes()[i];
+    h = lo ^ (hi * 0x9E3779B97F4A7C15ull) ^ 0x5555;
+  }
+  h ^= h >> 33;
+  h *= 0xff51afd7ed558ccdull;
+  h ^= h >> 33;
+  return static_cast<size_t>(h);
+}
+
+Distance parse_distance(const std::string& name) {
+  std::string n = lower(name);
+  if (n == "cosine") return Distance::Cosine;
+  if (n == "dot") return Distance::Dot;
+  if (n == "euclid") return Distance::Euclid;
+  if (n == "manhattan") return Distance::Manhattan;
+  if (n == "hamming") return Distance::Hamming;
+  if (n == "jaccard") return Distance::Jaccard;
+  fail(ErrorKind::invalid_argument,
+       "unknown distance '{}'; expected Cosine, Dot, Euclid, Manhattan, Hamming or Jaccard", name);
+}
+
+std::string distance_name(Distance d) {
+  switch (d) {
+    case Distance::Cosine: return "Cosine";
+    case Distance::Dot: return "Dot";
+    case Distance::Euclid: return "Euclid";
+    case Distance::Manhattan: return "Manhattan";
+    case Distance::Hamming: return "Hamming";
+    case Distance::Jaccard: return "Jaccard";
+  }
+  return "?";
+}
+
+bool higher_is_better(Distance d) { return d == Distance::Cosine || d == Distance::Dot; }
+
+void CollectionConfig::validate() const {
+  if (dim == 0 || dim > 65536)
+    fail(ErrorKind::invalid_argument, "vector size must be between 1 and 65536, got {}", dim);
+  if (hnsw.m < 2 || hnsw.m > 256)
+    fail(ErrorKind::invalid_argument, "hnsw_config.m must be between 2 and 256, got {}", hnsw.m);
+  if (hnsw.ef_construct < 4 || hnsw.ef_construct > 10000)
+    fail(ErrorKind::invalid_argument, "hnsw_config.ef_construct must be between 4 and 10000, got {}",
+         hnsw.ef_construct);
+  if (quantization && !(quantization->quantile > 0.5f && quantization->quantile <= 1.0f))
+    fail(ErrorKind::invalid_argument, "quantization quantile must be in (0.5, 1], got {}",
+         quantization->quantile);
+  if (wal_capacity_mb == 0) fail(ErrorKind::invalid_argument, "wal_capacity_mb must be at least 1");
+}
+
+nlohmann::json CollectionConfig::to_json() const {
+  nlohmann::json j;
+  j["params"] = {{"vectors", {{"size", dim}, {"distance", distance_name(distance)}, {"on_disk", on_disk}}},
+                 {"shard_number", 1},
+                 {"replication_factor", 1},
+                 {"write_consistency_factor", 1},
+                 {"on_disk_payload", false}};
+  j["hnsw_config"] = {{"m", hnsw.m},
+                      {"ef_construct", hnsw.ef_construct},
+                      {"full_scan_threshold", hnsw.full_scan_threshold},
+                      {"max_indexing_threads", 0},
+                      {"on_disk", false}};
+  j["optimizer_config"] = {{"deleted_threshold", 0.2},
+                           {"vacuum_min_vector_number", 1000},
+                           {"default_segment_number", 1},
+                           {"max_segment_size", nullptr},
+                           {"memmap_threshold", nullptr},
+                           {"indexing_threshold", 0},
+                           {"flush_interval_sec", 5},
+                           {"max_optimization_threads", 1}};
+  j["wal_config"] = {{"wal_capacity_mb", wal_capacity_mb}, {"wal_segments_ahead", 0}};
+  if (quantization)
+    j["quantization_config"] = {
+        {"scalar", {{"type", "int8"}, {"quantile", quantization->quantile}, {"always_ram", quantization->always_ram}}}};
+  else
+    j["quantization_config"] = nullptr;
+  return j;
+}
+
+namespace {
+
+void apply_hnsw(const nlohmann::json& h, HnswParams& p, const char* where) {
+  if (h.is_null()) return;
+  if (!h.is_object()) fail(ErrorKind::invalid_argument, "{}: expected an object", where);
+  p.m = get_size(h, "m", p.m, where);
+  p.ef_construct = get_size(h, "ef_construct", p.ef_construct, where);
+  p.full_scan_threshold = get_size(h, "full_scan_threshold", p.full_scan_threshold, where);
+}
+
+void apply_quantization(const nlohmann::json& q, std::optional<ScalarQuantization>& out) {
+  if (q.is_null()) return;
+  if (!q.is_object()) fail(ErrorKind::invalid_argument, "quantization_config: expected an object");
+  if (q.contains("product") || q.contains("binary"))
+    fail(ErrorKind::unsupported, "quantization_config: only scalar (int8) quantization is supported");
+  auto it = q.find("scalar");
+  if (it == q.end() || !it->is_object())
+    fail(ErrorKind::invalid_argument, "quantization_config: expected {{\"scalar\": {{\"type\": \"int8\", ...}}}}");
+  ScalarQuantization sq;
+  if (it->contains("type") && (*it)["type"] != "int8")
+    fail(ErrorKind::invalid_argument, "quantization_config.scalar.type: only \"int8\" is supported");
+  if (auto qi = it->find("quantile"); qi != it->end() && !qi->is_null()) {
+    if (!qi->is_number()) fail(ErrorKind::invalid_argument, "quantization_config.scalar.quantile: expected a number");
+    sq.quantile = qi->get<float>();
+  }
+  if (auto ar = it->find("always_ram"); ar != it->end() && !ar->is_null()) {
+    if (!ar->is_boolean()) fail(ErrorKind::invalid_argument, "quantization_config.scalar.always_ram: expected a boolean");
+    sq.always_ram = ar->get<bool>();
+  }
+  out = sq;
+}
+
+}  // namespace
+
+CollectionConfig CollectionConfig::from_create_json(const nlohmann::json& body) {
+  if (!body.is_object()) fail(ErrorKind::invalid_argument, "collection config: expected a JSON object");
+  CollectionConfig c;
+  auto v = body.find("vectors");
+  if (v == body.end() || !v->is_object())
+    fail(ErrorKind::invalid_argument, "collection config: \"vectors\" must be an object with \"size\" and \"distance\"");
+  if (!v->contains("size")) {
+    fail(ErrorKind::unsupported,
+         "collection config: named vectors are not supported; use \"vectors\": {{\"size\": N, \"distance\": \"Cosine\"}}");
+  }
+  c.dim = get_size(*v, "size", 0, "vectors");
+  auto d = v->find("distance");
+  if (d == v->end() || !d->is_string())
+    fail(ErrorKind::invalid_argument, "vectors.distance: expected one of Cosine, Dot, Euclid, Manhattan");
+  c.distance = parse_distance(d->get<std::string>());
+  if (auto od = v->find("on_disk"); od != v->end() && od->is_boolean()) c.on_disk = od->get<bool>();
+  if (auto h = body.find("hnsw_config"); h != body.end()) apply_hnsw(*h, c.hnsw, "hnsw_config");
+  if (auto h = v->find("hnsw_config"); h != v->end()) apply_hnsw(*h, c.hnsw, "vectors.hnsw_config");
+  if (auto q = body.find("quantization_config"); q != body.end()) apply_quantization(*q, c.quantization);
+  if (auto q = v->find("quantization_config"); q != v->end()) apply_quantization(*q, c.quantization);
+  if (auto w = body.find("wal_config"); w != body.end() && w->is_object())
+    c.wal_capacity_mb = get_size(*w, "wal_capacity_mb", c.wal_capacity_mb, "wal_config");
+  c.validate();
+  return c;
+}
+
+// ---- payload selection ----
+
+namespace {
+
+std::vector<std::string> string_list(const nlohmann::json& j, const char* where) {
+  if (!j.is_array()) fail(ErrorKind::invalid_argument, "{}: expected an array of field names", where);
+  std::vector<std::string> out;
+  for (const auto& e : j) {
+    if (!e.is_string()) fail(ErrorKind::invalid_argument, "{}: expected an array of field names", where);
+    out.push_back(e.get<std::string>());
+  }
+  return out;
+}
+
+std::vector<std::string> split_dots(const std::string& key) {
+  std::vector<std::string> parts;
+  size_t start = 0;
+  while (true) {
+    size_t dot = key.find('.', start);
+    parts.push_back(key.substr(start, dot == std::string::npos ? std::string::npos : dot - start));
+    if (dot == std::string::npos) break;
+    start = dot + 1;
+  }
+  return parts;
+}
+
+// Copies the value at a dotted path from src into dst (creating parent objects).
+void copy_path(const nlohmann::json& src, nlohmann::json& dst, const std::vector<std::string>& parts) {
+  const nlohmann::json* s = &src;
+  for (const auto& p : parts) {
+    if (!s->is_object()) return;
+    auto it = s->find(p);
+    if (it == s->end()) return;
+    s = &*it;
+  }
+  nlohmann::json* d = &dst;
+  for (size_t i = 0; i + 1 < parts.size(); ++i) {
+    d = &(*d)[parts[i]];
+    if (!d->is_object()) *d = nlohmann::json::object();
+  }
+  (*d)[parts.back()] = *s;
+}
+
+void erase_path(nlohmann::json& dst, const std::vector<std::string>& parts) {
+  nlohmann::json* d = &dst;
+  for (size_t i = 0; i + 1 < parts.size(); ++i) {
+    if (!d->is_object()) return;
+    auto it = d->find(parts[i]);
+    if (it == d->end()) return;
+    d = &*it;
+  }
+  if (d->is_object()) d->erase(parts.back());
+}
+
+}  // namespace
+
+PayloadSelector PayloadSelector::from_json(const nlohmann::json& j) {
+  if (j.is_null()) return none();
+  if (j.is_boolean()) return j.get<bool>() ? all() : none();
+  if (j.is_array()) return {Mode::Include, string_list(j, "with_payload")};
+  if (j.is_object()) {
+    if (j.contains("include")) return {Mode::Include, string_list(j["include"], "with_payload.include")};
+    if (j.contains("exclude")) return {Mode::Exclude, string_list(j["exclude"], "with_payload.exclude")};
+  }
+  fail(ErrorKind::invalid_argument,
+       "with_payload: expected true, false, a list of fields, {{\"include\": [...]}} or {{\"exclude\": [...]}}");
+}
+
+nlohmann::json PayloadSelector::apply(const nlohmann::json& payload) const {
+  switch (mode) {
+    case Mode::All: return payload;
+    case Mode::None: return nlohmann::json::object();
+    case Mode::Include: {
+      nlohmann::json out = nlohmann::json::object();
+      for (const auto& k : keys) copy_path(payload, out, split_dots(k));
+      return out;
+    }
+    case Mode::Exclude: {
+      nlohmann::json out = payload;
+      for (const auto& k : keys) erase_path(out, split_dots(k));
+      return out;
+    }
+  }
+  return payload;
+}
+
+PayloadSchemaType parse_payload_schema_type(const std::string& name) {
+  std::string n = lower(name);
+  if (n == "keyword") return PayloadSchemaType::Keyword;
+  if (n == "integer") return PayloadSchemaType::Integer;
+  if (n == "float") return PayloadSchemaType::Float;
+  if (n == "bool") return PayloadSchemaType::Bool;
+  fail(ErrorKind::invalid_argument, "unknown payload index type '{}'; expected keyword, integer, float or bool", name);
+}
+
+std::string payload_schema_type_name(PayloadSchemaType t) {
+  switch (t) {
+    case PayloadSchemaType::Keyword: return "keyword";
+    case PayloadSchemaType::Integer: return "integer";
+    case PayloadSchemaType::Float: return "float";
+    case PayloadSchemaType::Bool: return "bool";
+  }
+  return "?";
+}
+
+}  // namespace etna::store
