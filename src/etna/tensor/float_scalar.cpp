@@ -1,0 +1,74 @@
+// Scalar kernels for the float formats F32, F16 and BF16.
+#include <cstring>
+
+#include "etna/base/half.h"
+#include "etna/tensor/scalar_kernels.h"
+
+namespace etna::tensor::scalar {
+namespace {
+
+// Independent partial sums let the compiler vectorise without reassociating a single sum.
+constexpr int kLanes = 16;
+
+template <typename Load>
+float lane_dot(int64_t n, Load load) {
+  float acc[kLanes] = {};
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes)
+    for (int l = 0; l < kLanes; ++l) acc[l] += load(i + l);
+  float tail = 0.0f;
+  for (; i < n; ++i) tail += load(i);
+  double sum = tail;
+  for (int l = 0; l < kLanes; ++l) sum += acc[l];
+  return static_cast<float>(sum);
+}
+
+}  // namespace
+
+void dequantize_f32(const void* src, float* dst, int64_t n) {
+  std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(float));
+}
+
+void quantize_f32(const float* src, void* dst, int64_t n) {
+  std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(float));
+}
+
+float vec_dot_f32(int64_t n, const void* w, const void* a) {
+  const float* x = static_cast<const float*>(w);
+  const float* y = static_cast<const float*>(a);
+  return lane_dot(n, [x, y](int64_t i) { return x[i] * y[i]; });
+}
+
+void dequantize_f16(const void* src, float* dst, int64_t n) {
+  const uint16_t* h = static_cast<const uint16_t*>(src);
+  for (int64_t i = 0; i < n; ++i) dst[i] = fp16_to_fp32(h[i]);
+}
+
+void quantize_f16(const float* src, void* dst, int64_t n) {
+  uint16_t* h = static_cast<uint16_t*>(dst);
+  for (int64_t i = 0; i < n; ++i) h[i] = fp32_to_fp16(src[i]);
+}
+
+float vec_dot_f16(int64_t n, const void* w, const void* a) {
+  const uint16_t* x = static_cast<const uint16_t*>(w);
+  const uint16_t* y = static_cast<const uint16_t*>(a);
+  return lane_dot(n, [x, y](int64_t i) { return fp16_to_fp32(x[i]) * fp16_to_fp32(y[i]); });
+}
+
+void dequantize_bf16(const void* src, float* dst, int64_t n) {
+  const uint16_t* h = static_cast<const uint16_t*>(src);
+  for (int64_t i = 0; i < n; ++i) dst[i] = bf16_to_fp32(h[i]);
+}
+
+void quantize_bf16(const float* src, void* dst, int64_t n) {
+  uint16_t* h = static_cast<uint16_t*>(dst);
+  for (int64_t i = 0; i < n; ++i) h[i] = fp32_to_bf16(src[i]);
+}
+
+float vec_dot_bf16(int64_t n, const void* w, const void* a) {
+  const uint16_t* x = static_cast<const uint16_t*>(w);
+  const uint16_t* y = static_cast<const uint16_t*>(a);
+  return lane_dot(n, [x, y](int64_t i) { return bf16_to_fp32(x[i]) * bf16_to_fp32(y[i]); });
+}
+
+}  // namespace etna::tensor::scalar
