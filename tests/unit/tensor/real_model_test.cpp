@@ -91,6 +91,7 @@ void compare_family(const std::string& reference, const std::string& file, const
 
 TEST(RealModels, LegacyQuantsMatchTheF32Model) {
   ETNA_REQUIRE_SHARED(probe, "models/tiny-llama-spm-f32.gguf");
+  // Measured: F16 0.0002, Q8_0 0.0055, Q5_0 0.043, Q5_1 0.039, Q4_0 0.089, Q4_1 0.081.
   const std::map<std::string, double> bound = {{"F16", 1e-3}, {"Q8_0", 0.01}, {"Q5_0", 0.05}, {"Q5_1", 0.05},
                                                {"Q4_0", 0.1},  {"Q4_1", 0.1},  {"Q6_K", 0.02}, {"Q4_K", 0.1},
                                                {"Q5_K", 0.05}};
@@ -101,8 +102,10 @@ TEST(RealModels, LegacyQuantsMatchTheF32Model) {
 TEST(RealModels, KQuantsMatchTheQ8_0Model) {
   ETNA_REQUIRE_SHARED(probe, "models/tiny-llama-kq-q8_0.gguf");
   // Against Q8_0 (itself ~0.5% off the original weights).
-  const std::map<std::string, double> bound = {{"F32", 0.02},  {"Q2_K", 0.6},  {"Q3_K", 0.35}, {"Q4_K", 0.15},
-                                               {"Q5_K", 0.08}, {"Q6_K", 0.04}, {"Q8_0", 0.02}};
+  // Measured: Q2_K 0.30, Q3_K 0.15, Q4_K 0.072, Q5_K 0.037, Q6_K 0.019; a wrong scale
+  // unpacking gives 0.3 or more.
+  const std::map<std::string, double> bound = {{"F32", 0.02},  {"Q2_K", 0.4},   {"Q3_K", 0.22}, {"Q4_K", 0.1},
+                                               {"Q5_K", 0.05}, {"Q6_K", 0.03}, {"Q8_0", 0.02}};
   for (const char* m : {"q2_k", "q3_k_m", "q4_k_m", "q5_k_m", "q6_k"})
     compare_family("models/tiny-llama-kq-q8_0.gguf", std::string("models/tiny-llama-kq-") + m + ".gguf", bound);
 }
