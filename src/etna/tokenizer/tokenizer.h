@@ -55,6 +55,7 @@ class Detokenizer {
   const Tokenizer& tokenizer_;
   std::string pending_;
   bool first_ = true;
+  bool strip_space_ = false;  // the stream began with BOS: the next piece loses its leading space
 };
 
 }  // namespace etna::tokenizer
