@@ -1,0 +1,148 @@
+// `etna chat -m MODEL.gguf`: an interactive conversation on stdin/stdout using the model's chat
+// template. The KV cache is kept between turns, so each turn only evaluates the new tokens.
+#include <unistd.h>
+
+#include <cstdio>
+#include <iostream>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "cli/command.h"
+#include "cli/sampling_options.h"
+#include "etna/base/error.h"
+#include "etna/engine/generator.h"
+#include "etna/model/model.h"
+#include "etna/tokenizer/chat_template.h"
+#include "etna/tokenizer/tokenizer.h"
+
+namespace etna::cli {
+namespace {
+
+constexpr int kDefaultMaxContext = 4096;
+
+struct ChatOptions {
+  std::string model;
+  std::string system;
+  int n_predict = 1024;
+  int ctx = 0;
+  engine::SamplingParams sampling;
+};
+
+void write_out(std::string_view s) {
+  std::fwrite(s.data(), 1, s.size(), stdout);
+  std::fflush(stdout);
+}
+
+bool starts_with(const std::string& s, const std::string& prefix) {
+  return !prefix.empty() && s.compare(0, prefix.size(), prefix) == 0;
+}
+
+void chat(const ChatOptions& o) {
+  if (o.ctx < 0) fail(ErrorKind::invalid_argument, "--ctx must be positive (got {})", o.ctx);
+  engine::SamplingParams params = o.sampling;
+  params.max_tokens = o.n_predict;
+  params.validate();
+
+  auto model = model::Model::load(o.model);
+  auto tokenizer = tokenizer::Tokenizer::from_gguf(model->file());
+  const auto& vocab = tokenizer->vocab();
+
+  // The model's own template; ChatML when it has none. A template Etna cannot parse is reported
+  // once and replaced by ChatML so the conversation still works.
+  std::optional<tokenizer::ChatTemplate> tmpl;
+  try {
+    tmpl.emplace(tokenizer::ChatTemplate::from_gguf(model->file()));
+  } catch (const etna::Error& e) {
+    std::fprintf(stderr, "etna: warning: %s; using the ChatML format instead\n", e.what());
+    tmpl.emplace(tokenizer::ChatTemplate::chatml());
+  }
+  const bool own_template = model->file().has("tokenizer.chat_template");
+  // Without a template of its own the model may not know ChatML's end marker as a token.
+  if (!own_template) {
+    params.stop.push_back("<|im_end|>");
+    params.stop.push_back("<|im_start|>");
+  }
+
+  const int n_ctx_train = model->config().n_ctx_train;
+  const int n_ctx = o.ctx > 0 ? o.ctx : std::min(n_ctx_train > 0 ? n_ctx_train : kDefaultMaxContext, kDefaultMaxContext);
+  engine::Generator gen(*model, *tokenizer, n_ctx);
+
+  std::vector<tokenizer::ChatMessage> messages;
+  auto start_over = [&] {
+    messages.clear();
+    if (!o.system.empty()) messages.push_back({"system", o.system});
+    gen.reset();
+  };
+  start_over();
+
+  const std::string bos_text = vocab.bos >= 0 ? vocab.tokens[static_cast<size_t>(vocab.bos)] : "";
+  const bool interactive = isatty(STDIN_FILENO) != 0;
+  if (interactive)
+    std::fprintf(stderr, "etna chat: %s, context %d tokens. /reset starts over, /exit or Ctrl-D quits.\n",
+                 model->config().name.empty() ? o.model.c_str() : model->config().name.c_str(), n_ctx);
+
+  uint64_t turn = 0;
+  std::string line;
+  for (;;) {
+    write_out("> ");
+    if (!std::getline(std::cin, line)) {
+      write_out("\n");
+      break;
+    }
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (line == "/exit" || line == "/quit") break;
+    if (line == "/reset") {
+      start_over();
+      write_out("(conversation cleared)\n");
+      continue;
+    }
+    if (line.find_first_not_of(" \t") == std::string::npos) continue;
+
+    messages.push_back({"user", line});
+    try {
+      const std::string text = tmpl->render(messages, /*add_generation_prompt=*/true);
+      tokenizer::EncodeOptions enc;
+      enc.parse_special = true;
+      // Templates usually write the BOS text themselves; do not add a second one.
+      enc.add_special = !starts_with(text, bos_text);
+      const auto tokens = tokenizer->encode(text, enc);
+
+      engine::SamplingParams turn_params = params;
+      if (params.seed != engine::kRandomSeed) turn_params.seed = params.seed + turn;  // reproducible, yet varied
+      ++turn;
+      const auto r = gen.generate(tokens, turn_params, [](std::string_view piece) {
+        write_out(piece);
+        return true;
+      });
+      write_out("\n");
+      messages.push_back({"assistant", r.text});
+      if (r.finish == engine::FinishReason::length && params.max_tokens > 0 &&
+          r.tokens.size() < static_cast<size_t>(params.max_tokens))
+        std::fprintf(stderr, "etna: the context is full; /reset to start over\n");
+    } catch (const etna::Error& e) {
+      messages.pop_back();  // forget the turn that failed
+      std::fflush(stdout);
+      std::fprintf(stderr, "etna: error: %s%s\n", e.what(),
+                   e.kind() == ErrorKind::limit ? " (/reset to start over)" : "");
+    }
+  }
+}
+
+CommandRegistrar reg(11, [](CLI::App& root) {
+  auto* c = root.add_subcommand("chat", "Talk with a model interactively (stdin/stdout), using its chat template");
+  auto o = std::make_shared<ChatOptions>();
+  c->add_option("-m,--model", o->model, "the .gguf model file")->required();
+  c->add_option("--system", o->system, "a system message that starts the conversation");
+  c->add_option("-n,--n-predict", o->n_predict, "maximum tokens per reply; -1 = until the context is full")
+      ->capture_default_str();
+  c->add_option("--ctx", o->ctx, "context size in tokens (default: the model's, at most 4096)");
+  add_sampling_options(c, o->sampling);
+  c->callback([o] { chat(*o); });
+});
+
+}  // namespace
+}  // namespace etna::cli

@@ -1,0 +1,180 @@
+// `etna info MODEL.gguf [--tensors] [--json]`: what a GGUF file holds, without loading the model.
+#include <cstdio>
+#include <iostream>
+#include <map>
+#include <string>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "cli/command.h"
+#include "etna/base/error.h"
+#include "etna/gguf/gguf_file.h"
+
+namespace etna::cli {
+namespace {
+
+using json = nlohmann::ordered_json;  // metadata keeps the file order
+
+constexpr size_t kMaxArrayItems = 8;     // longer metadata arrays are elided
+constexpr size_t kMaxTextValueChars = 160;  // text output shortens long strings (chat templates)
+
+std::string human_count(uint64_t n) {
+  if (n >= 1000000000ull) return fmt::format("{:.2f} B", n / 1e9);
+  if (n >= 1000000ull) return fmt::format("{:.2f} M", n / 1e6);
+  if (n >= 1000ull) return fmt::format("{:.2f} K", n / 1e3);
+  return std::to_string(n);
+}
+
+std::string human_bytes(uint64_t n) {
+  if (n >= (1ull << 30)) return fmt::format("{:.2f} GiB", n / double(1ull << 30));
+  if (n >= (1ull << 20)) return fmt::format("{:.2f} MiB", n / double(1ull << 20));
+  if (n >= (1ull << 10)) return fmt::format("{:.2f} KiB", n / double(1ull << 10));
+  return fmt::format("{} B", n);
+}
+
+std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+
+// The value of `key` as JSON, or null when absent.
+json meta(const gguf::GgufFile& f, const std::string& key) {
+  const gguf::Value* v = f.find(key);
+  return v ? json(v->to_json(kMaxArrayItems)) : json(nullptr);
+}
+
+// llama.cpp's general.file_type numbering (the dominant quantisation of a file).
+std::string file_type_name(int64_t ft) {
+  static const std::map<int64_t, const char*> names = {
+      {0, "F32"},     {1, "F16"},     {2, "Q4_0"},    {3, "Q4_1"},     {7, "Q8_0"},     {8, "Q5_0"},
+      {9, "Q5_1"},    {10, "Q2_K"},   {11, "Q3_K_S"}, {12, "Q3_K_M"},  {13, "Q3_K_L"},  {14, "Q4_K_S"},
+      {15, "Q4_K_M"}, {16, "Q5_K_S"}, {17, "Q5_K_M"}, {18, "Q6_K"},    {19, "IQ2_XXS"}, {20, "IQ2_XS"},
+      {21, "Q2_K_S"}, {22, "IQ3_XS"}, {23, "IQ3_XXS"}, {24, "IQ1_S"},  {25, "IQ4_NL"},  {26, "IQ3_S"},
+      {27, "IQ3_M"},  {28, "IQ2_S"},  {29, "IQ2_M"},  {30, "IQ4_XS"},  {31, "IQ1_M"},   {32, "BF16"},
+      {36, "TQ1_0"},  {37, "TQ2_0"}};
+  auto it = names.find(ft);
+  return it == names.end() ? fmt::format("unknown ({})", ft) : it->second;
+}
+
+json describe(const gguf::GgufFile& f, bool with_tensors) {
+  const std::string arch = f.architecture();
+  json out;
+  out["path"] = f.path();
+  out["file_size"] = f.file_size();
+  out["gguf_version"] = f.version();
+  out["architecture"] = arch;
+  out["name"] = meta(f, "general.name");
+  out["license"] = meta(f, "general.license");
+  const gguf::Value* ft = f.find("general.file_type");
+  out["file_type"] = ft && ft->is_integer() ? json(file_type_name(ft->as_int())) : json(nullptr);
+
+  uint64_t params = 0;
+  std::map<std::string, std::pair<uint64_t, uint64_t>> mix;  // type -> (tensors, bytes)
+  for (const auto& t : f.tensors()) {
+    params += t.n_elements;
+    auto& m = mix[gguf::ggml_type_name(t.type)];
+    m.first += 1;
+    m.second += t.n_bytes;
+  }
+  out["parameters"] = params;
+  out["tensor_count"] = f.tensors().size();
+  json types = json::array();
+  for (const auto& [name, m] : mix) types.push_back({{"type", name}, {"tensors", m.first}, {"bytes", m.second}});
+  out["types"] = types;
+
+  out["context_length"] = meta(f, arch + ".context_length");
+  out["embedding_length"] = meta(f, arch + ".embedding_length");
+  out["block_count"] = meta(f, arch + ".block_count");
+  out["feed_forward_length"] = meta(f, arch + ".feed_forward_length");
+  out["head_count"] = meta(f, arch + ".attention.head_count");
+  out["head_count_kv"] = meta(f, arch + ".attention.head_count_kv");
+
+  json tok;
+  tok["model"] = meta(f, "tokenizer.ggml.model");
+  tok["pre"] = meta(f, "tokenizer.ggml.pre");
+  const gguf::Value* tokens = f.find("tokenizer.ggml.tokens");
+  tok["vocab_size"] = tokens && tokens->type() == gguf::ValueType::ARRAY ? json(tokens->as_array().size()) : json(nullptr);
+  out["tokenizer"] = tok;
+
+  json md = json::object();
+  for (const auto& [key, value] : f.metadata()) md[key] = json(value.to_json(kMaxArrayItems));
+  out["metadata"] = md;
+
+  if (with_tensors) {
+    json ts = json::array();
+    for (const auto& t : f.tensors())
+      ts.push_back({{"name", t.name}, {"type", gguf::ggml_type_name(t.type)}, {"shape", t.dims}, {"bytes", t.n_bytes}});
+    out["tensors"] = ts;
+  }
+  return out;
+}
+
+std::string text_of(const json& j) {
+  if (j.is_null()) return "-";
+  if (j.is_string()) return j.get<std::string>();
+  return dump(j);
+}
+
+void print_text(const json& d) {
+  std::string out;
+  auto line = [&out](std::string_view label, const std::string& value) {
+    out += fmt::format("{:<18} {}\n", label, value);
+  };
+  line("file", d["path"].get<std::string>());
+  line("size", fmt::format("{} ({} bytes), GGUF v{}", human_bytes(d["file_size"].get<uint64_t>()),
+                           d["file_size"].get<uint64_t>(), d["gguf_version"].get<uint32_t>()));
+  line("architecture", text_of(d["architecture"]));
+  line("name", text_of(d["name"]));
+  line("license", text_of(d["license"]));
+  line("file type", text_of(d["file_type"]));
+  line("parameters", fmt::format("{} ({})", human_count(d["parameters"].get<uint64_t>()), d["parameters"].get<uint64_t>()));
+  line("context length", text_of(d["context_length"]));
+  line("embedding", text_of(d["embedding_length"]));
+  line("layers", text_of(d["block_count"]));
+  line("feed-forward", text_of(d["feed_forward_length"]));
+  line("heads", fmt::format("{} (kv {})", text_of(d["head_count"]), text_of(d["head_count_kv"])));
+  line("tokenizer", fmt::format("{} (pre {}), {} tokens", text_of(d["tokenizer"]["model"]),
+                                text_of(d["tokenizer"]["pre"]), text_of(d["tokenizer"]["vocab_size"])));
+  out += fmt::format("tensors            {}\n", d["tensor_count"].get<size_t>());
+  for (const auto& t : d["types"])
+    out += fmt::format("  {:<8} {:>6} tensors {:>12}\n", t["type"].get<std::string>(), t["tensors"].get<uint64_t>(),
+                       human_bytes(t["bytes"].get<uint64_t>()));
+  out += "metadata\n";
+  for (const auto& [key, value] : d["metadata"].items()) {
+    std::string v = dump(value);
+    if (v.size() > kMaxTextValueChars)
+      v = fmt::format("{}... ({} chars)", v.substr(0, kMaxTextValueChars), v.size());
+    out += fmt::format("  {} = {}\n", key, v);
+  }
+  if (d.contains("tensors")) {
+    out += "tensor list\n";
+    for (const auto& t : d["tensors"])
+      out += fmt::format("  {:<40} {:<6} {:<24} {}\n", t["name"].get<std::string>(), t["type"].get<std::string>(),
+                         dump(t["shape"]), t["bytes"].get<uint64_t>());
+  }
+  std::fwrite(out.data(), 1, out.size(), stdout);
+}
+
+CommandRegistrar reg(30, [](CLI::App& root) {
+  auto* c = root.add_subcommand("info", "Describe a GGUF model file: architecture, size, quantisation, metadata");
+  struct Opts {
+    std::string path;
+    bool tensors = false;
+    bool json = false;
+  };
+  auto o = std::make_shared<Opts>();
+  c->add_option("model", o->path, "the .gguf file")->required();
+  c->add_flag("--tensors", o->tensors, "list every tensor (name, type, shape, bytes)");
+  c->add_flag("--json", o->json, "print one JSON object instead of text");
+  c->callback([o] {
+    auto file = gguf::GgufFile::open(o->path);
+    json d = describe(*file, o->tensors);
+    if (o->json) {
+      std::string s = dump(d) + "\n";
+      std::fwrite(s.data(), 1, s.size(), stdout);
+    } else {
+      print_text(d);
+    }
+  });
+});
+
+}  // namespace
+}  // namespace etna::cli
