@@ -374,28 +374,33 @@ class Renderer {
     }
     if (items.empty()) return exec_body(n.else_body, scope, out);
     const int64_t length = static_cast<int64_t>(items.size());
+    // One `loop` object per loop, updated in place each iteration (fields at fixed positions).
+    auto position = std::make_shared<int64_t>(0);
+    Value loop = Value::object();
+    Object& o = *loop.as_object();
+    for (const char* key : {"index", "index0", "revindex", "revindex0", "first", "last", "previtem", "nextitem"})
+      o.set(key, Value());
+    o.set("length", Value(length));
+    o.set("depth", Value(1));
+    o.set("depth0", Value(0));
+    o.set("cycle", make_function("loop.cycle", [position](CallArgs& a) {
+            if (a.positional.empty()) fail(ErrorKind::invalid_argument, "loop.cycle() needs at least one argument");
+            return a.positional[static_cast<size_t>(*position) % a.positional.size()];
+          }));
+    loop_scope.vars["loop"] = loop;
     for (int64_t i = 0; i < length; ++i) {
       tick(n.line);
       const auto idx = static_cast<size_t>(i);
       assign(n.targets, items[idx], loop_scope, n.line);
-      Value loop = Value::object();
-      Object& o = *loop.as_object();
-      o.set("index", Value(i + 1));
-      o.set("index0", Value(i));
-      o.set("revindex", Value(length - i));
-      o.set("revindex0", Value(length - i - 1));
-      o.set("first", Value(i == 0));
-      o.set("last", Value(i == length - 1));
-      o.set("length", Value(length));
-      o.set("depth", Value(1));
-      o.set("depth0", Value(0));
-      o.set("previtem", i > 0 ? items[idx - 1] : Value());
-      o.set("nextitem", i + 1 < length ? items[idx + 1] : Value());
-      o.set("cycle", make_function("loop.cycle", [i](CallArgs& a) {
-              if (a.positional.empty()) fail(ErrorKind::invalid_argument, "loop.cycle() needs at least one argument");
-              return a.positional[static_cast<size_t>(i) % a.positional.size()];
-            }));
-      loop_scope.vars["loop"] = std::move(loop);
+      *position = i;
+      o.items[0].second = Value(i + 1);
+      o.items[1].second = Value(i);
+      o.items[2].second = Value(length - i);
+      o.items[3].second = Value(length - i - 1);
+      o.items[4].second = Value(i == 0);
+      o.items[5].second = Value(i == length - 1);
+      o.items[6].second = i > 0 ? items[idx - 1] : Value();
+      o.items[7].second = i + 1 < length ? items[idx + 1] : Value();
       Flow f = exec_body(n.body, loop_scope, out);
       if (f == Flow::break_) break;
     }

@@ -16,9 +16,9 @@
 namespace etna::tokenizer::jinja {
 
 struct Limits {
-  size_t max_output = size_t{32} << 20;  // bytes of rendered text (and of any one string)
+  size_t max_output = size_t{16} << 20;  // bytes of rendered text (and of any one string)
   size_t max_list = size_t{1} << 20;     // elements in a list built by the template (range, *, +)
-  uint64_t max_steps = 20'000'000;       // expression evaluations + statements + loop iterations
+  uint64_t max_steps = 2'000'000;        // expression evaluations + statements + loop iterations
   int max_call_depth = 64;               // nested macro calls
   int max_depth = 400;                   // nested evaluation (bounds native stack use)
 };
