@@ -80,8 +80,9 @@ class KvCache {
 
 // Tokens to evaluate in one forward pass. Tokens of several sequences may be mixed; each token
 // attends (causally) to cells 0..pos of its own sequence, and the batch's own keys/values are
-// written into the cache before attention. All four vectors have the same length (want_logits
-// may be empty, meaning "logits for the last token only").
+// written into the cache before attention. Each sequence's tokens must continue it in order:
+// the first at pos == cache.length(seq), the next at pos + 1, ... (truncate to rewind).
+// All four vectors have the same length (want_logits may be empty: logits for the last token).
 struct Batch {
   std::vector<int32_t> tokens;
   std::vector<int32_t> pos;
