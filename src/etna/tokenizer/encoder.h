@@ -14,8 +14,8 @@ class Encoder {
  public:
   virtual ~Encoder() = default;
   // Appends the ids of one plain-text fragment (no special-token parsing, no BOS/EOS).
-  // `first_fragment` is true for the fragment at the very start of the text (SentencePiece's
-  // leading-space rule applies there).
+  // `first_fragment` is true for the fragment at the very start of the text and for one that
+  // follows a special token (SentencePiece's leading-space rule applies there, as in llama.cpp).
   virtual void encode(std::string_view text, bool first_fragment, std::vector<Token>& out) const = 0;
   // The bytes a normal/byte/user-defined token stands for.
   virtual std::string token_to_piece(Token t) const = 0;

@@ -226,6 +226,40 @@ TEST(SpmTokenizer, TinyVocabUnknownAndMerges) {
   EXPECT_EQ(tok->encode("", {true, false}), std::vector<Token>{1});
 }
 
+// Byte fallback, user-defined tokens (split out even without parse_special, as in llama.cpp) and
+// the streaming detokeniser on a vocabulary built in memory (needs no ../shared).
+TEST(SpmTokenizer, TinyVocabBytesUserDefinedAndStreaming) {
+  using gguf::Value, gguf::ValueType;
+  std::vector<Value> toks, types;
+  auto add = [&](const std::string& t, int type) {
+    toks.push_back(Value::string(t));
+    types.push_back(Value::signed_int(ValueType::INT32, type));
+  };
+  add("<unk>", 2), add("<s>", 3), add("</s>", 3);
+  for (int b = 0; b < 256; ++b) add(fmt::format("<0x{:02X}>", b), 6);
+  add("\xE2\x96\x81", 1), add("a", 1), add("\xE2\x96\x81" "a", 1), add("<user>", 4);  // ids 259..262
+  gguf::GgufWriter w;
+  w.set("tokenizer.ggml.model", Value::string("llama"));
+  w.set("tokenizer.ggml.tokens", Value::array(ValueType::STRING, toks));
+  w.set("tokenizer.ggml.token_type", Value::array(ValueType::INT32, types));
+  const auto bytes = w.to_bytes();
+  auto f = gguf::GgufFile::parse(bytes.data(), bytes.size(), "memory.gguf");
+  auto tok = Tokenizer::from_gguf(*f);
+  EXPECT_EQ(tok->vocab().nl, 3 + 10);
+  EXPECT_EQ(tok->encode("x<user>a", {false, false}), (std::vector<Token>{259, 3 + 'x', 262, 261}));
+  EXPECT_EQ(tok->encode("\xC3\xA9", {true, false}), (std::vector<Token>{1, 259, 3 + 0xC3, 3 + 0xA9}));
+  EXPECT_EQ(tok->decode({1, 259, 3 + 0xC3, 3 + 0xA9}), "\xC3\xA9");
+  EXPECT_EQ(tok->token_to_piece(262), "<user>");
+  Detokenizer d(*tok);
+  EXPECT_EQ(d.push(1), "");
+  EXPECT_EQ(d.push(259), "");  // the prefix space, dropped after BOS
+  EXPECT_EQ(d.push(3 + 0xC3), "");
+  EXPECT_EQ(d.push(3 + 0xA9), "\xC3\xA9");
+  EXPECT_EQ(d.push(3 + 0xA9), "\xEF\xBF\xBD");  // a stray continuation byte
+  EXPECT_EQ(d.push(261), " a");
+  EXPECT_EQ(d.flush(), "");
+}
+
 TEST(SpmTokenizer, DecodeRoundTrips) {
   ETNA_REQUIRE_SHARED(p, "tokenizer/ggml-vocab-llama-spm.gguf");
   auto l = load(p);
