@@ -1,6 +1,7 @@
 // Quantisation rounding and error bounds, vec_dot against a double-precision dot of the
 // decoded operands for every weight type, matmul shapes, and error handling.
 #include <cmath>
+#include <functional>
 #include <random>
 #include <string>
 #include <vector>
@@ -343,6 +344,28 @@ TEST(Matmul, EmptyShapesDoNothing) {
   matmul(Matrix{GgmlType::Q4_0, 32, 0, nullptr, 18}, nullptr, 3, &y);
   matmul(Matrix{GgmlType::Q4_0, 32, 4, nullptr, 18}, nullptr, 0, &y);
   EXPECT_EQ(y, 42.0f);
+}
+
+// ---- dispatch ----
+
+int g_counting_calls = 0;
+float counting_vec_dot(int64_t n, const void* w, const void* a) {
+  ++g_counting_calls;
+  return scalar_kernel_table()[static_cast<size_t>(GgmlType::Q8_0)].vec_dot(n, w, a);
+}
+
+TEST(Dispatch, PublicFunctionsUseTheActiveTable) {
+  static KernelTable custom = scalar_kernel_table();
+  custom[static_cast<size_t>(GgmlType::Q8_0)].vec_dot = counting_vec_dot;
+  set_active_kernel_table(custom);
+  const auto w = quantize(GgmlType::Q8_0, random_floats(64 * 3, 1));
+  const auto x = random_floats(64 * 2, 2);
+  float y[6];
+  g_counting_calls = 0;
+  matmul(Matrix{GgmlType::Q8_0, 64, 3, w.data(), 68}, x.data(), 2, y);
+  set_active_kernel_table(scalar_kernel_table());
+  EXPECT_EQ(g_counting_calls, 6);
+  EXPECT_EQ(&active_kernel_table(), &scalar_kernel_table());
 }
 
 // ---- errors ----
