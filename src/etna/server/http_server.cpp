@@ -121,6 +121,12 @@ HttpServer::HttpServer(ServerOptions options)
   server_->set_read_timeout(rs, rus);
   server_->set_write_timeout(ws, wus);
   server_->set_keep_alive_timeout(std::max<time_t>(1, static_cast<time_t>(options_.idle_timeout.count() / 1000)));
+  // cpp-httplib's default also sets SO_REUSEPORT, which would let a second server silently share
+  // (and steal connections from) a port that is in use. Only SO_REUSEADDR (restart after TIME_WAIT).
+  server_->set_socket_options([](::socket_t sock) {
+    int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, reinterpret_cast<const void*>(&yes), sizeof yes);
+  });
   install_hooks();
 }
 

@@ -1,6 +1,7 @@
 #include "etna/server/qdrant_api.h"
 
 #include <algorithm>
+#include <charconv>
 #include <cmath>
 #include <ctime>
 #include <filesystem>
@@ -222,10 +223,31 @@ store::SearchRequest parse_search(const json& body) {
 
 // ---- response shaping -----------------------------------------------------------------------
 
+// A float as the double with the same shortest decimal form (0.95f -> 0.95, not 0.949999988...),
+// which is how Qdrant prints its f32 values.
+double f32(float x) {
+  char buf[32];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, x);
+  if (ec != std::errc()) return x;
+  double d = x;
+  std::from_chars(buf, end, d);
+  return d;
+}
+
 json vector_json(const std::vector<float>& v) {
   json a = json::array();
-  for (float x : v) a.push_back(x);
+  for (float x : v) a.push_back(f32(x));
   return a;
+}
+
+// Rewrites the float-valued fields of a collection config in their shortest f32 form.
+void clean_config_floats(json& config) {
+  auto q = config.find("quantization_config");
+  if (q != config.end() && q->is_object() && q->contains("scalar")) {
+    json& scalar = (*q)["scalar"];
+    if (scalar.contains("quantile") && scalar["quantile"].is_number_float())
+      scalar["quantile"] = f32(scalar["quantile"].get<float>());
+  }
 }
 
 json record_json(const store::Record& r) {
@@ -236,7 +258,7 @@ json record_json(const store::Record& r) {
 }
 
 json scored_json(const store::ScoredPoint& p) {
-  json j = {{"id", p.id.to_json()}, {"version", p.version}, {"score", p.score}};
+  json j = {{"id", p.id.to_json()}, {"version", p.version}, {"score", f32(p.score)}};
   j["payload"] = p.payload ? *p.payload : json(nullptr);
   j["vector"] = p.vector ? vector_json(*p.vector) : json(nullptr);
   return j;
@@ -252,13 +274,15 @@ json collection_info_json(const store::CollectionInfo& info) {
   json schema = json::object();
   for (const auto& [name, f] : info.payload_schema)
     schema[name] = {{"data_type", store::payload_schema_type_name(f.type)}, {"points", f.points}};
+  json config = info.config.to_json();
+  clean_config_floats(config);
   return {{"status", info.status},
           {"optimizer_status", "ok"},
           {"vectors_count", info.points_count},
           {"indexed_vectors_count", info.indexed_vectors_count},
           {"points_count", info.points_count},
           {"segments_count", info.segments_count},
-          {"config", info.config.to_json()},
+          {"config", config},
           {"payload_schema", schema}};
 }
 
@@ -567,6 +591,12 @@ void register_qdrant_routes(HttpServer& server, store::Database& db) {
       } catch (const Error& e) {
         throw Error(e.kind(), fmt::format("searches[{}]: {}", i, e.what()));
       }
+    }
+    // Check dimensions here so the error can name the offending search.
+    for (size_t i = 0; i < reqs.size(); ++i) {
+      if (reqs[i].vector.size() != c->config().dim)
+        fail(ErrorKind::invalid_argument, "Wrong input: searches[{}]: vector has {} dimensions, collection '{}' expects {}", i,
+             reqs[i].vector.size(), c->name(), c->config().dim);
     }
     auto results = wrong_input([&] { return c->search_batch(reqs); });
     json out = json::array();
