@@ -94,8 +94,12 @@ std::string ChatTemplate::render_context(const nlohmann::ordered_json& context) 
   if (!context.is_object()) fail(ErrorKind::invalid_argument, "chat template: the context must be a JSON object");
   jinja::Value ctx = jinja::from_json(context);
   auto& obj = *ctx.as_object();
+  if (!obj.find("messages")) obj.set("messages", jinja::Value::array());
+  if (!obj.find("add_generation_prompt")) obj.set("add_generation_prompt", jinja::Value(false));
   if (!obj.find("bos_token")) obj.set("bos_token", jinja::Value(bos_token_));
   if (!obj.find("eos_token")) obj.set("eos_token", jinja::Value(eos_token_));
+  if (!obj.find("tools")) obj.set("tools", jinja::Value::none());
+  if (!obj.find("documents")) obj.set("documents", jinja::Value::none());
   jinja::RenderOptions options = take_options(ctx);
   return template_->render(ctx, options);
 }

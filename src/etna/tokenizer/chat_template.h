@@ -21,6 +21,7 @@ struct ChatMessage {
   std::string content;
 };
 
+// Immutable after construction: render() may be called from several threads at once.
 class ChatTemplate {
  public:
   // Parses `source` (Jinja). bos/eos token texts are exposed to the template as bos_token and
@@ -43,7 +44,8 @@ class ChatTemplate {
                      const nlohmann::json& extra_context = {}) const;
 
   // Renders with a complete, order-preserving context (tool schemas keep their key order in
-  // tojson); bos_token / eos_token are added when the context lacks them.
+  // tojson). messages ([]), add_generation_prompt (false), bos_token, eos_token, tools (none) and
+  // documents (none) are added when the context lacks them. Same errors as render().
   std::string render_context(const nlohmann::ordered_json& context) const;
 
   const std::string& source() const { return source_; }

@@ -145,6 +145,9 @@ TEST(Jinja, Macros) {
                    "{{ fact(5) }}"),
             "120");
   EXPECT_EQ(render("{% filter upper %}abc{{ 'd' }}{% endfilter %}"), "ABCD");
+  // Hugging Face's {% generation %} marks assistant text; it renders its body unchanged.
+  EXPECT_EQ(render("{%- generation %}{{ 'gen' }}{%- endgeneration %}"), "gen");
+  EXPECT_EQ(render("{% set ns = namespace(l=[]) %}{% do ns.update if false %}{{ ns.l }}"), "[]");
 }
 
 TEST(Jinja, Filters) {
@@ -158,7 +161,8 @@ TEST(Jinja, Filters) {
   EXPECT_EQ(render("{{ 'a-b-c'|replace('-', '+') }}|{{ 'aaa'|replace('a', 'b', 2) }}"), "a+b+c|bba");
   EXPECT_EQ(render("{{ 'ab'|list }}|{{ 12|string ~ 'x' }}|{{ '42'|int + 1 }}|{{ 'x'|int }}|{{ '2.5'|float }}|{{ 3|float }}"),
             "['a', 'b']|12x|43|0|2.5|3.0");
-  EXPECT_EQ(render("{{ 2.567|round(2) }}|{{ 2.5|round }}|{{ 2.1|round(0, 'ceil') }}|{{ -3|abs }}"), "2.57|3.0|3.0|3");
+  EXPECT_EQ(render("{{ 2.567|round(2) }}|{{ 2.5|round }}|{{ 3.5|round }}|{{ 2.1|round(0, 'ceil') }}|{{ -3|abs }}"),
+            "2.57|2.0|4.0|3.0|3");
   EXPECT_EQ(render("{{ {'b': 1, 'a': 2}|items|list }}|{{ {'b': 1, 'a': 2}|dictsort }}"),
             "[['b', 1], ['a', 2]]|[['a', 2], ['b', 1]]");
   EXPECT_EQ(render("{{ [1,2,2,3]|unique|list }}{{ [1,2,3]|reverse|list }}{{ [4,9,2]|max }}{{ [4,9,2]|min }}{{ [1,2]|sum }}"),
@@ -255,6 +259,8 @@ TEST(Jinja, WhitespaceControl) {
   EXPECT_EQ(render("abc\n\n"), "abc\n");
   EXPECT_EQ(render("a\r\nb"), "a\nb");
   EXPECT_EQ(render("{% raw %}{{ not evaluated }}{% endraw %}"), "{{ not evaluated }}");
+  EXPECT_EQ(render("a\n    {# comment #}\nb"), "a\nb");  // comments are lstripped and trimmed like blocks
+  EXPECT_EQ(render("{% if true %}  x{% endif %}"), "  x");  // lstrip only applies at the start of a line
   EXPECT_EQ(render("{{ {'a': {'b': 1}}['a']['b'] }}"), "1");  // "}}" inside a dict literal is not the tag end
 }
 

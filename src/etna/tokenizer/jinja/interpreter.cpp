@@ -1311,7 +1311,7 @@ class Renderer {
       double x = v.to_double() * scale;
       if (method == "ceil") x = std::ceil(x);
       else if (method == "floor") x = std::floor(x);
-      else x = std::round(x);
+      else x = std::nearbyint(x);  // Python's round(): halves go to the even neighbour
       return Value(x / scale);
     }
     if (name == "items") {

@@ -49,7 +49,7 @@ class Value {
   bool is_bool() const { return kind() == Kind::boolean; }
   bool is_int() const { return kind() == Kind::integer; }
   bool is_float() const { return kind() == Kind::floating; }
-  bool is_number() const { return is_int() || is_float(); }  // bool excluded, as Jinja's `number` test... see interpreter
+  bool is_number() const { return is_int() || is_float(); }  // int or float (not bool)
   bool is_string() const { return kind() == Kind::string; }
   bool is_array() const { return kind() == Kind::array; }
   bool is_object() const { return kind() == Kind::object; }
