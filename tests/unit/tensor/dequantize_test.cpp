@@ -44,6 +44,23 @@ TEST(Dequantize, F16AndBF16) {
   expect_decodes_to(GgmlType::BF16, b, {1.0, -3.0, 3.140625});
 }
 
+TEST(Dequantize, F16EveryBitPatternMatchesTheReferenceConversion) {
+  std::vector<uint16_t> all(65536);
+  for (uint32_t h = 0; h < 65536; ++h) all[h] = static_cast<uint16_t>(h);
+  std::vector<float> out(65536);
+  dequantize_row(GgmlType::F16, all.data(), out.data(), 65536);
+  for (uint32_t h = 0; h < 65536; ++h) {
+    const float want = fp16_to_fp32(static_cast<uint16_t>(h));
+    ASSERT_EQ(std::memcmp(&out[h], &want, 4), 0) << "half 0x" << std::hex << h;
+  }
+  // Spot checks against IEEE values: infinities and a NaN survive.
+  EXPECT_TRUE(std::isinf(out[0x7C00]) && out[0x7C00] > 0);
+  EXPECT_TRUE(std::isinf(out[0xFC00]) && out[0xFC00] < 0);
+  EXPECT_TRUE(std::isnan(out[0x7E00]));
+  EXPECT_EQ(out[0x8000], 0.0f);
+  EXPECT_TRUE(std::signbit(out[0x8000]));
+}
+
 // Q4_0: {fp16 d; u8 qs[16]}; element j < 16 is the low nibble of qs[j], j >= 16 the high
 // nibble of qs[j-16]; x = d * (q - 8).
 TEST(Dequantize, Q4_0) {
