@@ -54,7 +54,7 @@ inline void unpack_q3(const BlockQ3_K& b, int8_t* q) {
   unpack_2bit(b.qs, q);
   // The high bit of element e is bit (e/32) of hmask[e%32]; when clear, 4 is subtracted.
   for (int e = 0; e < kQK_K; ++e)
-    if (!((b.hmask[e % 32] >> (e / 32)) & 1)) q[e] = static_cast<int8_t>(q[e] - 4);
+    q[e] = static_cast<int8_t>(q[e] - ((((b.hmask[e % 32] >> (e / 32)) & 1) ^ 1) << 2));
 }
 
 inline void unpack_q5(const BlockQ5_K& b, int8_t* q) {
