@@ -1,5 +1,6 @@
 // The Jinja expression language and statements, checked against what Jinja2 (as Hugging Face
 // configures it: trim_blocks, lstrip_blocks) renders for the same input.
+#include <random>
 #include <string>
 
 #include <gtest/gtest.h>
@@ -354,6 +355,33 @@ TEST(JinjaLimits, GarbageNeverCrashes) {
     }
   }
   SUCCEED();
+}
+
+// Random soups of template fragments: every one renders or throws etna::Error, nothing else.
+TEST(JinjaLimits, RandomFragmentSoup) {
+  const char* fragments[] = {"{{", "}}", "{%", "%}", "{#", "#}", "-", "+", " ", "\n", "x", "ns", "ns.a", "loop",
+                             "loop.index", "if", "elif", "else", "endif", "for", "in", "endfor", "set", "=", "macro",
+                             "endmacro", "m(", ")", "(", "[", "]", "{", "}", ",", ":", "|", "trim", "join", "tojson",
+                             "map(attribute='a')", "is", "not", "defined", "none", "and", "or", "1", "0", "-1",
+                             "'s'", "\"t\"", "[1,2]", "{'a': 1}", "range(3)", "namespace(a=1)", "~", "*", "/", "//",
+                             "%", "**", "==", "<", "[::-1]", "[1:]", ".items()", ".split(',')", ".strip()", "raise_exception('r')",
+                             "caller()", "call", "endcall", "filter", "endfilter", "upper", "break", "continue"};
+  std::mt19937 rng(1234);
+  RenderOptions options;
+  options.limits.max_steps = 20000;
+  options.limits.max_output = 1 << 16;
+  int rendered = 0;
+  for (int i = 0; i < 3000; ++i) {
+    std::string src;
+    int n = 1 + static_cast<int>(rng() % 24);
+    for (int k = 0; k < n; ++k) src += fragments[rng() % (sizeof fragments / sizeof *fragments)];
+    try {
+      Template(src).render(from_json(nlohmann::json{{"x", {1, 2}}, {"ns", {{"a", "b"}}}}), options);
+      ++rendered;
+    } catch (const Error&) {
+    }
+  }
+  EXPECT_GT(rendered, 0);
 }
 
 }  // namespace
