@@ -217,6 +217,14 @@ const FILTER_CASES = [
     must_not: [{ has_id: [4] }],
   }, [1, UUID]],
   ['filter as a condition', { must: [{ should: [{ has_id: [3] }, { has_id: [6] }] }] }, [3, 6]],
+  ['min_should', {
+    min_should: {
+      conditions: [{ key: 'city', match: { value: 'London' } }, { key: 'tags', match: { value: 'b' } }, { key: 'count', range: { gte: 20 } }],
+      min_count: 2,
+    },
+  }, [1, 2, 4]],
+  ['match text', { must: [{ key: 'city', match: { text: 'ond' } }] }, [1, 4]],
+  ['values_count', { must: [{ key: 'tags', values_count: { gte: 1 } }] }, [1, 2, UUID]],
 ];
 
 test('search with filters (must/should/must_not, match value/any/except, range, is_empty, is_null, has_id, nested)', async () => {
@@ -296,7 +304,14 @@ test('query: nearest vector, by point id, with filter/limit/offset/with_payload,
   const all = await client.query('qry', { limit: 3, offset: 1 });
   assert.deepEqual(all.points.map((p) => p.id), [2, 3, 4]);
 
+  const batch = await client.queryBatch('qry', { searches: [{ query: [0, 1, 0, 0], limit: 1 }, { query: { nearest: UUID }, limit: 1 }] });
+  assert.equal(batch.length, 2);
+  assert.deepEqual(batch[0].points.map((p) => p.id), [3]);
+  assert.deepEqual(batch[1].points.map((p) => p.id), [6]);
+
   await expectError(client.query('qry', { query: { fusion: 'rrf' }, limit: 2 }), 501, /not supported/);
+  await expectError(client.query('qry', { prefetch: [{ query: [1, 0, 0, 0] }], query: { fusion: 'rrf' } }), 501, /prefetch/);
+  await expectError(client.query('qry', { query: 424242, limit: 1 }), 404, /424242/);
   await expectError(client.query('qry', { query: [1, 0], limit: 2 }), 400, /dim/i);
 });
 
@@ -413,6 +428,15 @@ test('snapshots: create, list, recover', async () => {
   // Recover into a new collection, by plain path.
   assert.equal(await client.recoverSnapshot('snap_copy', { location: file }), true);
   assert.equal((await client.count('snap_copy')).count, 6);
+
+  // Download and delete.
+  const dl = await fetch(`${server.url}/collections/snap/snapshots/${encodeURIComponent(snap.name)}`);
+  assert.equal(dl.status, 200);
+  assert.equal((await dl.arrayBuffer()).byteLength, snap.size);
+  const extra = await client.createSnapshot('snap');
+  assert.equal(await client.deleteSnapshot('snap', extra.name), true);
+  assert.ok(!(await client.listSnapshots('snap')).some((s) => s.name === extra.name));
+  await expectError(client.deleteSnapshot('snap', 'no-such.snapshot'), 404);
 
   // Only files inside the snapshot directory may be used.
   const outside = path.join(server.data, 'evil.snapshot');

@@ -608,6 +608,25 @@ void register_qdrant_routes(HttpServer& server, store::Database& db) {
     json body = parse_json_body(req, true);
     send_result(res, wrong_input([&] { return run_query(*c, body); }));
   });
+  server.route(Method::post, C + "/points/query/batch", [dbp](const httplib::Request& req, httplib::Response& res) {
+    auto c = find_collection(*dbp, req.matches[1].str());
+    json body = parse_json_body(req);
+    require_object(body, "query batch request");
+    const json* searches = field(body, "searches");
+    if (!searches || !searches->is_array())
+      fail(ErrorKind::invalid_argument, "Format error in JSON body: missing field `searches` (an array of query requests)");
+    json out = json::array();
+    for (size_t i = 0; i < searches->size(); ++i) {
+      try {
+        out.push_back(wrong_input([&] { return run_query(*c, (*searches)[i]); }));
+      } catch (const HttpError& e) {
+        throw HttpError(e.status(), e.kind(), fmt::format("searches[{}]: {}", i, e.what()));
+      } catch (const Error& e) {
+        throw Error(e.kind(), fmt::format("searches[{}]: {}", i, e.what()));
+      }
+    }
+    send_result(res, out);
+  });
   server.route(Method::post, C + "/points/scroll", [dbp](const httplib::Request& req, httplib::Response& res) {
     auto c = find_collection(*dbp, req.matches[1].str());
     json body = parse_json_body(req, true);
