@@ -125,7 +125,7 @@ struct SliceRange {
 
 SliceRange adjust_slice(int64_t length, std::optional<int64_t> start, std::optional<int64_t> stop,
                         std::optional<int64_t> step_opt) {
-  int64_t step = step_opt.value_or(1);
+  int64_t step = std::max<int64_t>(step_opt.value_or(1), -INT64_MAX);  // so that -step cannot overflow
   int64_t s, e;
   if (step > 0) {
     s = start.value_or(0);
@@ -143,8 +143,8 @@ SliceRange adjust_slice(int64_t length, std::optional<int64_t> start, std::optio
     else e = std::min(e, length - 1);
   }
   int64_t count = 0;
-  if (step > 0 && s < e) count = (e - s + step - 1) / step;
-  if (step < 0 && s > e) count = (s - e + (-step) - 1) / (-step);
+  if (step > 0 && s < e) count = (e - s - 1) / step + 1;
+  if (step < 0 && s > e) count = (s - e - 1) / (-step) + 1;
   return {s, e, step, count};
 }
 
@@ -841,7 +841,7 @@ class Renderer {
         if (field.empty()) {
           if (auto_index < args.positional.size()) v = &args.positional[auto_index];
           ++auto_index;
-        } else if (std::all_of(field.begin(), field.end(), [](char d) { return std::isdigit(d); })) {
+        } else if (field.size() < 10 && std::all_of(field.begin(), field.end(), [](char d) { return std::isdigit(d); })) {
           size_t k = static_cast<size_t>(std::atoll(field.c_str()));
           if (k < args.positional.size()) v = &args.positional[k];
         } else {
@@ -877,7 +877,7 @@ class Renderer {
       const Array& a = *obj.as_array();
       SliceRange r = adjust_slice(static_cast<int64_t>(a.size()), parts[0], parts[1], parts[2]);
       Array out;
-      for (int64_t k = 0, i = r.start; k < r.count; ++k, i += r.step) out.push_back(a[static_cast<size_t>(i)]);
+      for (int64_t k = 0; k < r.count; ++k) out.push_back(a[static_cast<size_t>(r.start + k * r.step)]);
       return Value::array(std::move(out));
     }
     if (obj.is_string()) {
@@ -890,8 +890,8 @@ class Renderer {
         out = s.substr(offs[static_cast<size_t>(r.start)],
                        offs[static_cast<size_t>(r.start + r.count)] - offs[static_cast<size_t>(r.start)]);
       } else {
-        for (int64_t k = 0, i = r.start; k < r.count; ++k, i += r.step) {
-          auto u = static_cast<size_t>(i);
+        for (int64_t k = 0; k < r.count; ++k) {
+          auto u = static_cast<size_t>(r.start + k * r.step);
           out += s.substr(offs[u], offs[u + 1] - offs[u]);
         }
       }
@@ -1599,7 +1599,7 @@ class Renderer {
       if (r.count < 0 || static_cast<uint64_t>(r.count) > lim_.max_list) check_list(lim_.max_list + 1);
       Array out;
       out.reserve(static_cast<size_t>(r.count));
-      for (int64_t k = 0, x = start; k < r.count; ++k, x += step) out.emplace_back(x);
+      for (int64_t k = 0; k < r.count; ++k) out.emplace_back(static_cast<int64_t>(static_cast<uint64_t>(start) + static_cast<uint64_t>(k) * static_cast<uint64_t>(step)));
       return Value::array(std::move(out));
     });
     globals_.vars["namespace"] = make_function("namespace", [this](CallArgs& a) {
