@@ -192,7 +192,7 @@ void HttpServer::install_hooks() {
   server_->set_logger([](const httplib::Request& req, const httplib::Response& res) {
     if (!spdlog::should_log(spdlog::level::debug)) return;
     double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t_request_start).count();
-    log::debug("http: {} {} {} {} -> {} ({} bytes, {:.2f} ms)", req.remote_addr, req.method, req.path,
+    log::debug("http: {} {} {} ({} bytes in) -> {} ({} bytes out, {:.2f} ms)", req.remote_addr, req.method, req.path,
                req.body.size(), res.status, res.body.size(), ms);
   });
 }

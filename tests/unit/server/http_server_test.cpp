@@ -25,6 +25,7 @@ class Running {
   explicit Running(ServerOptions opt, const std::function<void(HttpServer&)>& setup = {}) {
     opt.host = "127.0.0.1";
     opt.port = 0;
+    opt.idle_timeout = std::chrono::milliseconds(1000);  // shutdown waits for idle keep-alive clients
     server_ = std::make_unique<HttpServer>(opt);
     server_->route(Method::post, "/echo", [](const httplib::Request& req, httplib::Response& res) {
       send_json(res, {{"bytes", req.body.size()}});
