@@ -1,17 +1,24 @@
-// Assembles the scalar kernel table and holds the active-table pointer.
+// Assembles the kernel tables (scalar, and the x86 SIMD sets where the CPU has them) and holds
+// the active-table pointer.
 #include "etna/tensor/kernels.h"
 
 #include <atomic>
+#include <cstdlib>
 
+#include "etna/base/cpu_features.h"
+#include "etna/base/error.h"
 #include "etna/tensor/blocks.h"
 #include "etna/tensor/scalar_kernels.h"
+#if defined(__x86_64__)
+#include "etna/tensor/x86_kernels.h"
+#endif
 
 namespace etna::tensor {
 namespace {
 
 void add(KernelTable& t, GgmlType type, int block_size, size_t block_bytes, GgmlType vd, DequantizeFn dq,
          QuantizeFn q, VecDotFn dot) {
-  t[static_cast<size_t>(type)] = TypeKernels{type, block_size, block_bytes, vd, dq, q, dot};
+  t[static_cast<size_t>(type)] = TypeKernels{type, block_size, block_bytes, vd, dq, q, dot, nullptr};
 }
 
 KernelTable build_scalar_table() {
@@ -36,7 +43,67 @@ KernelTable build_scalar_table() {
   return t;
 }
 
+#if defined(__x86_64__)
+// The scalar table with every kernel the x86 set `ns` provides swapped in.
+#define ETNA_X86_TABLE(ns)                                                  \
+  [] {                                                                      \
+    using T = GgmlType;                                                     \
+    KernelTable t = build_scalar_table();                                   \
+    auto set = [&t](T type, VecDotFn dot, TileFn tile) {                    \
+      t[static_cast<size_t>(type)].vec_dot = dot;                           \
+      t[static_cast<size_t>(type)].tile = tile;                             \
+    };                                                                      \
+    set(T::F32, ns::vec_dot_f32, ns::tile_f32);                             \
+    set(T::F16, ns::vec_dot_f16, ns::tile_f16);                             \
+    set(T::BF16, ns::vec_dot_bf16, ns::tile_bf16);                          \
+    set(T::Q4_0, ns::vec_dot_q4_0, ns::tile_q4_0);                          \
+    set(T::Q5_0, ns::vec_dot_q5_0, ns::tile_q5_0);                          \
+    set(T::Q8_0, ns::vec_dot_q8_0, ns::tile_q8_0);                          \
+    set(T::Q4_1, ns::vec_dot_q4_1, ns::tile_q4_1);                          \
+    set(T::Q5_1, ns::vec_dot_q5_1, ns::tile_q5_1);                          \
+    set(T::Q2_K, ns::vec_dot_q2_k, ns::tile_q2_k);                          \
+    set(T::Q3_K, ns::vec_dot_q3_k, ns::tile_q3_k);                          \
+    set(T::Q4_K, ns::vec_dot_q4_k, ns::tile_q4_k);                          \
+    set(T::Q5_K, ns::vec_dot_q5_k, ns::tile_q5_k);                          \
+    set(T::Q6_K, ns::vec_dot_q6_k, ns::tile_q6_k);                          \
+    t[static_cast<size_t>(T::Q8_K)].vec_dot = ns::vec_dot_q8_k;             \
+    t[static_cast<size_t>(T::Q8_0)].quantize = ns::quantize_q8_0;           \
+    t[static_cast<size_t>(T::Q8_1)].quantize = ns::quantize_q8_1;           \
+    t[static_cast<size_t>(T::Q8_K)].quantize = ns::quantize_q8_k;           \
+    t[static_cast<size_t>(T::F16)].quantize = ns::quantize_f16;             \
+    t[static_cast<size_t>(T::F16)].dequantize = ns::dequantize_f16;         \
+    return t;                                                               \
+  }()
+
+bool cpu_has_avx2() {
+  const auto& f = base::cpu_features();
+  return f.avx2 && f.fma && f.f16c;
+}
+bool cpu_has_avx512() {
+  const auto& f = base::cpu_features();
+  return cpu_has_avx2() && f.avx512f && f.avx512bw && f.avx512vl;
+}
+#endif
+
 std::atomic<const KernelTable*> g_active{nullptr};
+
+const KernelTable& startup_table() {
+  static const KernelTable* table = [] {
+    const char* env = std::getenv("ETNA_KERNELS");
+    if (env && *env) {
+      const std::string name = env;
+      if (name != "scalar" && name != "avx2" && name != "avx512")
+        fail(ErrorKind::invalid_argument, "ETNA_KERNELS={} is not a kernel set (scalar, avx2 or avx512)", name);
+      const KernelTable* t = kernel_table_for(name);
+      if (!t)
+        fail(ErrorKind::unsupported, "ETNA_KERNELS={}: this CPU or build cannot run it (CPU: {})", name,
+             base::cpu_features_string());
+      return t;
+    }
+    return kernel_table_for(available_kernel_sets().back());
+  }();
+  return *table;
+}
 
 }  // namespace
 
@@ -45,9 +112,45 @@ const KernelTable& scalar_kernel_table() {
   return table;
 }
 
+const KernelTable* kernel_table_for(const std::string& name) {
+  if (name == "scalar") return &scalar_kernel_table();
+#if defined(__x86_64__)
+  if (name == "avx2" && cpu_has_avx2()) {
+    static const KernelTable table = ETNA_X86_TABLE(avx2);
+    return &table;
+  }
+  if (name == "avx512" && cpu_has_avx512()) {
+    if (base::cpu_features().avx512vnni) {
+      static const KernelTable table = ETNA_X86_TABLE(avx512vnni);
+      return &table;
+    }
+    static const KernelTable table = ETNA_X86_TABLE(avx512);
+    return &table;
+  }
+#endif
+  return nullptr;
+}
+
+std::vector<std::string> available_kernel_sets() {
+  std::vector<std::string> names = {"scalar"};
+  for (const char* n : {"avx2", "avx512"})
+    if (kernel_table_for(n)) names.push_back(n);
+  return names;
+}
+
+std::string kernel_table_name(const KernelTable& table) {
+  for (const std::string& n : available_kernel_sets())
+    if (kernel_table_for(n) == &table) return n;
+  return "custom";
+}
+
 const KernelTable& active_kernel_table() {
   const KernelTable* t = g_active.load(std::memory_order_acquire);
-  return t ? *t : scalar_kernel_table();
+  if (t) return *t;
+  const KernelTable& chosen = startup_table();
+  const KernelTable* expected = nullptr;
+  g_active.compare_exchange_strong(expected, &chosen, std::memory_order_acq_rel);
+  return *g_active.load(std::memory_order_acquire);
 }
 
 void set_active_kernel_table(const KernelTable& table) { g_active.store(&table, std::memory_order_release); }

@@ -1,11 +1,17 @@
 // The per-type kernel table behind etna/tensor/tensor.h. Each supported GGML type has one
-// TypeKernels entry; a table for a wider instruction set (AVX2, AVX-512) can replace the
-// scalar one at run time without callers noticing. Entries do no argument checking: the
-// public functions in tensor.cpp validate first.
+// TypeKernels entry; a table for a wider instruction set (AVX2, AVX-512) replaces the scalar
+// one at run time without callers noticing. Entries do no argument checking: the public
+// functions in tensor.cpp validate first.
+//
+// Kernel sets: "scalar" (portable C++), "avx2" (AVX2 + FMA + F16C), "avx512" (AVX-512
+// F/BW/VL, VNNI used when present). At start-up the best set the CPU supports is chosen;
+// the environment variable ETNA_KERNELS=scalar|avx2|avx512 forces one.
 #pragma once
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <string>
+#include <vector>
 
 #include "etna/gguf/ggml_type.h"
 
@@ -19,6 +25,13 @@ using DequantizeFn = void (*)(const void* src, float* dst, int64_t n);
 using QuantizeFn = void (*)(const float* src, void* dst, int64_t n);
 // Dot of n elements: weight row (this type) · activation row (vec_dot_type).
 using VecDotFn = float (*)(int64_t n, const void* weight, const void* activation);
+// A tile of dot products: y[t * ys + r] = dot(w + r * ws, a + t * as) for r < nr, t < nt,
+// 1 <= nr <= kTileRows, 1 <= nt <= kTileTokens; n elements, strides in bytes (ys in floats).
+// Each result must equal what vec_dot returns for the same pair, bit for bit.
+using TileFn = void (*)(int64_t n, const uint8_t* w, size_t ws, const uint8_t* a, size_t as, float* y, size_t ys,
+                        int nr, int nt);
+constexpr int kTileRows = 4;
+constexpr int kTileTokens = 4;
 
 struct TypeKernels {
   GgmlType type = GgmlType::F32;
@@ -28,6 +41,7 @@ struct TypeKernels {
   DequantizeFn dequantize = nullptr;
   QuantizeFn quantize = nullptr;   // nullptr: this type cannot be produced
   VecDotFn vec_dot = nullptr;
+  TileFn tile = nullptr;           // nullptr: matmul calls vec_dot per (row, token)
 };
 
 constexpr size_t kMaxTypeId = 40;  // type ids 0..kMaxTypeId-1 fit in a table
@@ -36,7 +50,18 @@ using KernelTable = std::array<TypeKernels, kMaxTypeId>;
 // The portable scalar kernels, written after llama.cpp's reference C code.
 const KernelTable& scalar_kernel_table();
 
-// The table the public functions use (today the scalar one). Never null.
+// The table of a named kernel set ("scalar", "avx2", "avx512"), or nullptr when this binary
+// lacks it or the CPU cannot run it.
+const KernelTable* kernel_table_for(const std::string& name);
+
+// Names of the kernel sets this CPU can run, portable first, best last.
+std::vector<std::string> available_kernel_sets();
+
+// The name of a table returned by kernel_table_for (or the scalar one); "custom" otherwise.
+std::string kernel_table_name(const KernelTable& table);
+
+// The table the public functions use. On first use this is the best set for the CPU, or the
+// one ETNA_KERNELS names (etna::Error when the name is unknown or the CPU lacks it). Never null.
 const KernelTable& active_kernel_table();
 
 // Makes `table` the active one (e.g. after CPU feature detection). `table` must outlive all

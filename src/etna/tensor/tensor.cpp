@@ -1,9 +1,15 @@
 // The public tensor functions: argument checks, then the active kernel table.
 #include "etna/tensor/tensor.h"
 
+#include <algorithm>
+#include <functional>
+#include <memory>
+#include <mutex>
 #include <vector>
 
+#include "etna/base/cpu_features.h"
 #include "etna/base/error.h"
+#include "etna/base/thread_pool.h"
 #include "etna/tensor/kernels.h"
 
 namespace etna::tensor {
@@ -56,6 +62,41 @@ float vec_dot(GgmlType type, int64_t n, const void* weight_row, const void* acti
   return k.vec_dot(n, weight_row, activation_row);
 }
 
+namespace {
+
+std::mutex g_pool_mutex;
+std::shared_ptr<base::ThreadPool> g_pool;  // guarded by g_pool_mutex; users hold a copy
+
+std::shared_ptr<base::ThreadPool> pool() {
+  std::lock_guard<std::mutex> lock(g_pool_mutex);
+  if (!g_pool) g_pool = std::make_shared<base::ThreadPool>(base::physical_core_count());
+  return g_pool;
+}
+
+// Below this many multiply-adds a matmul runs on the calling thread: waking the pool costs
+// a few microseconds, about what one core does in that time.
+constexpr int64_t kMinParallelWork = int64_t{1} << 17;
+// Rows per task: a multiple of the tile height, small enough to balance two busy cores.
+constexpr int64_t kRowsPerTask = 16;
+
+}  // namespace
+
+void set_num_threads(int n) {
+  if (n < 1) n = base::physical_core_count();
+  std::lock_guard<std::mutex> lock(g_pool_mutex);
+  if (g_pool && g_pool->size() == n) return;
+  g_pool = std::make_shared<base::ThreadPool>(n);
+}
+
+int num_threads() { return pool()->size(); }
+
+std::string active_kernels_name() {
+  const KernelTable& t = active_kernel_table();
+  std::string name = kernel_table_name(t);
+  if (name == "avx512" && base::cpu_features().avx512vnni) name += "+vnni";
+  return name;
+}
+
 void matmul(const Matrix& w, const float* x, int64_t n_tokens, float* y) {
   const TypeKernels& k = kernels_or_throw(w.type);
   check_length(k, w.cols, "matmul");
@@ -65,25 +106,57 @@ void matmul(const Matrix& w, const float* x, int64_t n_tokens, float* y) {
          bytes_for(k, w.cols), w.cols, gguf::ggml_type_name(w.type));
   if (w.rows == 0 || n_tokens == 0) return;
 
-  // Convert every token's activations once (F32 weights use x as it is).
   const TypeKernels& act = kernels_or_throw(k.vec_dot_type);
   check_length(act, w.cols, "matmul activations");
   const size_t act_bytes = bytes_for(act, w.cols);
+  const int64_t work = w.rows * w.cols * n_tokens;
+  std::shared_ptr<base::ThreadPool> threads = work >= kMinParallelWork ? pool() : nullptr;
+  auto run = [&threads](int64_t n_tasks, const std::function<void(int64_t)>& fn) {
+    if (threads && n_tasks > 1) {
+      threads->run(n_tasks, fn);
+    } else {
+      for (int64_t i = 0; i < n_tasks; ++i) fn(i);
+    }
+  };
+
+  // Convert every token's activations once (F32 weights use x as it is).
   const uint8_t* acts = reinterpret_cast<const uint8_t*>(x);
   thread_local std::vector<uint8_t> scratch;
   if (k.vec_dot_type != GgmlType::F32) {
     scratch.resize(act_bytes * static_cast<size_t>(n_tokens));
-    for (int64_t t = 0; t < n_tokens; ++t)
-      act.quantize(x + t * w.cols, scratch.data() + static_cast<size_t>(t) * act_bytes, w.cols);
+    uint8_t* out = scratch.data();
+    const int64_t tokens_per_task = 8;
+    run((n_tokens + tokens_per_task - 1) / tokens_per_task, [&](int64_t task) {
+      const int64_t end = std::min(n_tokens, (task + 1) * tokens_per_task);
+      for (int64_t t = task * tokens_per_task; t < end; ++t)
+        act.quantize(x + t * w.cols, out + static_cast<size_t>(t) * act_bytes, w.cols);
+    });
     acts = scratch.data();
   }
 
-  // Rows outside, tokens inside: each weight row is read from memory once for all tokens.
-  for (int64_t r = 0; r < w.rows; ++r) {
-    const uint8_t* row = w.row(r);
-    for (int64_t t = 0; t < n_tokens; ++t)
-      y[t * w.rows + r] = k.vec_dot(w.cols, row, acts + static_cast<size_t>(t) * act_bytes);
-  }
+  const int64_t n_tasks = (w.rows + kRowsPerTask - 1) / kRowsPerTask;
+  run(n_tasks, [&](int64_t task) {
+    const int64_t r0 = task * kRowsPerTask, r1 = std::min(w.rows, r0 + kRowsPerTask);
+    if (k.tile) {
+      // Tiles of up to kTileRows rows x kTileTokens tokens: each weight block is decoded once
+      // per tile and each activation block loaded once per tile.
+      for (int64_t r = r0; r < r1; r += kTileRows) {
+        const int nr = static_cast<int>(std::min<int64_t>(kTileRows, r1 - r));
+        for (int64_t t = 0; t < n_tokens; t += kTileTokens) {
+          const int nt = static_cast<int>(std::min<int64_t>(kTileTokens, n_tokens - t));
+          k.tile(w.cols, w.row(r), w.row_bytes, acts + static_cast<size_t>(t) * act_bytes, act_bytes,
+                 y + t * w.rows + r, static_cast<size_t>(w.rows), nr, nt);
+        }
+      }
+    } else {
+      // Rows outside, tokens inside: each weight row is read from memory once for all tokens.
+      for (int64_t r = r0; r < r1; ++r) {
+        const uint8_t* row = w.row(r);
+        for (int64_t t = 0; t < n_tokens; ++t)
+          y[t * w.rows + r] = k.vec_dot(w.cols, row, acts + static_cast<size_t>(t) * act_bytes);
+      }
+    }
+  });
 }
 
 }  // namespace etna::tensor

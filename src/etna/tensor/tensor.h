@@ -11,6 +11,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "etna/gguf/ggml_type.h"
@@ -52,7 +53,17 @@ float vec_dot(GgmlType type, int64_t n, const void* weight_row, const void* acti
 
 // y[t * w.rows + r] = dot(w.row(r), x[t * w.cols ...]) for t < n_tokens, r < w.rows.
 // x is F32, row-major, n_tokens × w.cols; y is n_tokens × w.rows. Activations are converted
-// once per token, then every weight row is dotted with them.
+// once per token, then every weight row is dotted with them. Weight rows are split across
+// the tensor thread pool; every y value equals vec_dot on the same operands, bit for bit,
+// whatever the thread count. Safe to call from several threads at once (the pool serves one
+// caller at a time; the others compute on their own thread).
 void matmul(const Matrix& w, const float* x, int64_t n_tokens, float* y);
+
+// Threads matmul uses (the caller included). n < 1 means the default: physical cores.
+void set_num_threads(int n);
+int num_threads();
+
+// The active kernel set, e.g. "avx2" or "avx512+vnni" (for `etna info --cpu` and benches).
+std::string active_kernels_name();
 
 }  // namespace etna::tensor

@@ -1,0 +1,41 @@
+// Entry points of the x86 SIMD kernel sets (x86_kernels.inc compiled once per instruction
+// set). Internal to the tensor layer; kernels.cpp puts them into tables after checking that
+// the CPU has the instructions. Calling one on a CPU without them is undefined.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#define ETNA_X86_DECLARE_TILE(name)                                                                         \
+  void tile_##name(int64_t n, const uint8_t* w, size_t ws, const uint8_t* a, size_t as, float* y, size_t ys, \
+                   int nr, int nt);                                                                         \
+  float vec_dot_##name(int64_t n, const void* w, const void* a);
+
+#define ETNA_X86_DECLARE_SET(ns)                                      \
+  namespace etna::tensor::ns {                                        \
+  ETNA_X86_DECLARE_TILE(f32)                                          \
+  ETNA_X86_DECLARE_TILE(f16)                                          \
+  ETNA_X86_DECLARE_TILE(bf16)                                         \
+  ETNA_X86_DECLARE_TILE(q4_0)                                         \
+  ETNA_X86_DECLARE_TILE(q5_0)                                         \
+  ETNA_X86_DECLARE_TILE(q8_0)                                         \
+  ETNA_X86_DECLARE_TILE(q4_1)                                         \
+  ETNA_X86_DECLARE_TILE(q5_1)                                         \
+  ETNA_X86_DECLARE_TILE(q2_k)                                         \
+  ETNA_X86_DECLARE_TILE(q3_k)                                         \
+  ETNA_X86_DECLARE_TILE(q4_k)                                         \
+  ETNA_X86_DECLARE_TILE(q5_k)                                         \
+  ETNA_X86_DECLARE_TILE(q6_k)                                         \
+  float vec_dot_q8_k(int64_t n, const void* w, const void* a);        \
+  void quantize_q8_0(const float* src, void* dst, int64_t n);         \
+  void quantize_q8_1(const float* src, void* dst, int64_t n);         \
+  void quantize_q8_k(const float* src, void* dst, int64_t n);         \
+  void quantize_f16(const float* src, void* dst, int64_t n);          \
+  void dequantize_f16(const void* src, float* dst, int64_t n);        \
+  }
+
+ETNA_X86_DECLARE_SET(avx2)
+ETNA_X86_DECLARE_SET(avx512)
+ETNA_X86_DECLARE_SET(avx512vnni)
+
+#undef ETNA_X86_DECLARE_SET
+#undef ETNA_X86_DECLARE_TILE
