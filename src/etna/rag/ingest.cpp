@@ -1,0 +1,319 @@
+#include "etna/rag/ingest.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <set>
+#include <unordered_set>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "etna/base/error.h"
+#include "etna/engine/embedder.h"
+#include "etna/rag/catalog.h"
+#include "etna/rag/loader.h"
+#include "etna/store/database.h"
+
+namespace etna::rag {
+
+namespace fs = std::filesystem;
+
+fs::path collection_dir(const fs::path& data_dir, const std::string& name) {
+  bool ok = !name.empty() && name.size() <= 128 && name[0] != '.';
+  for (char c : name)
+    ok = ok && (std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.');
+  if (!ok)
+    fail(ErrorKind::invalid_argument,
+         "bad collection name '{}': use 1-128 letters, digits, '_', '-' or '.', not starting with '.'", name);
+  return data_dir / "documents" / name;
+}
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Reads a whole file; on failure returns false with a reason.
+bool read_file(const fs::path& p, uint64_t expected, std::string& out, std::string& reason) {
+  const int fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    reason = fmt::format("cannot read: {}", std::strerror(errno));
+    return false;
+  }
+  out.clear();
+  out.reserve(expected);
+  char buf[1 << 16];
+  while (true) {
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      reason = fmt::format("cannot read: {}", std::strerror(errno));
+      ::close(fd);
+      return false;
+    }
+    if (n == 0) break;
+    out.append(buf, static_cast<size_t>(n));
+    if (out.size() > expected + (1u << 20) && out.size() > 2 * expected) break;  // growing under us
+  }
+  ::close(fd);
+  return true;
+}
+
+std::string mb(uint64_t bytes) { return fmt::format("{:.1f} MB", static_cast<double>(bytes) / (1 << 20)); }
+
+struct Walk {
+  std::vector<fs::path> files;
+  std::vector<fs::path> roots;  // normalised arguments; catalog files under these may be deleted
+  std::vector<SkippedFile> skipped;
+};
+
+bool hidden(const fs::path& p) {
+  const std::string n = p.filename().string();
+  return n.size() > 1 && n[0] == '.' && n != "..";
+}
+
+Walk walk(const std::vector<fs::path>& paths) {
+  Walk w;
+  std::set<fs::path> seen;
+  for (const fs::path& arg : paths) {
+    std::error_code ec;
+    fs::path p = fs::absolute(arg, ec).lexically_normal();
+    if (!p.empty() && !p.has_filename()) p = p.parent_path();  // "dir/" -> "dir"
+    const fs::file_status st = fs::status(p, ec);
+    if (ec || !fs::exists(st)) {
+      w.skipped.push_back({arg.string(), "no such file or directory"});
+      continue;
+    }
+    w.roots.push_back(p);
+    if (fs::is_regular_file(st)) {
+      if (seen.insert(p).second) w.files.push_back(p);
+      continue;
+    }
+    if (!fs::is_directory(st)) {
+      w.skipped.push_back({arg.string(), "not a regular file or directory"});
+      continue;
+    }
+    fs::recursive_directory_iterator it(p, fs::directory_options::skip_permission_denied, ec), end;
+    if (ec) {
+      w.skipped.push_back({p.string(), fmt::format("cannot list: {}", ec.message())});
+      continue;
+    }
+    while (it != end) {
+      const fs::directory_entry& e = *it;
+      if (hidden(e.path())) {
+        if (e.is_directory(ec)) it.disable_recursion_pending();
+      } else if (e.is_regular_file(ec)) {
+        if (seen.insert(e.path()).second) w.files.push_back(e.path());
+      }
+      it.increment(ec);
+      if (ec) {
+        w.skipped.push_back({p.string(), fmt::format("stopped listing: {}", ec.message())});
+        break;
+      }
+    }
+  }
+  std::sort(w.files.begin(), w.files.end());
+  return w;
+}
+
+bool under(const fs::path& file, const fs::path& root) {
+  const std::string f = file.string(), r = root.string();
+  if (f == r) return true;
+  return f.size() > r.size() && f.compare(0, r.size(), r) == 0 && (r.back() == '/' || f[r.size()] == '/');
+}
+
+// The vector store of a collection, opened lazily.
+class Vectors {
+ public:
+  explicit Vectors(fs::path dir) : dir_(std::move(dir)) {}
+  store::Database& db() {
+    if (!db_) db_ = store::Database::open(dir_);
+    return *db_;
+  }
+  bool exists() const { return fs::exists(dir_); }
+  void remove(const std::vector<int64_t>& ids) {
+    if (ids.empty() || !exists()) return;
+    if (!db().has_collection(kVectorCollection)) return;
+    std::vector<store::PointId> pids(ids.begin(), ids.end());
+    db().get(kVectorCollection).delete_points(store::PointSelector::by_ids(std::move(pids)));
+  }
+
+ private:
+  fs::path dir_;
+  std::unique_ptr<store::Database> db_;
+};
+
+nlohmann::json payload_of(const ChunkRow& c) {
+  return {{"doc", sanitize_utf8(fs::path(c.file).filename().string())},
+          {"file", sanitize_utf8(c.file)},
+          {"page", c.page},
+          {"line_start", c.line_start},
+          {"line_end", c.line_end},
+          {"byte_start", c.byte_start},
+          {"byte_end", c.byte_end},
+          {"heading", sanitize_utf8(c.heading)},
+          {"text", sanitize_utf8(c.text)}};
+}
+
+// Embeds every chunk still marked unembedded; returns how many.
+uint64_t embed_pending(Catalog& cat, Vectors& vec, const IngestOptions& opt) {
+  uint64_t n = 0;
+  const size_t batch = std::max<size_t>(1, opt.embed_batch);
+  while (true) {
+    std::vector<ChunkRow> rows = cat.unembedded(batch);
+    if (rows.empty()) return n;
+    std::vector<std::string> texts;
+    for (const auto& r : rows) texts.push_back(r.heading.empty() ? r.text : r.heading + "\n" + r.text);
+    const auto vectors = opt.embedder->embed(texts, /*truncate=*/true);
+    store::Database& db = vec.db();
+    if (!db.has_collection(kVectorCollection)) {
+      store::CollectionConfig cfg;
+      cfg.dim = static_cast<size_t>(opt.embedder->dim());
+      cfg.distance = store::Distance::Cosine;
+      db.create_collection(kVectorCollection, cfg);
+    }
+    std::vector<store::Point> points;
+    std::vector<int64_t> ids;
+    for (size_t i = 0; i < rows.size(); ++i) {
+      points.push_back({store::PointId(static_cast<uint64_t>(rows[i].id)), vectors[i], payload_of(rows[i])});
+      ids.push_back(rows[i].id);
+    }
+    db.get(kVectorCollection).upsert(std::move(points));
+    cat.mark_embedded(ids);
+    n += rows.size();
+  }
+}
+
+}  // namespace
+
+IngestReport ingest(const fs::path& dir, const std::vector<fs::path>& paths, const IngestOptions& opt,
+                    const std::function<void(const IngestProgress&)>& on_progress,
+                    const std::function<void(const SkippedFile&)>& on_skip) {
+  const auto t0 = Clock::now();
+  // Validate before touching anything.
+  chunk_document(Document{}, opt.chunk, TokenCounter{});
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) fail(ErrorKind::io, "cannot create {}: {}", dir.string(), ec.message());
+  auto cat = Catalog::open(dir / "catalog.db");
+  Vectors vec(dir / "vectors");
+  IngestReport rep;
+  auto skip = [&](SkippedFile s) {
+    if (on_skip) on_skip(s);
+    rep.skipped.push_back(std::move(s));
+  };
+
+  if (opt.embedder) {
+    // A different model (or dimension) invalidates every stored vector.
+    const std::string id = fmt::format("{}|{}", opt.embedder->model_name(), opt.embedder->dim());
+    if (cat->meta("embedding_id").value_or("") != id) {
+      if (vec.exists() && vec.db().has_collection(kVectorCollection)) vec.db().drop_collection(kVectorCollection);
+      cat->reset_embedded();
+      cat->set_meta("embedding_id", id);
+    }
+    cat->set_meta("embedding_model", opt.embedder_path);
+    cat->set_meta("embedding_dim", std::to_string(opt.embedder->dim()));
+  }
+  {
+    const std::string cfg = fmt::format("{}/{}", opt.chunk.max_tokens, opt.chunk.overlap_tokens);
+    cat->set_meta("chunking", cfg);  // informational
+  }
+
+  Walk w = walk(paths);
+  for (auto& s : w.skipped) skip(std::move(s));
+  rep.files_seen = w.files.size();
+  TokenCounter counter(opt.embedder ? &opt.embedder->tokenizer() : nullptr);
+  IngestProgress prog;
+  prog.files_total = w.files.size();
+  auto report_progress = [&] {
+    prog.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+    if (on_progress) on_progress(prog);
+  };
+  report_progress();
+
+  std::unordered_set<std::string> present;
+  std::string bytes, reason;
+  for (const fs::path& p : w.files) {
+    const std::string key = p.string();
+    present.insert(key);
+    prog.current = key;
+    struct stat st{};
+    if (::stat(p.c_str(), &st) != 0) {
+      skip({key, fmt::format("cannot stat: {}", std::strerror(errno))});
+    } else if (static_cast<uint64_t>(st.st_size) > opt.max_file_bytes) {
+      skip({key, fmt::format("too large ({} > {} limit)", mb(st.st_size), mb(opt.max_file_bytes))});
+    } else {
+      const uint64_t size = static_cast<uint64_t>(st.st_size);
+      const int64_t mtime = static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
+      const std::optional<FileRecord> old = cat->file(key);
+      if (old && old->size == size && old->mtime_ns == mtime) {
+        ++rep.files_unchanged;
+      } else if (!read_file(p, size, bytes, reason)) {
+        skip({key, reason});
+      } else if (const std::string hash = content_hash(bytes); old && old->hash == hash) {
+        cat->touch_file(key, size, mtime);
+        ++rep.files_unchanged;
+      } else {
+        std::optional<Format> fmt = format_from_extension(p);
+        const bool is_pdf = (fmt && *fmt == Format::pdf) || bytes.compare(0, 5, "%PDF-") == 0;
+        if (is_pdf) fmt = Format::pdf;
+        if (!is_pdf && looks_binary(bytes)) {
+          skip({key, "binary file"});
+        } else {
+          if (!fmt) fmt = Format::text;
+          std::optional<Document> doc;
+          try {
+            switch (*fmt) {
+              case Format::text: doc = load_text(std::move(bytes)); break;
+              case Format::markdown: doc = load_markdown(std::move(bytes)); break;
+              case Format::html: doc = load_html(bytes); break;
+              case Format::pdf: doc = load_pdf(bytes); break;
+            }
+          } catch (const Error& e) {
+            skip({key, e.what()});
+          }
+          if (doc) {
+            doc->path = p;
+            const std::vector<Chunk> chunks = chunk_document(*doc, opt.chunk, counter);
+            if (chunks.empty()) skip({key, "no extractable text"});  // recorded anyway: not retried
+            FileRecord rec{key, size, mtime, hash, format_name(*fmt), static_cast<int64_t>(chunks.size())};
+            std::vector<int64_t> removed;
+            cat->replace_file(rec, chunks, &removed);
+            vec.remove(removed);
+            rep.chunks_removed += removed.size();
+            rep.chunks_added += chunks.size();
+            rep.bytes_processed += size;
+            prog.chunks += chunks.size();
+            ++(old ? rep.files_updated : rep.files_new);
+            if (opt.embedder) rep.chunks_embedded += embed_pending(*cat, vec, opt);
+          }
+        }
+      }
+    }
+    ++prog.files_done;
+    report_progress();
+  }
+
+  // Files recorded under an ingested root that are gone now lose their chunks.
+  for (const FileRecord& f : cat->files()) {
+    if (present.count(f.path)) continue;
+    bool in_root = false;
+    for (const auto& r : w.roots) in_root = in_root || under(f.path, r);
+    if (!in_root) continue;
+    std::error_code e2;
+    if (fs::exists(f.path, e2) && !hidden(fs::path(f.path))) continue;  // still there (e.g. skipped now)
+    const std::vector<int64_t> ids = cat->remove_file(f.path);
+    vec.remove(ids);
+    rep.chunks_removed += ids.size();
+    ++rep.files_deleted;
+  }
+  if (opt.embedder) rep.chunks_embedded += embed_pending(*cat, vec, opt);  // leftovers (model change, crash)
+  rep.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+  return rep;
+}
+
+}  // namespace etna::rag

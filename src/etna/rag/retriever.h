@@ -1,0 +1,66 @@
+// Hybrid retrieval over an ingested collection: BM25 over chunk text fused with vector
+// similarity by weighted reciprocal rank fusion (Cormack et al. 2009):
+// score(d) = sum over lists i of w_i / (k + rank_i(d)), ranks 1-based, lists cut at `candidates`.
+// Without an embedding model (or when the collection has no vectors) it is BM25 alone.
+// The BM25 index is rebuilt from the catalog when the retriever opens.
+#pragma once
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "etna/rag/bm25.h"
+#include "etna/rag/catalog.h"
+
+namespace etna::engine {
+class Embedder;
+}
+namespace etna::store {
+class Database;
+}
+
+namespace etna::rag {
+
+struct RetrieverOptions {
+  Bm25Params bm25;
+  double bm25_weight = 1.0;
+  double vector_weight = 1.0;
+  double rrf_k = 60.0;
+  size_t candidates = 50;  // depth of each ranked list before fusion
+};
+
+struct SearchHit {
+  ChunkRow chunk;
+  double score = 0;       // fused RRF score (BM25 score when BM25 is used alone)
+  int bm25_rank = 0;      // 1-based; 0 when absent from the BM25 list
+  int vector_rank = 0;    // 1-based; 0 when absent (or no vectors)
+  double bm25_score = 0;
+  double vector_score = 0;  // cosine similarity
+};
+
+class Retriever {
+ public:
+  // Opens the collection at `dir`. Throws not_found when nothing was ingested there. With an
+  // embedder, the collection's vectors are used when they were made by a model of the same
+  // name and dimension; otherwise it throws invalid_argument saying which model to use.
+  static std::unique_ptr<Retriever> open(const std::filesystem::path& dir, const engine::Embedder* embedder,
+                                         RetrieverOptions options = {});
+  ~Retriever();
+
+  // Whether vector similarity takes part (an embedder was given and vectors exist).
+  bool hybrid() const { return store_ != nullptr; }
+  size_t chunk_count() const { return bm25_.size(); }
+
+  // The best `k` chunks for the query, best first. Throws invalid_argument on bad options.
+  std::vector<SearchHit> search(const std::string& query, size_t k) const;
+
+ private:
+  Retriever() = default;
+  RetrieverOptions opt_;
+  std::unique_ptr<Catalog> catalog_;
+  Bm25Index bm25_;
+  const engine::Embedder* embedder_ = nullptr;
+  std::unique_ptr<store::Database> store_;
+};
+
+}  // namespace etna::rag
