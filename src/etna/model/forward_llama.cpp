@@ -106,7 +106,7 @@ void attend(float* out, const float* q, const KvCache& cache, int seq, int layer
 
 }  // namespace
 
-void Model::forward_llama(const Batch& batch, KvCache& cache, std::vector<float>& logits) const {
+void Model::forward_llama(const Batch& batch, KvCache& cache, Output what, std::vector<float>& out_rows) const {
   const ModelConfig& c = config_;
   const int n = static_cast<int>(batch.tokens.size());
   const int E = c.n_embd, D = c.head_dim, KV = c.n_embd_kv(), Q = c.n_head * D;
@@ -155,6 +155,13 @@ void Model::forward_llama(const Batch& batch, KvCache& cache, std::vector<float>
   }
   for (int t = 0; t < n; ++t) cache.mark_filled(batch.seq[t], batch.pos[t]);
 
+  // Embeddings: the final norm of every token, no projection.
+  if (what == Output::hidden) {
+    out_rows.resize(x.size());
+    for (int t = 0; t < n; ++t) rms_norm(&out_rows[t * E], &x[t * E], floats(output_norm_), E, c.rms_eps);
+    return;
+  }
+
   // Final norm and output projection, only for the tokens whose logits were asked for.
   std::vector<float> rows;
   int n_out = 0;
@@ -165,8 +172,8 @@ void Model::forward_llama(const Batch& batch, KvCache& cache, std::vector<float>
     rms_norm(&rows[static_cast<size_t>(n_out) * E], &x[t * E], floats(output_norm_), E, c.rms_eps);
     ++n_out;
   }
-  logits.resize(static_cast<size_t>(n_out) * c.n_vocab);
-  if (n_out > 0) tensor::matmul(output_, rows.data(), n_out, logits.data());
+  out_rows.resize(static_cast<size_t>(n_out) * c.n_vocab);
+  if (n_out > 0) tensor::matmul(output_, rows.data(), n_out, out_rows.data());
 }
 
 }  // namespace etna::model

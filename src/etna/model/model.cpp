@@ -8,71 +8,12 @@
 
 #include "etna/base/error.h"
 #include "etna/base/log.h"
+#include "etna/model/loader.h"
 
 namespace etna::model {
 namespace {
 
 using tensor::Matrix;
-
-class Loader {
- public:
-  explicit Loader(const gguf::GgufFile& file) : file_(file), arch_(file.architecture()) {}
-
-  // "<arch>.<suffix>" as a positive integer; throws when absent (unless `fallback` >= 0).
-  int count(const std::string& suffix, int64_t fallback = -1) const {
-    const std::string key = arch_ + "." + suffix;
-    std::optional<uint64_t> v = file_.get_uint(key);
-    if (!v) {
-      if (fallback >= 0) return static_cast<int>(fallback);
-      fail(ErrorKind::corrupt, "{}: metadata key {} is missing", file_.path(), key);
-    }
-    if (*v == 0 || *v > (1u << 30)) fail(ErrorKind::corrupt, "{}: metadata {} = {} is out of range", file_.path(), key, *v);
-    return static_cast<int>(*v);
-  }
-
-  std::optional<double> real(const std::string& suffix) const { return file_.get_float(arch_ + "." + suffix); }
-
-  // The tensor `name` with exactly the dims `dims` (ne0 first). A matrix needs a type the
-  // kernels support; a vector (norm weight, bias) must be F32.
-  Matrix tensor(const std::string& name, std::vector<uint64_t> dims, bool required = true) const {
-    const gguf::TensorInfo* t = file_.find_tensor(name);
-    if (t == nullptr) {
-      if (!required) return Matrix{};
-      fail(ErrorKind::corrupt, "{}: missing tensor {} (needed by the {} architecture)", file_.path(), name, arch_);
-    }
-    // A trailing dimension of 1 is equivalent to its absence.
-    std::vector<uint64_t> have = t->dims;
-    while (have.size() > dims.size() && have.back() == 1) have.pop_back();
-    if (have != dims) {
-      fail(ErrorKind::corrupt, "{}: tensor {} has shape {}, expected {}", file_.path(), name, shape(t->dims), shape(dims));
-    }
-    if (dims.size() == 1 && t->type != gguf::GgmlType::F32) {
-      fail(ErrorKind::unsupported, "{}: tensor {} has type {}; norm weights and biases must be F32", file_.path(), name,
-           gguf::ggml_type_name(t->type));
-    }
-    if (!tensor::is_supported(t->type)) {
-      fail(ErrorKind::unsupported, "{}: tensor {} has type {}, which this build of Etna cannot compute", file_.path(),
-           name, gguf::ggml_type_name(t->type));
-    }
-    Matrix m;
-    m.type = t->type;
-    m.cols = static_cast<int64_t>(dims[0]);
-    m.rows = dims.size() > 1 ? static_cast<int64_t>(dims[1]) : 1;
-    m.data = t->data;
-    m.row_bytes = tensor::row_bytes(t->type, m.cols);
-    return m;
-  }
-
- private:
-  static std::string shape(const std::vector<uint64_t>& d) {
-    std::string s = "[";
-    for (size_t i = 0; i < d.size(); ++i) s += (i ? ", " : "") + std::to_string(d[i]);
-    return s + "]";
-  }
-
-  const gguf::GgufFile& file_;
-  std::string arch_;
-};
 
 ModelConfig read_config(const gguf::GgufFile& file, const Loader& ld) {
   ModelConfig c;
@@ -170,6 +111,16 @@ std::unique_ptr<KvCache> Model::make_cache(int n_seq, int n_ctx) const {
 }
 
 void Model::forward(const Batch& batch, KvCache& cache, std::vector<float>& logits) const {
+  check_batch(batch, cache);
+  forward_llama(batch, cache, Output::logits, logits);
+}
+
+void Model::forward_hidden(const Batch& batch, KvCache& cache, std::vector<float>& hidden) const {
+  check_batch(batch, cache);
+  forward_llama(batch, cache, Output::hidden, hidden);
+}
+
+void Model::check_batch(const Batch& batch, const KvCache& cache) const {
   const size_t n = batch.tokens.size();
   if (n == 0) fail(ErrorKind::invalid_argument, "empty batch");
   if (batch.pos.size() != n || batch.seq.size() != n || (!batch.want_logits.empty() && batch.want_logits.size() != n))
@@ -197,7 +148,6 @@ void Model::forward(const Batch& batch, KvCache& cache, std::vector<float>& logi
            it->second);
     ++it->second;
   }
-  forward_llama(batch, cache, logits);
 }
 
 }  // namespace etna::model

@@ -119,6 +119,11 @@ class Model {
   // beyond their previous length.
   void forward(const Batch& batch, KvCache& cache, std::vector<float>& logits) const;
 
+  // As forward(), but `hidden` is resized to the final-normalised hidden state (after
+  // output_norm, before the output projection) of every batch token: n_embd floats per token,
+  // in batch order; want_logits is ignored. Used for mean-pooled decoder embeddings.
+  void forward_hidden(const Batch& batch, KvCache& cache, std::vector<float>& hidden) const;
+
   struct Layer {
     tensor::Matrix attn_norm, attn_q, attn_k, attn_v, attn_output;
     tensor::Matrix attn_q_bias, attn_k_bias, attn_v_bias;  // rows = 1; data null when absent
@@ -127,7 +132,9 @@ class Model {
 
  private:
   Model() = default;
-  void forward_llama(const Batch& batch, KvCache& cache, std::vector<float>& logits) const;
+  enum class Output { logits, hidden };
+  void check_batch(const Batch& batch, const KvCache& cache) const;
+  void forward_llama(const Batch& batch, KvCache& cache, Output what, std::vector<float>& out) const;
 
   std::unique_ptr<gguf::GgufFile> file_;
   ModelConfig config_;
