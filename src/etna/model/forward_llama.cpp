@@ -80,27 +80,46 @@ float dot(const float* a, const float* b, int n) {
   return (s0 + s1) + (s2 + s3);
 }
 
-// out = softmax(q . K[0..n_kv) * scale) . V[0..n_kv) for one head, over the cache rows of one
-// sequence and layer (K/V rows n_embd_kv apart, this head's slice at offset kv_off).
-void attend(float* out, const float* q, const KvCache& cache, int seq, int layer, int n_kv, int kv_off, int head_dim,
-            float scale, std::vector<float>& p) {
-  p.resize(n_kv);
-  float max = -INFINITY;
+// For every query head h of one token: out_h = softmax(q_h . K[0..n_kv) * scale) . V[0..n_kv),
+// over the cache cells of one sequence and layer; head h reads K/V head h / group. Each cached
+// row is decoded once (F32 rows are read in place) and used by all heads.
+void attend(float* out, const float* q, const KvCache& cache, int seq, int layer, int n_kv, const ModelConfig& c,
+            float scale, std::vector<float>& p, std::vector<float>& row) {
+  const int H = c.n_head, D = c.head_dim, group = c.n_head / c.n_head_kv, KV = c.n_embd_kv();
+  const bool in_place = cache.type() == KvType::f32;
+  const gguf::GgmlType type = kv_ggml_type(cache.type());
+  row.resize(KV);
+  auto decode = [&](const uint8_t* r) -> const float* {
+    if (in_place) return reinterpret_cast<const float*>(r);
+    tensor::dequantize_row(type, r, row.data(), KV);
+    return row.data();
+  };
+  p.resize(static_cast<size_t>(H) * n_kv);
   for (int j = 0; j < n_kv; ++j) {
-    p[j] = dot(q, cache.k(seq, layer, j) + kv_off, head_dim) * scale;
-    max = std::max(max, p[j]);
+    const float* k = decode(cache.k_row(seq, layer, j));
+    for (int h = 0; h < H; ++h) p[static_cast<size_t>(h) * n_kv + j] = dot(q + h * D, k + (h / group) * D, D) * scale;
   }
-  double sum = 0.0;
-  for (int j = 0; j < n_kv; ++j) {
-    p[j] = std::exp(p[j] - max);
-    sum += p[j];
+  for (int h = 0; h < H; ++h) {
+    float* ph = &p[static_cast<size_t>(h) * n_kv];
+    float max = -INFINITY;
+    for (int j = 0; j < n_kv; ++j) max = std::max(max, ph[j]);
+    double sum = 0.0;
+    for (int j = 0; j < n_kv; ++j) {
+      ph[j] = std::exp(ph[j] - max);
+      sum += ph[j];
+    }
+    const float inv = static_cast<float>(1.0 / sum);
+    for (int j = 0; j < n_kv; ++j) ph[j] *= inv;
   }
-  const float inv = static_cast<float>(1.0 / sum);
-  for (int j = 0; j < n_kv; ++j) p[j] *= inv;
-  std::fill(out, out + head_dim, 0.0f);
+  std::fill(out, out + static_cast<size_t>(H) * D, 0.0f);
   for (int j = 0; j < n_kv; ++j) {
-    const float* v = cache.v(seq, layer, j) + kv_off;
-    for (int d = 0; d < head_dim; ++d) out[d] += p[j] * v[d];
+    const float* v = decode(cache.v_row(seq, layer, j));
+    for (int h = 0; h < H; ++h) {
+      const float pj = p[static_cast<size_t>(h) * n_kv + j];
+      const float* vh = v + (h / group) * D;
+      float* oh = out + h * D;
+      for (int d = 0; d < D; ++d) oh[d] += pj * vh[d];
+    }
   }
 }
 
@@ -110,12 +129,11 @@ void Model::forward_llama(const Batch& batch, KvCache& cache, Output what, std::
   const ModelConfig& c = config_;
   const int n = static_cast<int>(batch.tokens.size());
   const int E = c.n_embd, D = c.head_dim, KV = c.n_embd_kv(), Q = c.n_head * D;
-  const int group = c.n_head / c.n_head_kv;
   const float kq_scale = 1.0f / std::sqrt(static_cast<float>(D));
 
   std::vector<float> x(static_cast<size_t>(n) * E);  // the residual stream, one row per token
   std::vector<float> cur(x.size()), q, k, v, attn(static_cast<size_t>(n) * Q), out, gate, up;
-  std::vector<float> cs, sn, p;
+  std::vector<float> cs, sn, p, kv_row;
 
   // Token embeddings: rows of token_embd, decoded from whatever type they are stored in.
   for (int t = 0; t < n; ++t) tensor::dequantize_row(token_embd_.type, token_embd_.row(batch.tokens[t]), &x[t * E], E);
@@ -132,15 +150,14 @@ void Model::forward_llama(const Batch& batch, KvCache& cache, Output what, std::
       rope_angles(batch.pos[t], c, cs, sn);
       rope(&q[static_cast<size_t>(t) * Q], c.n_head, c, cs, sn);
       rope(&k[static_cast<size_t>(t) * KV], c.n_head_kv, c, cs, sn);
-      std::copy_n(&k[static_cast<size_t>(t) * KV], KV, cache.k(batch.seq[t], l, batch.pos[t]));
-      std::copy_n(&v[static_cast<size_t>(t) * KV], KV, cache.v(batch.seq[t], l, batch.pos[t]));
+      cache.store_k(batch.seq[t], l, batch.pos[t], &k[static_cast<size_t>(t) * KV]);
+      cache.store_v(batch.seq[t], l, batch.pos[t], &v[static_cast<size_t>(t) * KV]);
     }
 
     // Grouped-query attention: query head h reads key/value head h / group, causally.
     for (int t = 0; t < n; ++t)
-      for (int h = 0; h < c.n_head; ++h)
-        attend(&attn[static_cast<size_t>(t) * Q + h * D], &q[static_cast<size_t>(t) * Q + h * D], cache,
-               batch.seq[t], l, batch.pos[t] + 1, (h / group) * D, D, kq_scale, p);
+      attend(&attn[static_cast<size_t>(t) * Q], &q[static_cast<size_t>(t) * Q], cache, batch.seq[t], l,
+             batch.pos[t] + 1, c, kq_scale, p, kv_row);
 
     linear(L.attn_output, Matrix{}, attn, n, out);
     for (size_t i = 0; i < x.size(); ++i) x[i] += out[i];

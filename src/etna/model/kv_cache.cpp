@@ -1,19 +1,31 @@
 #include <algorithm>
+#include <cstring>
 
 #include "etna/base/error.h"
 #include "etna/model/model.h"
+#include "etna/tensor/tensor.h"
 
 namespace etna::model {
 
-KvCache::KvCache(const ModelConfig& config, int n_seq, int n_ctx)
-    : n_seq_(n_seq), n_ctx_(n_ctx), n_layer_(config.n_layer), n_embd_kv_(config.n_embd_kv()) {
+KvCache::KvCache(const ModelConfig& config, int n_seq, int n_ctx, KvType type)
+    : n_seq_(n_seq), n_ctx_(n_ctx), n_layer_(config.n_layer), n_embd_kv_(config.n_embd_kv()), type_(type) {
   if (n_seq < 1) fail(ErrorKind::invalid_argument, "a KV cache needs at least one sequence (got {})", n_seq);
   if (n_ctx < 1) fail(ErrorKind::invalid_argument, "the context size must be at least 1 (got {})", n_ctx);
-  const size_t n = static_cast<size_t>(n_seq) * n_layer_ * n_ctx * n_embd_kv_;
-  // Zeroed so that nothing uninitialised can ever be read, even through a caller's bug.
-  k_.assign(n, 0.0f);
-  v_.assign(n, 0.0f);
+  kv_bytes_per_token(config, type);  // throws when the type's blocks do not divide a row
+  row_bytes_ = tensor::row_bytes(kv_ggml_type(type), n_embd_kv_);
+  const size_t n = static_cast<size_t>(n_seq) * n_layer_ * n_ctx * row_bytes_;
+  // Zeroed so that nothing uninitialised can ever be read, even through a caller's bug (zero
+  // bytes decode to 0.0 in every supported type).
+  k_.assign(n, 0);
+  v_.assign(n, 0);
   length_.assign(n_seq, 0);
+}
+
+void KvCache::store(uint8_t* row, const float* src) {
+  if (type_ == KvType::f32)
+    std::memcpy(row, src, row_bytes_);
+  else
+    tensor::quantize_row(kv_ggml_type(type_), src, row, n_embd_kv_);
 }
 
 void KvCache::check_seq(int seq) const {
@@ -45,10 +57,10 @@ void KvCache::copy(int src, int dst, int n) {
   if (n > length_[src])
     fail(ErrorKind::invalid_argument, "cannot copy {} cells of sequence {} which holds {}", n, src, length_[src]);
   if (src != dst) {
-    const size_t row = static_cast<size_t>(n) * n_embd_kv_;
+    const size_t bytes = static_cast<size_t>(n) * row_bytes_;
     for (int l = 0; l < n_layer_; ++l) {
-      std::copy_n(k(src, l, 0), row, k(dst, l, 0));
-      std::copy_n(v(src, l, 0), row, v(dst, l, 0));
+      std::copy_n(k_row(src, l, 0), bytes, k_row(dst, l, 0));
+      std::copy_n(v_row(src, l, 0), bytes, v_row(dst, l, 0));
     }
   }
   length_[dst] = n;

@@ -106,8 +106,8 @@ std::unique_ptr<Model> Model::load(const std::string& path) {
   return m;
 }
 
-std::unique_ptr<KvCache> Model::make_cache(int n_seq, int n_ctx) const {
-  return std::make_unique<KvCache>(config_, n_seq, n_ctx);
+std::unique_ptr<KvCache> Model::make_cache(int n_seq, int n_ctx, KvType type) const {
+  return std::make_unique<KvCache>(config_, n_seq, n_ctx, type);
 }
 
 void Model::forward(const Batch& batch, KvCache& cache, std::vector<float>& logits) const {

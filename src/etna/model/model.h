@@ -7,7 +7,9 @@
 #include <string>
 #include <vector>
 
+#include "etna/base/error.h"
 #include "etna/gguf/gguf_file.h"
+#include "etna/model/kv_type.h"
 #include "etna/tensor/tensor.h"
 
 namespace etna::model {
@@ -37,44 +39,71 @@ struct ModelConfig {
   int n_embd_kv() const { return n_head_kv * head_dim; }  // width of one K (or V) row
 };
 
-// Per-sequence key/value storage: n_seq sequences x n_ctx cells x n_layer x n_embd_kv floats,
-// for K and for V. Cell p of sequence s holds the keys/values of the token at position p.
-// Not thread-safe; one forward() at a time per cache.
+// Per-sequence key/value storage: n_seq sequences x n_ctx cells x n_layer rows of n_embd_kv
+// values, for K and for V, each row encoded as `type` (tensor::quantize_row on the way in,
+// dequantize_row on the way out; F32 rows are plain floats). Cell p of sequence s holds the
+// keys/values of the token at position p. Not thread-safe; one forward() at a time per cache.
 class KvCache {
  public:
-  KvCache(const ModelConfig& config, int n_seq, int n_ctx);
+  // Throws etna::Error for n_seq or n_ctx < 1, or (unsupported) a row width the type's blocks
+  // do not divide.
+  KvCache(const ModelConfig& config, int n_seq, int n_ctx, KvType type = KvType::f32);
 
   int n_seq() const { return n_seq_; }
   int n_ctx() const { return n_ctx_; }
   int n_layer() const { return n_layer_; }
   int n_embd_kv() const { return n_embd_kv_; }
+  KvType type() const { return type_; }
+  size_t row_bytes() const { return row_bytes_; }          // one encoded K (or V) row
+  size_t bytes() const { return k_.size() + v_.size(); }  // all cells of all sequences
 
   // Number of filled cells of sequence `seq` (positions 0..length-1 are valid).
   int length(int seq) const;
   // Forgets everything in sequence `seq`.
   void clear(int seq);
-  // Keeps the first n cells of `seq` (a server reusing a common prompt prefix). n <= length.
+  // Keeps the first n cells of `seq` (a server reusing a common prompt prefix, or speculative
+  // decoding dropping rejected guesses). n <= length.
   void truncate(int seq, int n);
   // Makes `dst` a copy of the first n cells of `src` (n = -1: all of src's cells).
   void copy(int src, int dst, int n = -1);
 
-  // Row of K (V) for layer `layer`, sequence `seq`, cell `pos`: n_embd_kv floats.
-  float* k(int seq, int layer, int pos) { return k_.data() + offset(seq, layer, pos); }
-  float* v(int seq, int layer, int pos) { return v_.data() + offset(seq, layer, pos); }
-  const float* k(int seq, int layer, int pos) const { return k_.data() + offset(seq, layer, pos); }
-  const float* v(int seq, int layer, int pos) const { return v_.data() + offset(seq, layer, pos); }
+  // Encoded row of K (V) for layer `layer`, sequence `seq`, cell `pos`: row_bytes() bytes.
+  uint8_t* k_row(int seq, int layer, int pos) { return k_.data() + offset(seq, layer, pos); }
+  uint8_t* v_row(int seq, int layer, int pos) { return v_.data() + offset(seq, layer, pos); }
+  const uint8_t* k_row(int seq, int layer, int pos) const { return k_.data() + offset(seq, layer, pos); }
+  const uint8_t* v_row(int seq, int layer, int pos) const { return v_.data() + offset(seq, layer, pos); }
+
+  // Writes n_embd_kv floats as the K (V) row of (seq, layer, pos), converted to type().
+  void store_k(int seq, int layer, int pos, const float* src) { store(k_row(seq, layer, pos), src); }
+  void store_v(int seq, int layer, int pos, const float* src) { store(v_row(seq, layer, pos), src); }
+
+  // The rows as floats. REQUIRES: type() == KvType::f32 (throws etna::Error otherwise).
+  float* k(int seq, int layer, int pos) { return as_floats(k_row(seq, layer, pos)); }
+  float* v(int seq, int layer, int pos) { return as_floats(v_row(seq, layer, pos)); }
+  const float* k(int seq, int layer, int pos) const { return as_floats(k_row(seq, layer, pos)); }
+  const float* v(int seq, int layer, int pos) const { return as_floats(v_row(seq, layer, pos)); }
 
   // Records that cells 0..pos of `seq` now hold data (called by forward()).
   void mark_filled(int seq, int pos);
 
  private:
   size_t offset(int seq, int layer, int pos) const {
-    return ((static_cast<size_t>(seq) * n_layer_ + layer) * n_ctx_ + pos) * n_embd_kv_;
+    return ((static_cast<size_t>(seq) * n_layer_ + layer) * n_ctx_ + pos) * row_bytes_;
   }
+  template <typename T>
+  T* as_floats(const uint8_t* row) const {
+    if (type_ != KvType::f32) fail(ErrorKind::internal, "float view of a {} KV cache", kv_type_name(type_));
+    return reinterpret_cast<T*>(const_cast<uint8_t*>(row));
+  }
+  float* as_floats(uint8_t* row) { return as_floats<float>(row); }
+  const float* as_floats(const uint8_t* row) const { return as_floats<const float>(row); }
+  void store(uint8_t* row, const float* src);
   void check_seq(int seq) const;
 
   int n_seq_, n_ctx_, n_layer_, n_embd_kv_;
-  std::vector<float> k_, v_;
+  KvType type_;
+  size_t row_bytes_;
+  std::vector<uint8_t> k_, v_;  // float-aligned: allocated by operator new
   std::vector<int> length_;
 };
 
@@ -109,8 +138,8 @@ class Model {
   const ModelConfig& config() const { return config_; }
   const gguf::GgufFile& file() const { return *file_; }
 
-  // A cache for n_seq sequences of up to n_ctx positions each.
-  std::unique_ptr<KvCache> make_cache(int n_seq, int n_ctx) const;
+  // A cache for n_seq sequences of up to n_ctx positions each, rows stored as `type`.
+  std::unique_ptr<KvCache> make_cache(int n_seq, int n_ctx, KvType type = KvType::f32) const;
 
   // Evaluates `batch`, storing its keys/values in `cache`. `logits` is resized to one n_vocab
   // row per token with want_logits set, in batch order. Throws etna::Error (limit) when a
