@@ -4,6 +4,7 @@
 #include <chrono>
 
 #include "etna/base/error.h"
+#include "etna/engine/lookup.h"
 #include "etna/engine/stop_strings.h"
 
 namespace etna::engine {
@@ -36,12 +37,13 @@ double Timings::gen_tps() const {
   return generated_tokens > 0 && gen_ms > 0.0 ? generated_tokens * 1000.0 / gen_ms : 0.0;
 }
 
-Generator::Generator(const model::Model& model, const tokenizer::Tokenizer& tokenizer, int n_ctx, int n_batch)
+Generator::Generator(const model::Model& model, const tokenizer::Tokenizer& tokenizer, int n_ctx, int n_batch,
+                     model::KvType cache_type)
     : model_(model), tokenizer_(tokenizer), n_ctx_(n_ctx), n_batch_(n_batch) {
   const auto& cfg = model.config();
   if (n_ctx_ <= 0) n_ctx_ = cfg.n_ctx_train > 0 ? cfg.n_ctx_train : 2048;
   if (n_batch_ <= 0) fail(ErrorKind::invalid_argument, "batch size must be positive (got {})", n_batch);
-  cache_ = model.make_cache(1, n_ctx_);
+  cache_ = model.make_cache(1, n_ctx_, cache_type);
 }
 
 void Generator::reset() {
@@ -49,8 +51,21 @@ void Generator::reset() {
   cached_.clear();
 }
 
-void Generator::evaluate(std::span<const Token> tokens) {
+void Generator::set_lookup(int n_draft) {
+  if (n_draft < 0) fail(ErrorKind::invalid_argument, "the lookup draft length must be >= 0 (got {})", n_draft);
+  n_lookup_ = n_draft;
+}
+
+void Generator::drop_cached(size_t n) {
+  n = std::min(n, cached_.size());
+  cached_.resize(cached_.size() - n);
+  cache_->truncate(0, static_cast<int>(cached_.size()));
+}
+
+void Generator::evaluate(std::span<const Token> tokens, bool all_logits) {
   const int n_vocab = model_.config().n_vocab;
+  if (all_logits && tokens.size() > static_cast<size_t>(n_batch_))
+    fail(ErrorKind::internal, "{} tokens with logits do not fit one batch of {}", tokens.size(), n_batch_);
   for (size_t start = 0; start < tokens.size(); start += static_cast<size_t>(n_batch_)) {
     const size_t end = std::min(tokens.size(), start + static_cast<size_t>(n_batch_));
     batch_.clear();
@@ -58,7 +73,7 @@ void Generator::evaluate(std::span<const Token> tokens) {
       Token t = tokens[i];
       if (t < 0 || t >= n_vocab)
         fail(ErrorKind::invalid_argument, "token id {} is outside the vocabulary (0..{})", t, n_vocab - 1);
-      batch_.add(t, static_cast<int32_t>(cached_.size() + (i - start)), 0, i + 1 == tokens.size());
+      batch_.add(t, static_cast<int32_t>(cached_.size() + (i - start)), 0, all_logits || i + 1 == tokens.size());
     }
     try {
       model_.forward(batch_, *cache_, logits_);
@@ -70,8 +85,9 @@ void Generator::evaluate(std::span<const Token> tokens) {
     cached_.insert(cached_.end(), tokens.begin() + static_cast<std::ptrdiff_t>(start),
                    tokens.begin() + static_cast<std::ptrdiff_t>(end));
   }
-  if (logits_.size() != static_cast<size_t>(n_vocab))
-    fail(ErrorKind::internal, "forward pass returned {} logits, expected {}", logits_.size(), n_vocab);
+  const size_t rows = all_logits ? tokens.size() : 1;
+  if (logits_.size() != rows * static_cast<size_t>(n_vocab))
+    fail(ErrorKind::internal, "forward pass returned {} logits, expected {}", logits_.size(), rows * n_vocab);
 }
 
 GenerationResult Generator::generate(std::span<const Token> prompt, const SamplingParams& params,
@@ -109,6 +125,13 @@ GenerationResult Generator::generate(std::span<const Token> prompt, const Sampli
     return on_piece ? on_piece(piece) : true;
   };
 
+  // Prompt lookup: `drafts` were evaluated after the last sampled token; the first `confirmed`
+  // of them have since been sampled too, and logits_ row `row` is the one to sample from next.
+  const size_t n_vocab = static_cast<size_t>(model_.config().n_vocab);
+  std::vector<Token> history, drafts;
+  size_t confirmed = 0, row = 0;
+  if (n_lookup_ > 0) history.assign(prompt.begin(), prompt.end());
+
   t0 = Clock::now();
   bool done = false;
   if (params.max_tokens == 0) {
@@ -117,10 +140,11 @@ GenerationResult Generator::generate(std::span<const Token> prompt, const Sampli
   }
   while (!done) {
     SampledToken s;
+    const std::span<const float> logits(logits_.data() + row * n_vocab, n_vocab);
     if (params.n_logprobs > 0)
-      s = sampler.sample_with_logprobs(logits_);
+      s = sampler.sample_with_logprobs(logits);
     else
-      s.token = sampler.sample(logits_);
+      s.token = sampler.sample(logits);
     const Token t = s.token;
     ++result.timings.generated_tokens;
     if (vocab.is_end_of_generation(t)) {
@@ -145,13 +169,35 @@ GenerationResult Generator::generate(std::span<const Token> prompt, const Sampli
       result.finish = FinishReason::length;
       break;
     }
+    if (n_lookup_ > 0) {
+      history.push_back(t);
+      if (confirmed < drafts.size() && drafts[confirmed] == t) {
+        ++confirmed;  // t is already evaluated: its logits are the next row
+        ++row;
+        ++result.timings.accepted_tokens;
+        continue;
+      }
+      drop_cached(drafts.size() - confirmed);  // guesses after a mismatch are not in the text
+      drafts.clear();
+      confirmed = row = 0;
+    }
     if (cached_.size() >= static_cast<size_t>(n_ctx_)) {
       result.finish = FinishReason::length;  // no cell left to evaluate t
       break;
     }
+    if (n_lookup_ > 0) {
+      const size_t room = std::min(static_cast<size_t>(n_ctx_) - cached_.size(), static_cast<size_t>(n_batch_)) - 1;
+      drafts = lookup_draft(history, static_cast<int>(std::min(room, static_cast<size_t>(n_lookup_))));
+      result.timings.drafted_tokens += static_cast<int>(drafts.size());
+      std::vector<Token> step{t};
+      step.insert(step.end(), drafts.begin(), drafts.end());
+      evaluate(step, true);
+      continue;
+    }
     const Token one[1] = {t};
     evaluate(one);
   }
+  drop_cached(drafts.size() - confirmed);  // unconfirmed guesses never stay in the cache
   // Text held back for UTF-8 completion or a possible stop string is final now.
   if (!stops.stopped() && result.finish != FinishReason::cancelled) {
     std::string tail = stops.push(detok.flush());

@@ -82,7 +82,7 @@ Scheduler::Scheduler(const model::Model& model, const tokenizer::Tokenizer& toke
   if (options_.n_ctx < 8) fail(ErrorKind::invalid_argument, "the context per sequence must be at least 8 (got {})", options_.n_ctx);
   if (options_.queue_capacity < 0) fail(ErrorKind::invalid_argument, "the queue size must be >= 0 (got {})", options_.queue_capacity);
   if (options_.step_tokens < 1) fail(ErrorKind::invalid_argument, "the step token budget must be positive");
-  cache_ = model.make_cache(options_.n_parallel, options_.n_ctx);
+  cache_ = model.make_cache(options_.n_parallel, options_.n_ctx, options_.cache_type);
   const int n_vocab = model.config().n_vocab;
   pieces_.resize(static_cast<size_t>(n_vocab));
   for (int t = 0; t < n_vocab && static_cast<size_t>(t) < tokenizer.vocab().size(); ++t)

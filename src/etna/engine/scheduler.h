@@ -30,6 +30,7 @@ struct SchedulerOptions {
   int queue_capacity = 16;   // requests waiting for a slot; more are refused (QueueFullError)
   int step_tokens = 256;     // tokens per forward step (decodes first, then prompt chunks)
   int min_prefix_copy = 8;   // copy another slot's cells when that saves at least this many tokens
+  model::KvType cache_type = model::KvType::f32;  // KV cache rows: f32, f16 or q8_0
 };
 
 struct GenerationRequest {

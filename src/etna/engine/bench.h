@@ -1,0 +1,46 @@
+// Throughput of one model, in the manner of llama-bench: prompt processing (a prompt of random
+// token ids evaluated in one batch) and generation (tokens evaluated one at a time), each timed
+// over several repetitions after one warm-up, with the memory roofline measured in the same run:
+// generation reads every weight once per token, so tg_tps * bytes_per_token cannot exceed the
+// machine's read bandwidth.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "etna/engine/memory.h"
+#include "etna/model/model.h"
+
+namespace etna::engine {
+
+struct BenchOptions {
+  int n_prompt = 512;    // prompt-processing test length; 0 skips the test
+  int n_gen = 128;       // generation test length; 0 skips the test
+  int repetitions = 3;   // timed runs of each test
+  model::KvType cache_type = model::KvType::f32;
+  uint64_t seed = 1234;  // for the random token ids
+  size_t bandwidth_bytes = size_t{256} << 20;  // buffer streamed to measure read bandwidth
+};
+
+struct RateStats {  // tokens per second over the repetitions
+  double min = 0.0, median = 0.0, max = 0.0;
+};
+
+struct BenchResult {
+  RateStats pp_tps, tg_tps;
+  uint64_t bytes_per_token = 0;  // weight_bytes_per_token()
+  double bandwidth_gbps = 0.0;   // best read bandwidth with the same thread count
+  double roofline = 0.0;         // tg_tps.median * bytes_per_token / bandwidth: 1 = memory-bound ideal
+  int threads = 0;
+  std::string kernels;           // tensor::active_kernels_name()
+  MemoryEstimate memory;         // for a context of n_prompt + n_gen (at least the larger test)
+  ResidentMemory resident;       // measured after the last generation run
+};
+
+// Runs the benchmark with the tensor layer's current thread count. `progress` (may be empty)
+// receives one line per finished run. Throws etna::Error (invalid_argument) for negative
+// lengths, repetitions < 1, or both tests skipped.
+BenchResult run_bench(const model::Model& model, const BenchOptions& options,
+                      const std::function<void(const std::string&)>& progress = {});
+
+}  // namespace etna::engine
