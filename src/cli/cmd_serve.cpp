@@ -1,16 +1,18 @@
-// `etna serve`: one HTTP server for every API. Today: the Qdrant-compatible vector store.
-// The OpenAI-compatible routes (/v1/...) plug into the same HttpServer here once they exist.
+// `etna serve`: one HTTP server for every API: the OpenAI-compatible inference API (/v1/...,
+// with -m / --embedding-model) and the Qdrant-compatible vector store.
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <iostream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "cli/command.h"
 #include "etna/base/error.h"
 #include "etna/base/log.h"
 #include "etna/server/http_server.h"
+#include "etna/server/openai_api.h"
 #include "etna/server/qdrant_api.h"
 #include "etna/store/database.h"
 
@@ -29,7 +31,11 @@ fs::path default_data_dir() {
 
 struct ServeArgs {
   std::string model;
+  std::string embedding_model;
   bool no_model = false;
+  int parallel = 4;
+  int ctx = 0;
+  int queue = -1;
   std::string host = "127.0.0.1";
   int port = 8080;
   std::string data;
@@ -44,7 +50,14 @@ void serve(const ServeArgs& a) {
   // Before any thread exists, so that only the server's waiter receives SIGINT/SIGTERM.
   server::HttpServer::block_shutdown_signals();
 
-  if (!a.model.empty() && a.no_model) fail(ErrorKind::invalid_argument, "--no-model and -m/--model contradict each other");
+  if ((!a.model.empty() || !a.embedding_model.empty()) && a.no_model)
+    fail(ErrorKind::invalid_argument, "--no-model and -m/--model (--embedding-model) contradict each other");
+  if (a.parallel < 1 || a.parallel > 256) fail(ErrorKind::invalid_argument, "--parallel must be in 1..256, got {}", a.parallel);
+  if (a.ctx < 0) fail(ErrorKind::invalid_argument, "--ctx must be positive, got {}", a.ctx);
+  for (const auto& path : {a.model, a.embedding_model})
+    if (!path.empty() && !fs::exists(path)) fail(ErrorKind::not_found, "model file {} does not exist", path);
+  const bool inference = !a.model.empty() || !a.embedding_model.empty();
+  const int queue = a.queue >= 0 ? a.queue : 4 * a.parallel;
   if (a.max_body_mb <= 0 || a.max_body_mb > 4096)
     fail(ErrorKind::invalid_argument, "--max-body-mb must be in (0, 4096], got {}", a.max_body_mb);
   if (a.timeout_s <= 0) fail(ErrorKind::invalid_argument, "--timeout must be positive");
@@ -59,7 +72,9 @@ void serve(const ServeArgs& a) {
   server::ServerOptions opt;
   opt.host = a.host;
   opt.port = a.port;
-  opt.threads = a.threads;
+  // Every streamed or waiting request holds an HTTP worker, so there must be more workers than
+  // running plus queued requests: otherwise excess requests wait unseen instead of getting 429.
+  opt.threads = inference ? std::max(a.threads, a.parallel + queue + 8) : a.threads;
   opt.max_body_bytes = static_cast<std::size_t>(a.max_body_mb * 1024.0 * 1024.0);
   opt.read_timeout = std::chrono::seconds(a.timeout_s);
   opt.write_timeout = std::chrono::seconds(a.timeout_s);
@@ -74,11 +89,16 @@ void serve(const ServeArgs& a) {
   server::HttpServer http(opt);
   server::register_qdrant_routes(http, *db);
 
-  if (!a.model.empty()) {
-    if (!fs::exists(a.model)) fail(ErrorKind::not_found, "model file {} does not exist", a.model);
-    std::cerr << "etna: note: the OpenAI-compatible API (/v1/...) is not implemented yet; serving the vector store "
-                 "only and not loading "
-              << a.model << "\n";
+  std::unique_ptr<server::OpenAIService> openai;
+  if (inference) {
+    server::OpenAIOptions oo;
+    oo.model_path = a.model;
+    oo.embedding_model_path = a.embedding_model;
+    oo.n_parallel = a.parallel;
+    oo.n_ctx = a.ctx;
+    oo.queue_capacity = queue;
+    openai = std::make_unique<server::OpenAIService>(oo);
+    server::register_openai_routes(http, *openai);
   }
   if (opt.api_keys.empty() && a.host != "127.0.0.1" && a.host != "localhost" && a.host != "::1")
     std::cerr << "etna: warning: listening on " << a.host << " without --api-key: anyone who can reach it can use it\n";
@@ -87,15 +107,37 @@ void serve(const ServeArgs& a) {
   std::cout << "etna: listening on " << http.url() << std::endl;
   std::cout << "etna: vector store (Qdrant API) at " << http.url() << "/collections, data in " << (data / "vectors").string()
             << std::endl;
+  // Models load while the server already answers (/health says "loading", /v1 routes 503).
+  std::string load_error;
+  std::thread loader;
+  if (openai) {
+    loader = std::thread([&] {
+      try {
+        openai->load();
+        std::cout << "etna: OpenAI-compatible API at " << http.url() << "/v1 (model " << openai->model_id()
+                  << (openai->embedding_model_id().empty() ? "" : ", embeddings " + openai->embedding_model_id())
+                  << ", " << a.parallel << " parallel sequences of " << openai->n_ctx() << " tokens)" << std::endl;
+      } catch (const std::exception& e) {
+        load_error = e.what();
+        http.stop();
+      }
+    });
+  }
   http.run_until_signal();
+  if (loader.joinable()) loader.join();
+  if (!load_error.empty()) fail(ErrorKind::invalid_argument, "{}", load_error);
   std::cout << "etna: stopped" << std::endl;
 }
 
 CommandRegistrar reg(30, [](CLI::App& root) {
   auto args = std::make_shared<ServeArgs>();
-  auto* c = root.add_subcommand("serve", "Run the HTTP server: Qdrant-compatible vector store (and models, when given)");
+  auto* c = root.add_subcommand("serve", "Run the HTTP server: OpenAI-compatible API (with -m) and Qdrant-compatible vector store");
   c->add_option("-m,--model", args->model, "GGUF model to serve through the OpenAI-compatible API");
+  c->add_option("--embedding-model", args->embedding_model, "GGUF embedding model for /v1/embeddings");
   c->add_flag("--no-model", args->no_model, "Serve the vector store only");
+  c->add_option("--parallel", args->parallel, "Sequences generated together (continuous batching)")->capture_default_str();
+  c->add_option("--ctx", args->ctx, "Context per sequence in tokens (default: min(the model's, 4096))");
+  c->add_option("--queue", args->queue, "Requests that may wait for a sequence slot before 429 (default 4 x --parallel)");
   c->add_option("--host", args->host, "Address to listen on")->capture_default_str();
   c->add_option("--port", args->port, "Port to listen on (0 = any free port)")->capture_default_str()->check(CLI::Range(0, 65535));
   c->add_option("--data", args->data, "Data directory (default $ETNA_DATA or ~/.local/share/etna)");

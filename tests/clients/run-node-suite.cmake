@@ -7,6 +7,9 @@ if(NOT EXISTS "${CLIENTS_DIR}/node_modules")
   message(FATAL_ERROR "${CLIENTS_DIR}/node_modules is missing: run scripts/test-clients-setup first (CI runs it)")
 endif()
 set(ENV{ETNA_BINARY} "${ETNA_BINARY}")
+if(SHARED_DIR)
+  set(ENV{ETNA_SHARED_DIR} "${SHARED_DIR}")
+endif()
 execute_process(COMMAND "${NODE}" --test "${SUITE}"
   WORKING_DIRECTORY "${CLIENTS_DIR}"
   RESULT_VARIABLE rc)
