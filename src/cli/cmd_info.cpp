@@ -8,8 +8,11 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/command.h"
+#include "cli/memory_report.h"
+#include "etna/base/cpu_features.h"
 #include "etna/base/error.h"
 #include "etna/gguf/gguf_file.h"
+#include "etna/tensor/tensor.h"
 
 namespace etna::cli {
 namespace {
@@ -159,12 +162,40 @@ CommandRegistrar reg(30, [](CLI::App& root) {
     std::string path;
     bool tensors = false;
     bool json = false;
+    bool memory = false;
+    int ctx = 0;
+    std::string cache_type = "f32";
+    bool cpu = false;
   };
   auto o = std::make_shared<Opts>();
-  c->add_option("model", o->path, "the .gguf file")->required();
+  c->add_option("model", o->path, "the .gguf file (optional with --cpu)");
+  c->add_flag("--cpu", o->cpu, "describe this CPU: SIMD features, the kernel set in use, threads");
   c->add_flag("--tensors", o->tensors, "list every tensor (name, type, shape, bytes)");
   c->add_flag("--json", o->json, "print one JSON object instead of text");
+  c->add_flag("--memory", o->memory, "estimate memory use: weights, KV cache per token and for --ctx, scratch, total");
+  c->add_option("--ctx", o->ctx, "context size for --memory (default: the model's)");
+  c->add_option("--cache-type", o->cache_type, "KV cache type for --memory: f32, f16 or q8_0")->capture_default_str();
   c->callback([o] {
+    if (o->memory) {
+      if (o->path.empty()) fail(ErrorKind::invalid_argument, "--memory needs a model file");
+      print_memory_report(o->path, o->ctx, o->cache_type, o->json);
+      return;
+    }
+    if (o->cpu) {
+      const std::string kernels = tensor::active_kernels_name();
+      if (o->json) {
+        json j{{"cpu", base::cpu_features_string()}, {"kernels", kernels},
+               {"physical_cores", base::physical_core_count()}, {"threads", tensor::num_threads()}};
+        std::string s = dump(j) + "\n";
+        std::fwrite(s.data(), 1, s.size(), stdout);
+      } else {
+        std::string s = fmt::format("cpu      {}\nkernels  {}\ncores    {}\nthreads  {}\n", base::cpu_features_string(),
+                                    kernels, base::physical_core_count(), tensor::num_threads());
+        std::fwrite(s.data(), 1, s.size(), stdout);
+      }
+      if (o->path.empty()) return;
+    }
+    if (o->path.empty()) fail(ErrorKind::invalid_argument, "info: give a model file (or --cpu)");
     auto file = gguf::GgufFile::open(o->path);
     json d = describe(*file, o->tensors);
     if (o->json) {
