@@ -8,6 +8,7 @@
 
 #include <fmt/format.h>
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include "etna/base/error.h"
 #include "etna/engine/embedder.h"
@@ -376,6 +377,39 @@ TEST(Retrieval, HybridWithEmbeddingModel) {
     GTEST_SKIP() << "skipped: llama embedder not available";
   }
   EXPECT_THROW(Retriever::open(f.coll, other.get()), Error);
+}
+
+}  // namespace
+}  // namespace etna::rag
+
+namespace etna::rag {
+namespace {
+
+TEST(Cli, IngestAndSearch) {
+  const fs::path bin = etna::test::etna_binary();
+  if (!fs::exists(bin)) GTEST_SKIP() << "skipped: the etna binary is not built";
+  TempDir tmp;
+  write(tmp / "docs" / "volcano.md", "# Etna\n\nMount Etna erupts often on Sicily.\n");
+  write(tmp / "docs" / "bread.txt", "Sourdough needs a starter.\n");
+  write(tmp / "docs" / "junk.bin", std::string("\0\1\2\3binary", 10));
+  const std::string data = " --data " + (tmp / "data").string() + " ";
+  const std::string base = bin.string() + " ";
+  std::string out;
+  ASSERT_EQ(etna::test::run_command(base + "ingest" + data + (tmp / "docs").string() + " --collection c 2>&1", &out), 0) << out;
+  EXPECT_EQ(out.find('\r'), std::string::npos) << "no progress bar when piped";
+  EXPECT_NE(out.find("junk.bin: binary file"), std::string::npos) << out;
+  EXPECT_NE(out.find("2 new"), std::string::npos) << out;
+  ASSERT_EQ(etna::test::run_command(base + "ingest" + data + (tmp / "docs").string() + " --collection c", &out), 0);
+  EXPECT_NE(out.find("0 chunks added"), std::string::npos) << out;
+  ASSERT_EQ(etna::test::run_command(base + "search" + data + "--collection c --json 'Sicily eruptions'", &out), 0) << out;
+  const auto j = nlohmann::json::parse(out);
+  EXPECT_EQ(j["mode"], "bm25");
+  ASSERT_FALSE(j["results"].empty());
+  EXPECT_EQ(fs::path(j["results"][0]["file"].get<std::string>()).filename(), "volcano.md");
+  EXPECT_EQ(j["results"][0]["line_start"], 1);
+  EXPECT_EQ(j["results"][0]["line_end"], 3);
+  EXPECT_NE(etna::test::run_command(base + "search" + data + "--collection missing x 2>&1", &out), 0);
+  EXPECT_NE(out.find("not found"), std::string::npos) << out;
 }
 
 }  // namespace

@@ -1,0 +1,122 @@
+// `etna search --collection NAME "query"`: the best chunks of an ingested collection, hybrid
+// (BM25 + vectors by reciprocal rank fusion) when the collection has an embedding model, else BM25.
+#include <cstdlib>
+#include <iostream>
+#include <memory>
+#include <string>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "cli/command.h"
+#include "etna/base/error.h"
+#include "etna/engine/embedder.h"
+#include "etna/rag/ingest.h"
+#include "etna/rag/loader.h"
+#include "etna/rag/retriever.h"
+
+namespace etna::cli {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct SearchArgs {
+  std::string collection;
+  std::string query;
+  std::string embedding_model;
+  std::string data;
+  int k = 5;
+  bool json = false;
+  bool bm25_only = false;
+  double rrf_k = 60, bm25_weight = 1, vector_weight = 1;
+};
+
+fs::path data_dir(const std::string& arg) {
+  if (!arg.empty()) return arg;
+  if (const char* d = std::getenv("ETNA_DATA"); d && *d) return d;
+  if (const char* x = std::getenv("XDG_DATA_HOME"); x && *x) return fs::path(x) / "etna";
+  if (const char* h = std::getenv("HOME"); h && *h) return fs::path(h) / ".local" / "share" / "etna";
+  fail(ErrorKind::invalid_argument, "cannot find a data directory: set ETNA_DATA or HOME, or pass --data DIR");
+}
+
+std::string lines_of(const rag::ChunkRow& c) {
+  std::string s = c.page > 0 ? fmt::format("page {}, ", c.page) : "";
+  return s + (c.line_start == c.line_end ? fmt::format("line {}", c.line_start)
+                                         : fmt::format("lines {}-{}", c.line_start, c.line_end));
+}
+
+void run(const SearchArgs& a) {
+  if (a.k < 1) fail(ErrorKind::invalid_argument, "-k must be at least 1");
+  const fs::path dir = rag::collection_dir(data_dir(a.data), a.collection);
+  std::string model = a.embedding_model;
+  std::unique_ptr<engine::Embedder> embedder;
+  if (!a.bm25_only) {
+    if (model.empty() && fs::exists(dir / "catalog.db")) {
+      auto cat = rag::Catalog::open(dir / "catalog.db");
+      if (auto m = cat->meta("embedding_model"); m && fs::exists(*m)) model = *m;
+    }
+    if (!model.empty()) embedder = engine::Embedder::load(model);
+  }
+  rag::RetrieverOptions opt;
+  opt.rrf_k = a.rrf_k;
+  opt.bm25_weight = a.bm25_weight;
+  opt.vector_weight = a.vector_weight;
+  auto retriever = rag::Retriever::open(dir, embedder.get(), opt);
+  const auto hits = retriever->search(a.query, static_cast<size_t>(a.k));
+  if (a.json) {
+    nlohmann::json out = nlohmann::json::array();
+    for (const auto& h : hits) {
+      out.push_back({{"id", h.chunk.id},
+                     {"score", h.score},
+                     {"bm25_rank", h.bm25_rank},
+                     {"vector_rank", h.vector_rank},
+                     {"file", rag::sanitize_utf8(h.chunk.file)},
+                     {"page", h.chunk.page},
+                     {"line_start", h.chunk.line_start},
+                     {"line_end", h.chunk.line_end},
+                     {"byte_start", h.chunk.byte_start},
+                     {"byte_end", h.chunk.byte_end},
+                     {"heading", rag::sanitize_utf8(h.chunk.heading)},
+                     {"text", rag::sanitize_utf8(h.chunk.text)}});
+    }
+    std::cout << nlohmann::json{{"mode", retriever->hybrid() ? "hybrid" : "bm25"}, {"results", out}}.dump(2) << "\n";
+    return;
+  }
+  if (hits.empty()) {
+    std::cout << "no matches (" << retriever->chunk_count() << " chunks searched)\n";
+    return;
+  }
+  for (size_t i = 0; i < hits.size(); ++i) {
+    const auto& h = hits[i];
+    std::string text = rag::sanitize_utf8(h.chunk.text);
+    for (char& ch : text)
+      if (ch == '\n' || ch == '\t') ch = ' ';
+    if (text.size() > 300) {
+      size_t cut = 300;
+      while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) --cut;
+      text = text.substr(0, cut) + "...";
+    }
+    std::cout << fmt::format("{}. {} ({}) score {:.4f}{}\n   {}\n", i + 1, rag::sanitize_utf8(h.chunk.file),
+                             lines_of(h.chunk), h.score, retriever->hybrid() ? fmt::format(" [bm25 #{}, vector #{}]", h.bm25_rank, h.vector_rank) : "",
+                             text);
+  }
+}
+
+CommandRegistrar reg(51, [](CLI::App& root) {
+  auto args = std::make_shared<SearchArgs>();
+  auto* c = root.add_subcommand("search", "Search an ingested collection (BM25, plus vectors when it has a model)");
+  c->add_option("query", args->query, "what to look for")->required();
+  c->add_option("--collection", args->collection, "collection name")->required();
+  c->add_option("-k", args->k, "number of results")->capture_default_str();
+  c->add_flag("--json", args->json, "print JSON");
+  c->add_option("--embedding-model", args->embedding_model, "embedding model (default: the collection's)");
+  c->add_flag("--bm25-only", args->bm25_only, "ignore vectors even when the collection has them");
+  c->add_option("--rrf-k", args->rrf_k, "reciprocal rank fusion constant k")->capture_default_str();
+  c->add_option("--bm25-weight", args->bm25_weight, "weight of the BM25 ranking in the fusion")->capture_default_str();
+  c->add_option("--vector-weight", args->vector_weight, "weight of the vector ranking")->capture_default_str();
+  c->add_option("--data", args->data, "Data directory (default $ETNA_DATA or ~/.local/share/etna)");
+  c->callback([args] { run(*args); });
+});
+
+}  // namespace
+}  // namespace etna::cli
