@@ -1,11 +1,12 @@
 // `etna embed`: one L2-normalised embedding per text, printed as one JSON array of vectors.
+#include <cmath>
 #include <fstream>
 #include <iostream>
 #include <memory>
 #include <string>
 #include <vector>
 
-#include <nlohmann/json.hpp>
+#include <fmt/format.h>
 
 #include "cli/command.h"
 #include "etna/base/error.h"
@@ -48,7 +49,18 @@ void run(const EmbedArgs& a) {
   if (texts.empty()) fail(ErrorKind::invalid_argument, "no text to embed: give TEXT arguments or --file");
   auto embedder = engine::Embedder::load(a.model);
   const std::vector<std::vector<float>> vectors = embedder->embed(texts, a.truncate);
-  std::cout << nlohmann::json(vectors).dump() << "\n";
+  // Each float as the shortest text that reads back as the same f32 (JSON has no NaN: null).
+  std::string out = "[";
+  for (size_t i = 0; i < vectors.size(); ++i) {
+    out += i ? ",[" : "[";
+    for (size_t j = 0; j < vectors[i].size(); ++j) {
+      if (j) out += ',';
+      const float x = vectors[i][j];
+      out += std::isfinite(x) ? fmt::format("{}", x) : std::string("null");
+    }
+    out += ']';
+  }
+  std::cout << out << "]\n";
 }
 
 CommandRegistrar reg(47, [](CLI::App& root) {
