@@ -29,6 +29,7 @@ struct ChatOptions {
   std::string system;
   int n_predict = 1024;
   int ctx = 0;
+  std::string cache_type = "f32";
   engine::SamplingParams sampling;
 };
 
@@ -69,7 +70,7 @@ void chat(const ChatOptions& o) {
 
   const int n_ctx_train = model->config().n_ctx_train;
   const int n_ctx = o.ctx > 0 ? o.ctx : std::min(n_ctx_train > 0 ? n_ctx_train : kDefaultMaxContext, kDefaultMaxContext);
-  engine::Generator gen(*model, *tokenizer, n_ctx);
+  engine::Generator gen(*model, *tokenizer, n_ctx, 512, model::parse_kv_type(o.cache_type));
 
   std::vector<tokenizer::ChatMessage> messages;
   auto start_over = [&] {
@@ -140,6 +141,8 @@ CommandRegistrar reg(11, [](CLI::App& root) {
   c->add_option("-n,--n-predict", o->n_predict, "maximum tokens per reply; -1 = until the context is full")
       ->capture_default_str();
   c->add_option("--ctx", o->ctx, "context size in tokens (default: the model's, at most 4096)");
+  c->add_option("--cache-type", o->cache_type, "KV cache type: f32, f16 (half the memory) or q8_0")
+      ->capture_default_str();
   add_sampling_options(c, o->sampling);
   c->callback([o] { chat(*o); });
 });

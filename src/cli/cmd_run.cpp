@@ -43,6 +43,8 @@ struct RunOptions {
   std::string prompt_file;
   int n_predict = 128;
   int ctx = 0;
+  int lookup = 0;
+  std::string cache_type = "f32";
   bool json = false;
   bool has_prompt = false, has_prompt_file = false;
   engine::SamplingParams sampling;
@@ -68,7 +70,8 @@ void run(const RunOptions& o) {
   enc.parse_special = false;
   const std::vector<tokenizer::Token> prompt_tokens = tokenizer->encode(prompt, enc);
 
-  engine::Generator gen(*model, *tokenizer, n_ctx);
+  engine::Generator gen(*model, *tokenizer, n_ctx, 512, model::parse_kv_type(o.cache_type));
+  gen.set_lookup(o.lookup);
   engine::PieceCallback stream;
   if (!o.json) stream = [](std::string_view piece) {
     write_out(piece);
@@ -89,7 +92,9 @@ void run(const RunOptions& o) {
                     {"prompt_tps", t.prompt_tps()},
                     {"gen_n", t.generated_tokens},
                     {"gen_ms", t.gen_ms},
-                    {"gen_tps", t.gen_tps()}};
+                    {"gen_tps", t.gen_tps()},
+                    {"drafted", t.drafted_tokens},
+                    {"accepted", t.accepted_tokens}};
     write_out(j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
     return;
   }
@@ -109,6 +114,12 @@ CommandRegistrar reg(10, [](CLI::App& root) {
   c->add_option("-n,--n-predict", o->n_predict, "maximum tokens to generate; -1 = until the context is full")
       ->capture_default_str();
   c->add_option("--ctx", o->ctx, "context size in tokens (default: the model's, at most 4096)");
+  c->add_option("--lookup", o->lookup,
+                 "prompt-lookup decoding: guess up to N tokens from earlier text and check them in one batch "
+                 "(same output, faster on repetitive text); 0 = off")
+      ->capture_default_str();
+  c->add_option("--cache-type", o->cache_type, "KV cache type: f32, f16 (half the memory) or q8_0")
+      ->capture_default_str();
   c->add_flag("--json", o->json, "print one JSON object (tokens, text, finish reason, timings) instead of streaming");
   add_sampling_options(c, o->sampling);
   c->callback([o, p, f] {

@@ -128,8 +128,11 @@ GenerationResult Generator::generate(std::span<const Token> prompt, const Sampli
   // Prompt lookup: `drafts` were evaluated after the last sampled token; the first `confirmed`
   // of them have since been sampled too, and logits_ row `row` is the one to sample from next.
   const size_t n_vocab = static_cast<size_t>(model_.config().n_vocab);
-  std::vector<Token> history, drafts;
+  std::vector<Token> history, drafts, step;
   size_t confirmed = 0, row = 0;
+  // Guesses cost batch slots even when wrong, so the draft length adapts: it doubles after a
+  // fully confirmed draft and shrinks to one past the confirmed part after a miss.
+  int draft_len = n_lookup_;
   if (n_lookup_ > 0) history.assign(prompt.begin(), prompt.end());
 
   t0 = Clock::now();
@@ -177,6 +180,9 @@ GenerationResult Generator::generate(std::span<const Token> prompt, const Sampli
         ++result.timings.accepted_tokens;
         continue;
       }
+      if (!drafts.empty())
+        draft_len = confirmed == drafts.size() ? std::min(n_lookup_, 2 * draft_len)
+                                               : std::max(1, static_cast<int>(confirmed) + 1);
       drop_cached(drafts.size() - confirmed);  // guesses after a mismatch are not in the text
       drafts.clear();
       confirmed = row = 0;
@@ -187,9 +193,11 @@ GenerationResult Generator::generate(std::span<const Token> prompt, const Sampli
     }
     if (n_lookup_ > 0) {
       const size_t room = std::min(static_cast<size_t>(n_ctx_) - cached_.size(), static_cast<size_t>(n_batch_)) - 1;
-      drafts = lookup_draft(history, static_cast<int>(std::min(room, static_cast<size_t>(n_lookup_))));
+      int matched = 0;
+      drafts = lookup_draft(history, static_cast<int>(std::min(room, static_cast<size_t>(draft_len))), 3, &matched);
+      if (matched < 2 && drafts.size() > 1) drafts.erase(drafts.begin() + 1, drafts.end());  // a weak hint
       result.timings.drafted_tokens += static_cast<int>(drafts.size());
-      std::vector<Token> step{t};
+      step.assign(1, t);
       step.insert(step.end(), drafts.begin(), drafts.end());
       evaluate(step, true);
       continue;

@@ -15,7 +15,8 @@ using tokenizer::Token;
 
 // Up to `n_draft` tokens that followed the most recent earlier occurrence of the last n tokens
 // of `history`, trying n = max_ngram, ..., 1 and taking the first n that matches. Empty when
-// nothing matches, n_draft <= 0 or history is shorter than 2 tokens.
-std::vector<Token> lookup_draft(std::span<const Token> history, int n_draft, int max_ngram = 3);
+// nothing matches, n_draft <= 0 or history is shorter than 2 tokens. `matched` (optional)
+// receives the n that matched (0 when none): longer matches make better guesses.
+std::vector<Token> lookup_draft(std::span<const Token> history, int n_draft, int max_ngram = 3, int* matched = nullptr);
 
 }  // namespace etna::engine
