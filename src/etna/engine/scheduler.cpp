@@ -376,11 +376,16 @@ void Scheduler::finish(Slot& slot, FinishReason reason, const std::string& error
   e.prompt_tokens = static_cast<int>(a.request.prompt.size());
   e.cached_tokens = a.cached;
   e.completion_tokens = a.generated;
-  a.stream->push(std::move(e));
+  // Free the slot and update the counters before the final event is delivered, so a client
+  // that has seen its request finish also sees it gone from stats().
   // The pending token (if any) was never evaluated, so slot.cached stays consistent.
+  std::shared_ptr<RequestStream> stream = std::move(a.stream);
   slot.active.reset();
-  std::lock_guard lock(mutex_);
-  --stats_.active;
+  {
+    std::lock_guard lock(mutex_);
+    --stats_.active;
+  }
+  stream->push(std::move(e));
 }
 
 }  // namespace etna::engine

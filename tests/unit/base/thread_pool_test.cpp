@@ -98,9 +98,15 @@ TEST(ThreadPool, ManySmallJobsInARow) {
 TEST(CpuFeatures, ConsistentReport) {
   const CpuFeatures& f = cpu_features();
   // Implications the detection must respect.
-  if (f.avx2) EXPECT_TRUE(f.avx);
-  if (f.fma || f.f16c) EXPECT_TRUE(f.avx);
-  if (f.avx512bw || f.avx512vl || f.avx512vnni || f.avx512bf16) EXPECT_TRUE(f.avx512f);
+  if (f.avx2) {
+    EXPECT_TRUE(f.avx);
+  }
+  if (f.fma || f.f16c) {
+    EXPECT_TRUE(f.avx);
+  }
+  if (f.avx512bw || f.avx512vl || f.avx512vnni || f.avx512bf16) {
+    EXPECT_TRUE(f.avx512f);
+  }
 #if defined(__x86_64__)
   EXPECT_TRUE(f.x86);
   EXPECT_FALSE(f.vendor.empty());
