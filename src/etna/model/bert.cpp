@@ -3,6 +3,7 @@
 // llama.cpp's bert graph on the CPU backend: LayerNorm sums in double (as ggml_norm does),
 // softmax sums in double, GELU through GGML's half-precision table, weight products through
 // tensor::matmul.
+#include "etna/model/vector_ops.h"
 #include "etna/model/bert.h"
 
 #include <algorithm>
@@ -58,19 +59,6 @@ void linear(const Matrix& w, const Matrix& bias, const std::vector<float>& x, in
   const float* b = floats(bias);
   for (int t = 0; t < n_tokens; ++t)
     for (int64_t r = 0; r < w.rows; ++r) y[t * w.rows + r] += b[r];
-}
-
-float dot(const float* a, const float* b, int n) {
-  float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-  int i = 0;
-  for (; i + 4 <= n; i += 4) {
-    s0 += a[i] * b[i];
-    s1 += a[i + 1] * b[i + 1];
-    s2 += a[i + 2] * b[i + 2];
-    s3 += a[i + 3] * b[i + 3];
-  }
-  for (; i < n; ++i) s0 += a[i] * b[i];
-  return (s0 + s1) + (s2 + s3);
 }
 
 // Bidirectional multi-head attention of n tokens: out[t, head h] = softmax(q_t . K_h * scale) . V_h.

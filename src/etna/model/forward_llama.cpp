@@ -6,6 +6,7 @@
 #include <cmath>
 #include <vector>
 
+#include "etna/model/vector_ops.h"
 #include "etna/model/model.h"
 
 namespace etna::model {
@@ -65,19 +66,6 @@ void rope(float* x, int n_heads, const ModelConfig& c, const std::vector<float>&
       v[b] = x0 * sn[i] + x1 * cs[i];
     }
   }
-}
-
-float dot(const float* a, const float* b, int n) {
-  float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-  int i = 0;
-  for (; i + 4 <= n; i += 4) {
-    s0 += a[i] * b[i];
-    s1 += a[i + 1] * b[i + 1];
-    s2 += a[i + 2] * b[i + 2];
-    s3 += a[i + 3] * b[i + 3];
-  }
-  for (; i < n; ++i) s0 += a[i] * b[i];
-  return (s0 + s1) + (s2 + s3);
 }
 
 // For every query head h of one token: out_h = softmax(q_h . K[0..n_kv) * scale) . V[0..n_kv),

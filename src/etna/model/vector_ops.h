@@ -1,0 +1,21 @@
+// Small float kernels shared by the forward passes (attention scores). Internal to model/.
+#pragma once
+
+namespace etna::model {
+
+// Sum of a[i] * b[i] over n floats, in four interleaved partial sums (a fixed order, so every
+// forward pass that uses it rounds the same way).
+inline float dot(const float* a, const float* b, int n) {
+  float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+  int i = 0;
+  for (; i + 4 <= n; i += 4) {
+    s0 += a[i] * b[i];
+    s1 += a[i + 1] * b[i + 1];
+    s2 += a[i + 2] * b[i + 2];
+    s3 += a[i + 3] * b[i + 3];
+  }
+  for (; i < n; ++i) s0 += a[i] * b[i];
+  return (s0 + s1) + (s2 + s3);
+}
+
+}  // namespace etna::model
