@@ -30,7 +30,7 @@ using VecDotFn = float (*)(int64_t n, const void* weight, const void* activation
 // Each result must equal what vec_dot returns for the same pair, bit for bit.
 using TileFn = void (*)(int64_t n, const uint8_t* w, size_t ws, const uint8_t* a, size_t as, float* y, size_t ys,
                         int nr, int nt);
-constexpr int kTileRows = 4;
+constexpr int kTileRows = 8;
 constexpr int kTileTokens = 4;
 
 struct TypeKernels {

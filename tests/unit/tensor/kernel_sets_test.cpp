@@ -215,7 +215,7 @@ TEST(KernelSets, TilesEqualVecDotBitForBit) {
       }
       for (int nr = 1; nr <= kTileRows; ++nr) {
         for (int nt = 1; nt <= kTileTokens; ++nt) {
-          const size_t ys = 7;
+          const size_t ys = kTileRows + 3;  // a stride wider than the tile, to catch stray writes
           std::vector<float> y(ys * kTileTokens, NAN);
           k.tile(n, w.data(), wrb, a.data(), arb, y.data(), ys, nr, nt);
           for (int t = 0; t < kTileTokens; ++t)
