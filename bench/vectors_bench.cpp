@@ -1,16 +1,34 @@
-// Vector store benchmark: build time, memory per vector and QPS vs recall@10 for ef 16..512 on
-// clustered data, single thread, side by side with hnswlib (same data, M, ef_construction).
-// A plain program (prints a table); sizes via env:
-//   ETNA_BENCH_N=200000  ETNA_BENCH_DIMS=128,768  ETNA_BENCH_QUERIES=200  ETNA_BENCH_M=16  ETNA_BENCH_EFC=100
+// Vector store benchmark: build time, memory per vector and QPS vs recall@10 for ef 16..512,
+// single thread, side by side with hnswlib (same data, M, ef_construction), plus Etna with int8
+// scalar quantisation (graph walk on codes, top ef rescored with the float originals).
+//
+// Data: 1000 Gaussian centres (N(0,1) per component) and points = centre + N(0, spread^2) noise
+// with spread 1.5 by default, i.e. noise larger than the centre spread: clusters overlap and the
+// neighbourhoods are not trivially found. Queries come from the same distribution but are not
+// in the data set. Ground truth: exact L2 scan computed here, independent of both libraries.
+//
+// Each library runs in its own forked child, so all three start from the same process state and
+// memory is measured the same way for each: resident set delta (/proc/self/statm, after
+// malloc_trim) from just before the index is created to just after the last insert, divided by
+// n. "anon" is the part that is not file-backed (statm resident - shared).
+//
+// A plain program (prints tables); sizes via env:
+//   ETNA_BENCH_N=200000  ETNA_BENCH_DIMS=128,768  ETNA_BENCH_QUERIES=500  ETNA_BENCH_M=16
+//   ETNA_BENCH_EFC=100  ETNA_BENCH_SPREAD=1.5  ETNA_BENCH_CENTRES=1000  ETNA_BENCH_ONLY=hnswlib,etna,int8
 // Quick check: ETNA_BENCH_N=20000 ETNA_BENCH_DIMS=128 ./vectors_bench
+#include <malloc.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <queue>
 #include <random>
 #include <sstream>
 #include <string>
@@ -45,29 +63,46 @@ namespace {
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
+const std::vector<size_t> kEfs = {16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512};
+constexpr size_t kK = 10;
+constexpr double kTargetRecall = 0.95;
+
 size_t env_size(const char* name, size_t fallback) {
   const char* v = std::getenv(name);
   return v ? std::strtoull(v, nullptr, 10) : fallback;
 }
+double env_double(const char* name, double fallback) {
+  const char* v = std::getenv(name);
+  return v ? std::strtod(v, nullptr) : fallback;
+}
 
-size_t rss_bytes() {
+struct Mem {
+  double resident = 0, anon = 0;  // bytes
+};
+Mem memory_now() {
+  malloc_trim(0);
   std::ifstream f("/proc/self/statm");
-  size_t pages_total = 0, pages_rss = 0;
-  f >> pages_total >> pages_rss;
-  return pages_rss * size_t(sysconf(_SC_PAGESIZE));
+  size_t total = 0, resident = 0, shared = 0;
+  f >> total >> resident >> shared;
+  double page = double(sysconf(_SC_PAGESIZE));
+  return {double(resident) * page, double(resident - shared) * page};
 }
 
-std::vector<float> clustered(size_t n, size_t dim, std::mt19937& rng, const std::vector<float>& centres, size_t k) {
-  std::normal_distribution<float> g(0.0f, 0.35f);
-  std::vector<float> out(n * dim);
-  for (size_t i = 0; i < n; ++i) {
-    const float* c = &centres[(rng() % k) * dim];
-    for (size_t d = 0; d < dim; ++d) out[i * dim + d] = c[d] + g(rng);
-  }
-  return out;
-}
+struct Row {
+  size_t ef = 0;
+  double qps = 0, recall = 0;
+};
+struct Result {
+  double build_s = 0;
+  double mem_per_vec = 0, anon_per_vec = 0;  // bytes per vector
+  std::vector<Row> rows;
+  std::string note;
+  bool ok = false;
+};
 
-double recall_of(const std::vector<std::vector<uint64_t>>& truth, const std::vector<std::vector<uint64_t>>& got) {
+using Truth = std::vector<std::vector<uint64_t>>;
+
+double recall_of(const Truth& truth, const Truth& got) {
   size_t hit = 0, total = 0;
   for (size_t q = 0; q < truth.size(); ++q) {
     std::unordered_set<uint64_t> s(got[q].begin(), got[q].end());
@@ -77,105 +112,255 @@ double recall_of(const std::vector<std::vector<uint64_t>>& truth, const std::vec
   return total ? double(hit) / double(total) : 0;
 }
 
-void run(size_t n, size_t dim, size_t nq, size_t M, size_t efc) {
+// Runs fn in a forked child and returns its Result (sent back as text through a pipe).
+template <class Fn>
+Result in_child(const Fn& fn) {
+  int fds[2];
+  if (pipe(fds) != 0) std::abort();
+  std::fflush(stdout);
+  pid_t pid = fork();
+  if (pid == 0) {
+    close(fds[0]);
+    Result r = fn();
+    std::ostringstream os;
+    os.precision(17);
+    os << r.build_s << ' ' << r.mem_per_vec << ' ' << r.anon_per_vec << ' ' << r.rows.size() << '\n';
+    for (const auto& row : r.rows) os << row.ef << ' ' << row.qps << ' ' << row.recall << '\n';
+    std::string s = os.str();
+    size_t off = 0;
+    while (off < s.size()) {
+      ssize_t w = write(fds[1], s.data() + off, s.size() - off);
+      if (w <= 0) break;
+      off += size_t(w);
+    }
+    close(fds[1]);
+    _exit(0);
+  }
+  close(fds[1]);
+  std::string text;
+  char buf[4096];
+  ssize_t got;
+  while ((got = read(fds[0], buf, sizeof buf)) > 0) text.append(buf, size_t(got));
+  close(fds[0]);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  Result r;
+  std::istringstream is(text);
+  size_t rows = 0;
+  if (is >> r.build_s >> r.mem_per_vec >> r.anon_per_vec >> rows) {
+    r.rows.resize(rows);
+    for (auto& row : r.rows) is >> row.ef >> row.qps >> row.recall;
+    r.ok = bool(is);
+  }
+  if (!r.ok) r.note = "child failed (status " + std::to_string(status) + ")";
+  return r;
+}
+
+// QPS at the target recall, interpolated linearly between the two ef values that bracket it.
+// Returns NaN when no ef reaches it; *lower_bound is set when even the smallest ef exceeds it.
+double qps_at_recall(const std::vector<Row>& rows, double target, bool* lower_bound) {
+  *lower_bound = false;
+  for (size_t i = 0; i < rows.size(); ++i) {
+    if (rows[i].recall < target) continue;
+    if (i == 0) {
+      *lower_bound = true;
+      return rows[0].qps;
+    }
+    const Row& a = rows[i - 1];
+    const Row& b = rows[i];
+    double t = (target - a.recall) / (b.recall - a.recall);
+    return a.qps + t * (b.qps - a.qps);
+  }
+  return NAN;
+}
+
+std::string fmt_qps_at(const Result& r) {
+  bool lb;
+  double q = qps_at_recall(r.rows, kTargetRecall, &lb);
+  if (std::isnan(q)) return "not reached";
+  char b[64];
+  std::snprintf(b, sizeof b, "%s%.0f", lb ? ">=" : "", q);
+  return b;
+}
+
+void run(size_t n, size_t dim, size_t nq, size_t M, size_t efc, const std::string& only) {
+  const size_t n_centres = env_size("ETNA_BENCH_CENTRES", 1000);
+  const float spread = float(env_double("ETNA_BENCH_SPREAD", 1.5));
   std::mt19937 rng(1234 + dim);
-  const size_t k_centres = 500;
-  std::vector<float> centres(k_centres * dim);
   std::normal_distribution<float> g;
+  std::vector<float> centres(n_centres * dim);
   for (auto& x : centres) x = g(rng);
-  std::vector<float> data = clustered(n, dim, rng, centres, k_centres);
-  std::vector<float> queries = clustered(nq, dim, rng, centres, k_centres);
-  std::printf("\n== n=%zu dim=%zu queries=%zu M=%zu ef_construct=%zu, Euclid, 1 thread ==\n", n, dim, nq, M, efc);
+  auto sample = [&](float* out) {
+    const float* c = &centres[(rng() % n_centres) * dim];
+    for (size_t d = 0; d < dim; ++d) out[d] = c[d] + spread * g(rng);
+  };
+  auto t0 = Clock::now();
+  std::vector<float> data(n * dim), queries(nq * dim);
+  for (size_t i = 0; i < n; ++i) sample(&data[i * dim]);
+  for (size_t i = 0; i < nq; ++i) sample(&queries[i * dim]);
+  std::printf("\n== n=%zu dim=%zu queries=%zu M=%zu ef_construct=%zu, L2, 1 thread; %zu centres, noise sd %.2f "
+              "(centre sd 1) ==\n", n, dim, nq, M, efc, n_centres, double(spread));
 
-  // --- Etna ---
-  auto dir = std::filesystem::temp_directory_path() / ("etna-bench-" + std::to_string(getpid()));
-  std::filesystem::remove_all(dir);
-  double etna_build, etna_mem;
-  std::vector<std::vector<uint64_t>> truth(nq);
-  std::vector<std::pair<size_t, std::pair<double, double>>> etna_rows;
-  {
-    etna::store::Collection::Options opt;
-    auto db = etna::store::Database::open(dir, opt);
-    etna::store::CollectionConfig cfg;
-    cfg.dim = dim;
-    cfg.distance = etna::store::Distance::Euclid;
-    cfg.hnsw.m = M;
-    cfg.hnsw.ef_construct = efc;
-    cfg.wal_capacity_mb = 1 << 20;  // no checkpoint inside the timed build
-    auto& c = db->create_collection("bench", cfg);
-    size_t rss0 = rss_bytes();
-    auto t0 = Clock::now();
-    for (size_t i = 0; i < n; i += 1000) {
-      std::vector<etna::store::Point> batch;
-      for (size_t j = i; j < std::min(n, i + 1000); ++j)
-        batch.push_back({uint64_t(j), std::vector<float>(&data[j * dim], &data[(j + 1) * dim]), nullptr});
-      c.upsert(std::move(batch));
-    }
-    etna_build = seconds_since(t0);
-    etna_mem = double(rss_bytes() - rss0) / double(n);
-    // Ground truth by exact scan (also the flat-index speed).
-    t0 = Clock::now();
-    for (size_t q = 0; q < nq; ++q) {
-      std::vector<float> v(&queries[q * dim], &queries[(q + 1) * dim]);
-      for (const auto& h : c.search({.vector = v, .limit = 10, .exact = true})) truth[q].push_back(h.id.num());
-    }
-    double flat_qps = double(nq) / seconds_since(t0);
-    std::printf("etna  build %.1f s (%.0f inserts/s, including the fsync'ed log), memory %.0f B/vector (RSS delta), "
-                "exact scan %.1f QPS\n", etna_build, double(n) / etna_build, etna_mem, flat_qps);
-    for (size_t ef : {16, 32, 64, 128, 256, 512}) {
-      std::vector<std::vector<uint64_t>> got(nq);
-      t0 = Clock::now();
-      for (size_t q = 0; q < nq; ++q) {
-        std::vector<float> v(&queries[q * dim], &queries[(q + 1) * dim]);
-        for (const auto& h : c.search({.vector = v, .limit = 10, .hnsw_ef = ef})) got[q].push_back(h.id.num());
+  // Ground truth: exact scan with hnswlib's L2 kernel, 16 queries per pass over the data.
+  hnswlib::L2Space space(dim);
+  auto l2 = space.get_dist_func();
+  void* l2p = space.get_dist_func_param();
+  Truth truth(nq);
+  for (size_t q0 = 0; q0 < nq; q0 += 16) {
+    size_t q1 = std::min(nq, q0 + 16);
+    std::vector<std::priority_queue<std::pair<float, uint64_t>>> heaps(q1 - q0);
+    for (size_t i = 0; i < n; ++i)
+      for (size_t q = q0; q < q1; ++q) {
+        float d = l2(&queries[q * dim], &data[i * dim], l2p);
+        auto& h = heaps[q - q0];
+        if (h.size() < kK) h.push({d, i});
+        else if (d < h.top().first) h.pop(), h.push({d, i});
       }
-      double qps = double(nq) / seconds_since(t0);
-      etna_rows.push_back({ef, {qps, recall_of(truth, got)}});
+    for (size_t q = q0; q < q1; ++q)
+      for (auto& h = heaps[q - q0]; !h.empty(); h.pop()) truth[q].push_back(h.top().second);
+  }
+  std::printf("data + ground truth: %.1f s\n", seconds_since(t0));
+  std::fflush(stdout);
+
+  auto want = [&](const char* name) { return only.empty() || only.find(name) != std::string::npos; };
+
+  Result hn, et, e8;
+  if (want("hnswlib")) {
+    hn = in_child([&] {
+      Result r;
+      Mem m0 = memory_now();
+      auto t = Clock::now();
+      hnswlib::HierarchicalNSW<float> index(&space, n, M, efc, 100);
+      for (size_t i = 0; i < n; ++i) index.addPoint(&data[i * dim], i);
+      r.build_s = seconds_since(t);
+      Mem m1 = memory_now();
+      r.mem_per_vec = (m1.resident - m0.resident) / double(n);
+      r.anon_per_vec = (m1.anon - m0.anon) / double(n);
+      for (size_t ef : kEfs) {
+        index.setEf(ef);
+        Truth got(nq);
+        t = Clock::now();
+        for (size_t q = 0; q < nq; ++q) {
+          auto res = index.searchKnn(&queries[q * dim], kK);
+          while (!res.empty()) got[q].push_back(res.top().second), res.pop();
+        }
+        double qps = double(nq) / seconds_since(t);
+        r.rows.push_back({ef, qps, recall_of(truth, got)});
+      }
+      return r;
+    });
+  }
+
+  auto etna = [&](bool int8) {
+    return in_child([&] {
+      Result r;
+      auto dir = std::filesystem::temp_directory_path() / ("etna-bench-" + std::to_string(getpid()));
+      std::filesystem::remove_all(dir);
+      {
+        auto db = etna::store::Database::open(dir, {});
+        etna::store::CollectionConfig cfg;
+        cfg.dim = dim;
+        cfg.distance = etna::store::Distance::Euclid;
+        cfg.hnsw.m = M;
+        cfg.hnsw.ef_construct = efc;
+        if (int8) cfg.quantization = etna::store::ScalarQuantization{};
+        cfg.wal_capacity_mb = 1 << 20;  // no checkpoint inside the timed build
+        Mem m0 = memory_now();
+        auto t = Clock::now();
+        auto& c = db->create_collection("bench", cfg);
+        for (size_t i = 0; i < n; i += 1000) {
+          std::vector<etna::store::Point> batch;
+          for (size_t j = i; j < std::min(n, i + 1000); ++j)
+            batch.push_back({uint64_t(j), std::vector<float>(&data[j * dim], &data[(j + 1) * dim]), nullptr});
+          c.upsert(std::move(batch));
+        }
+        r.build_s = seconds_since(t);
+        Mem m1 = memory_now();
+        r.mem_per_vec = (m1.resident - m0.resident) / double(n);
+        r.anon_per_vec = (m1.anon - m0.anon) / double(n);
+        for (size_t ef : kEfs) {
+          Truth got(nq);
+          t = Clock::now();
+          for (size_t q = 0; q < nq; ++q) {
+            std::vector<float> v(&queries[q * dim], &queries[(q + 1) * dim]);
+            for (const auto& h : c.search({.vector = std::move(v), .limit = kK, .hnsw_ef = ef}))
+              got[q].push_back(h.id.num());
+          }
+          double qps = double(nq) / seconds_since(t);
+          r.rows.push_back({ef, qps, recall_of(truth, got)});
+        }
+      }
+      std::filesystem::remove_all(dir);
+      return r;
+    });
+  };
+  if (want("etna")) et = etna(false);
+  if (want("int8")) e8 = etna(true);
+
+  auto line = [&](const char* name, const Result& r, const char* extra) {
+    if (!r.ok) {
+      std::printf("%-14s %s\n", name, r.note.empty() ? "not run" : r.note.c_str());
+      return;
+    }
+    std::printf("%-14s build %7.1f s (%6.0f inserts/s)  memory %6.0f B/vector (anon %6.0f)%s\n", name, r.build_s,
+                double(n) / r.build_s, r.mem_per_vec, r.anon_per_vec, extra);
+  };
+  line("hnswlib", hn, "");
+  line("etna float", et, "  [build includes the fsync'ed write-ahead log]");
+  line("etna int8", e8, "  [idem; anon excludes file-backed pages]");
+
+  std::printf("%5s | %9s %7s | %9s %7s %5s | %9s %7s %5s\n", "ef", "hnswlib", "recall", "etna f32", "recall", "x",
+              "etna int8", "recall", "x");
+  for (size_t i = 0; i < kEfs.size(); ++i) {
+    auto cell = [&](const Result& r, bool ratio) {
+      if (!r.ok || i >= r.rows.size()) {
+        std::printf(" | %9s %7s%s", "-", "-", ratio ? "      " : "");
+        return;
+      }
+      std::printf(" | %9.0f %7.4f", r.rows[i].qps, r.rows[i].recall);
+      if (ratio) {
+        if (hn.ok && i < hn.rows.size()) std::printf(" %5.2f", r.rows[i].qps / hn.rows[i].qps);
+        else std::printf(" %5s", "-");
+      }
+    };
+    std::printf("%5zu", kEfs[i]);
+    cell(hn, false);
+    cell(et, true);
+    cell(e8, true);
+    std::printf("\n");
+  }
+
+  std::printf("QPS at recall@10 = %.2f (linear between the bracketing ef): hnswlib %s, etna f32 %s, etna int8 %s\n",
+              kTargetRecall, hn.ok ? fmt_qps_at(hn).c_str() : "-", et.ok ? fmt_qps_at(et).c_str() : "-",
+              e8.ok ? fmt_qps_at(e8).c_str() : "-");
+  if (hn.ok) {
+    bool lb;
+    double base = qps_at_recall(hn.rows, kTargetRecall, &lb);
+    for (const auto* p : {&et, &e8}) {
+      const Result& r = *p;
+      if (!r.ok) continue;
+      const char* name = p == &et ? "etna f32 " : "etna int8";
+      double q = qps_at_recall(r.rows, kTargetRecall, &lb);
+      std::printf("RATIO %s / hnswlib: QPS@0.95 %.2fx (goal >= 1.2)  build time %.2fx (goal <= 1)  memory %.2fx "
+                  "(anon %.2fx; goal <= %s)\n",
+                  name, q / base, r.build_s / hn.build_s, r.mem_per_vec / hn.mem_per_vec,
+                  r.anon_per_vec / hn.anon_per_vec, p == &et ? "1.1" : "0.4");
     }
   }
-  std::filesystem::remove_all(dir);
-
-  // --- hnswlib ---
-  std::vector<std::pair<double, double>> hnsw_rows;
-  {
-    hnswlib::L2Space space(dim);
-    size_t rss0 = rss_bytes();
-    auto t0 = Clock::now();
-    hnswlib::HierarchicalNSW<float> index(&space, n, M, efc, 100);
-    for (size_t i = 0; i < n; ++i) index.addPoint(&data[i * dim], i);
-    double build = seconds_since(t0);
-    double mem = double(rss_bytes() - rss0) / double(n);
-    std::printf("hnsw  build %.1f s (%.0f inserts/s), memory %.0f B/vector (RSS delta)\n", build, double(n) / build, mem);
-    for (size_t ef : {16, 32, 64, 128, 256, 512}) {
-      index.setEf(ef);
-      std::vector<std::vector<uint64_t>> got(nq);
-      t0 = Clock::now();
-      for (size_t q = 0; q < nq; ++q) {
-        auto res = index.searchKnn(&queries[q * dim], 10);
-        while (!res.empty()) got[q].push_back(res.top().second), res.pop();
-      }
-      double qps = double(nq) / seconds_since(t0);
-      hnsw_rows.push_back({qps, recall_of(truth, got)});
-    }
-  }
-  std::printf("%6s | %12s %10s | %12s %10s | %s\n", "ef", "etna QPS", "recall@10", "hnswlib QPS", "recall@10",
-              "QPS ratio etna/hnswlib");
-  for (size_t i = 0; i < etna_rows.size(); ++i)
-    std::printf("%6zu | %12.0f %10.4f | %12.0f %10.4f | %.2f\n", etna_rows[i].first, etna_rows[i].second.first,
-                etna_rows[i].second.second, hnsw_rows[i].first, hnsw_rows[i].second,
-                etna_rows[i].second.first / hnsw_rows[i].first);
+  std::fflush(stdout);
 }
 
 }  // namespace
 
 int main() {
   size_t n = env_size("ETNA_BENCH_N", 200000);
-  size_t nq = env_size("ETNA_BENCH_QUERIES", 200);
+  size_t nq = env_size("ETNA_BENCH_QUERIES", 500);
   size_t M = env_size("ETNA_BENCH_M", 16), efc = env_size("ETNA_BENCH_EFC", 100);
   std::string dims = std::getenv("ETNA_BENCH_DIMS") ? std::getenv("ETNA_BENCH_DIMS") : "128,768";
+  std::string only = std::getenv("ETNA_BENCH_ONLY") ? std::getenv("ETNA_BENCH_ONLY") : "";
   std::stringstream ss(dims);
   std::string d;
   while (std::getline(ss, d, ','))
-    if (!d.empty()) run(n, std::stoul(d), nq, M, efc);
+    if (!d.empty()) run(n, std::stoul(d), nq, M, efc, only);
   return 0;
 }

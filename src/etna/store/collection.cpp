@@ -7,6 +7,7 @@
 #include <cstring>
 #include <map>
 #include <mutex>
+#include <queue>
 #include <shared_mutex>
 #include <thread>
 
@@ -104,17 +105,19 @@ void erase_path(json& payload, const std::string& key) {
   if (d->is_object()) d->erase(parts.back());
 }
 
-// Affine int8 code: x ~ lo + alpha * q with q in 0..255, ranges clipped at the configured quantile.
+// Affine int8 code: x ~ lo + alpha * q with q in 0..kLevels (7 bits, so the AVX2 kernels can
+// multiply codes as bytes), ranges clipped at the configured quantile.
 struct Quantizer {
+  static constexpr float kLevels = 127.0f;
   bool trained = false;
   float lo = 0, hi = 0;
-  float alpha() const { return (hi - lo) / 255.0f; }
+  float alpha() const { return (hi - lo) / kLevels; }
   void encode(const float* x, size_t n, uint8_t* out, float* sum) const {
-    float inv = hi > lo ? 255.0f / (hi - lo) : 0.0f;
+    float inv = hi > lo ? kLevels / (hi - lo) : 0.0f;
     int32_t s = 0;
     for (size_t i = 0; i < n; ++i) {
       float v = std::round((std::clamp(x[i], lo, hi) - lo) * inv);
-      out[i] = static_cast<uint8_t>(std::clamp(v, 0.0f, 255.0f));
+      out[i] = static_cast<uint8_t>(std::clamp(v, 0.0f, kLevels));
       s += out[i];
     }
     *sum = static_cast<float>(s);
@@ -142,15 +145,43 @@ struct Quantizer {
   }
 };
 
-// Float distances between a query (or a stored node) and stored vectors.
+// Prefetches `bytes` bytes from p into the cache, one line at a time.
+inline void prefetch_bytes(const void* p, size_t bytes) {
+  const char* c = static_cast<const char*>(p);
+  for (size_t off = 0; off < bytes; off += 64) __builtin_prefetch(c + off);
+}
+
+// Float distances between a query (or a stored node) and stored vectors. The kernel is looked
+// up once (when the space is made), not per distance.
 struct FloatSpace {
   const float* base;
   size_t dim;
   Distance metric;
   const float* q;
-  float operator()(uint32_t v) const { return distance(metric, q, base + size_t(v) * dim, dim); }
-  float between(uint32_t a, uint32_t b) const { return distance(metric, base + size_t(a) * dim, base + size_t(b) * dim, dim); }
+  float (*fn)(const float*, const float*, size_t) = nullptr;  // null: the generic distance()
+  bool negate = false;
+
+  FloatSpace(const float* base_, size_t dim_, Distance metric_, const float* q_)
+      : base(base_), dim(dim_), metric(metric_), q(q_) {
+    const Kernels& k = kernels();
+    switch (metric) {
+      case Distance::Euclid: fn = k.l2sq; break;
+      case Distance::Cosine:
+      case Distance::Dot: fn = k.dot, negate = true; break;
+      case Distance::Manhattan:
+      case Distance::Hamming: fn = k.l1; break;
+      case Distance::Jaccard: break;
+    }
+  }
+  float dist(const float* a, const float* b) const {
+    if (!fn) return distance(metric, a, b, dim);
+    float r = fn(a, b, dim);
+    return negate ? -r : r;
+  }
+  float operator()(uint32_t v) const { return dist(q, base + size_t(v) * dim); }
+  float between(uint32_t a, uint32_t b) const { return dist(base + size_t(a) * dim, base + size_t(b) * dim); }
   void prefetch(uint32_t v) const { __builtin_prefetch(base + size_t(v) * dim); }
+  void prefetch_all(uint32_t v) const { prefetch_bytes(base + size_t(v) * dim, std::min<size_t>(dim * 4, 1024)); }
 };
 
 // int8 distances: the same metric computed on codes (Cosine/Dot via the affine expansion of
@@ -177,6 +208,7 @@ struct QuantSpace {
     return dist(codes + size_t(a) * dim, sums[a], codes + size_t(b) * dim, sums[b]);
   }
   void prefetch(uint32_t v) const { __builtin_prefetch(codes + size_t(v) * dim); }
+  void prefetch_all(uint32_t v) const { prefetch_bytes(codes + size_t(v) * dim, std::min<size_t>(dim, 1024)); }
 };
 
 struct PayloadOp {
@@ -316,7 +348,7 @@ class CollectionImpl {
     auto it = r.offset ? by_id_.lower_bound(*r.offset) : by_id_.begin();
     for (; it != by_id_.end(); ++it) {
       uint32_t s = it->second;
-      if (r.filter && !r.filter->matches(it->first, payloads_[s])) continue;
+      if (r.filter && !r.filter->matches(it->first, payload(s))) continue;
       if (res.points.size() == r.limit) {
         res.next_page_offset = it->first;
         break;
@@ -331,7 +363,7 @@ class CollectionImpl {
     check_alive();
     if (!f) return by_id_.size();
     uint64_t n = 0;
-    for_each_candidate(*f, [&](uint32_t s) { n += f->matches(slots_[s].id, payloads_[s]); });
+    for_each_candidate(*f, [&](uint32_t s) { n += f->matches(slots_[s].id, payload(s)); });
     return n;
   }
 
@@ -434,7 +466,7 @@ class CollectionImpl {
     std::vector<PointId> ids;
     if (sel.filter) {
       for (const auto& [id, s] : by_id_)
-        if (sel.filter->matches(id, payloads_[s])) ids.push_back(id);
+        if (sel.filter->matches(id, payload(s))) ids.push_back(id);
       return ids;
     }
     for (const auto& id : sel.ids) {
@@ -463,7 +495,7 @@ class CollectionImpl {
         uint32_t s = it->second;
         if (std::memcmp(&vectors_[size_t(s) * dim], p.vector.data(), dim * sizeof(float)) == 0) {
           unindex(s);
-          payloads_[s] = std::move(p.payload);
+          store_payload(s, std::move(p.payload));
           slots_[s].version = op;
           index(s);
           continue;
@@ -472,8 +504,8 @@ class CollectionImpl {
       }
       uint32_t s = allocate_slot();
       std::memcpy(&vectors_[size_t(s) * dim], p.vector.data(), dim * sizeof(float));
-      slots_[s] = Slot{p.id, op, true};
-      payloads_[s] = std::move(p.payload);
+      slots_[s] = Slot{op, p.id, true};
+      store_payload(s, std::move(p.payload));
       by_id_[p.id] = s;
       index(s);
       if (quant_.trained) quant_.encode(&vectors_[size_t(s) * dim], dim, &codes_[size_t(s) * dim], &code_sums_[s]);
@@ -496,6 +528,7 @@ class CollectionImpl {
       uint32_t s = it->second;
       unindex(s);
       json& pl = payloads_[s];
+      if (pl.is_null()) pl = json::object();
       if (kind == kSetPayload) {
         for (auto kv = arg.begin(); kv != arg.end(); ++kv) pl[kv.key()] = kv.value();
       } else if (kind == kOverwritePayload) {
@@ -505,6 +538,7 @@ class CollectionImpl {
       } else {
         pl = json::object();
       }
+      if (pl.is_object() && pl.empty()) pl = json();
       slots_[s].version = op;
       index(s);
     }
@@ -518,15 +552,15 @@ class CollectionImpl {
     auto it = indexes_.find(field);
     if (it != indexes_.end() && it->second->type() == type) return;
     auto idx = std::make_unique<PayloadIndex>(field, type);
-    for (const auto& [id, s] : by_id_) idx->add(s, payloads_[s]);
+    for (const auto& [id, s] : by_id_) idx->add(s, payload(s));
     indexes_[field] = std::move(idx);
   }
 
   void index(uint32_t s) {
-    for (auto& [f, idx] : indexes_) idx->add(s, payloads_[s]);
+    for (auto& [f, idx] : indexes_) idx->add(s, payload(s));
   }
   void unindex(uint32_t s) {
-    for (auto& [f, idx] : indexes_) idx->remove(s, payloads_[s]);
+    for (auto& [f, idx] : indexes_) idx->remove(s, payload(s));
   }
 
   // Marks slot s deleted. It stays in the graph as a tombstone (still walked, never returned)
@@ -639,17 +673,17 @@ class CollectionImpl {
     for (size_t s = 0; s < slots_.size(); s += step) {
       if (!slots_[s].live) continue;
       ++seen;
-      pass += f.matches(slots_[s].id, payloads_[s]);
+      pass += f.matches(slots_[s].id, payload(s));
     }
     return seen == 0 ? live : (live * pass + seen - 1) / seen;
   }
 
   std::vector<Candidate> exact_scan(const float* q, size_t need, const Filter* f,
                                     const std::optional<std::vector<uint32_t>>& cands) const {
-    MaxHeap heap;
+    std::priority_queue<Candidate> heap;  // furthest on top
     FloatSpace space{vectors_.data(), config_.dim, config_.distance, q};
     auto visit = [&](uint32_t s) {
-      if (!slots_[s].live || (f && !f->matches(slots_[s].id, payloads_[s]))) return;
+      if (!slots_[s].live || (f && !f->matches(slots_[s].id, payload(s)))) return;
       float d = space(s);
       if (heap.size() < need) heap.push({d, s});
       else if (d < heap.top().distance) heap.pop(), heap.push({d, s});
@@ -665,7 +699,14 @@ class CollectionImpl {
   }
 
   std::vector<Candidate> graph_search(const float* q, size_t need, size_t ef, const Filter* f) const {
-    auto accept = [&](uint32_t s) { return slots_[s].live && (!f || f->matches(slots_[s].id, payloads_[s])); };
+    // Without a filter or tombstones every node is a result: no per-node check at all.
+    if (!f && tombstones_ == 0) return graph_search_with(q, need, ef, [](uint32_t) { return true; });
+    auto accept = [&](uint32_t s) { return slots_[s].live && (!f || f->matches(slots_[s].id, payload(s))); };
+    return graph_search_with(q, need, ef, accept);
+  }
+
+  template <class Accept>
+  std::vector<Candidate> graph_search_with(const float* q, size_t need, size_t ef, const Accept& accept) const {
     if (!quant_.trained) {
       auto hits = graph_->search(FloatSpace{vectors_.data(), config_.dim, config_.distance, q}, ef, accept);
       if (hits.size() > need) hits.resize(need);
@@ -679,7 +720,10 @@ class CollectionImpl {
     auto hits = graph_->search(space, ef, accept);
     // Rescore the walk's candidates with the original floats.
     FloatSpace exact{vectors_.data(), config_.dim, config_.distance, q};
-    for (auto& h : hits) h.distance = exact(h.node);
+    for (size_t i = 0; i < hits.size(); ++i) {
+      if (i + 1 < hits.size()) exact.prefetch_all(hits[i + 1].node);
+      hits[i].distance = exact(hits[i].node);
+    }
     std::sort(hits.begin(), hits.end());
     if (hits.size() > need) hits.resize(need);
     return hits;
@@ -717,7 +761,7 @@ class CollectionImpl {
       sp.id = slots_[s].id;
       sp.version = slots_[s].version;
       sp.score = score_of(config_.distance, hits[i].distance);
-      if (r.with_payload.mode != PayloadSelector::Mode::None) sp.payload = r.with_payload.apply(payloads_[s]);
+      if (r.with_payload.mode != PayloadSelector::Mode::None) sp.payload = r.with_payload.apply(payload(s));
       if (r.with_vector) sp.vector = stored_vector(s);
       out.push_back(std::move(sp));
     }
@@ -732,7 +776,7 @@ class CollectionImpl {
   Record make_record(uint32_t s, const PayloadSelector& sel, bool with_vector) const {
     Record r;
     r.id = slots_[s].id;
-    if (sel.mode != PayloadSelector::Mode::None) r.payload = sel.apply(payloads_[s]);
+    if (sel.mode != PayloadSelector::Mode::None) r.payload = sel.apply(payload(s));
     if (with_vector) r.vector = stored_vector(s);
     return r;
   }
@@ -757,7 +801,7 @@ class CollectionImpl {
       if (state == 1) {
         w.id(slots_[s].id);
         w.u64(slots_[s].version);
-        w.json(payloads_[s]);
+        w.json(payload(s));
       }
     }
     const HnswGraph& g = *graph_;
@@ -769,7 +813,7 @@ class CollectionImpl {
     w.raw(g.levels().data(), g.capacity());
     w.raw(g.links0().data(), g.links0().size() * sizeof(uint32_t));
     for (uint32_t v = 0; v < g.capacity(); ++v)
-      if (g.levels()[v] > 0) w.raw(g.upper()[v].data(), g.upper()[v].size() * sizeof(uint32_t));
+      if (g.levels()[v] > 0) w.raw(g.upper_links(v), g.upper_words(v) * sizeof(uint32_t));
     uint32_t crc = crc32c(w.bytes().data(), w.bytes().size());
     w.u32(crc);
     return std::move(w.bytes());
@@ -810,7 +854,7 @@ class CollectionImpl {
         slots_[s].id = r.id();
         slots_[s].version = r.u64();
         slots_[s].live = true;
-        payloads_[s] = r.json();
+        store_payload(s, r.json());
         if (!by_id_.emplace(slots_[s].id, uint32_t(s)).second)
           fail(ErrorKind::corrupt, "{}: point id {} appears twice", what, slots_[s].id.to_string());
       }
@@ -832,8 +876,8 @@ class CollectionImpl {
       if (lvl < 0 || lvl > max_level || states[v] == 0) fail(ErrorKind::corrupt, "{}: bad graph node {}", what, v);
       ++present;
       if (lvl > 0) {
-        graph_->upper()[v].resize(size_t(lvl) * (M + 1));
-        r.raw(graph_->upper()[v].data(), graph_->upper()[v].size() * sizeof(uint32_t));
+        graph_->alloc_upper(v, lvl);
+        r.raw(graph_->upper_links(v), graph_->upper_words(v) * sizeof(uint32_t));
       }
       for (int lc = 0; lc <= lvl; ++lc) {
         uint32_t cnt;
@@ -1007,11 +1051,23 @@ class CollectionImpl {
     return stopping_;
   }
 
+  // 32 bytes (PointId is 17 bytes, byte-aligned).
   struct Slot {
-    PointId id;
     uint64_t version = 0;
+    PointId id;
     bool live = false;
   };
+
+  // Payloads are stored only when non-empty: {} is kept as null (no allocation) and read back
+  // as an empty object.
+  const json& payload(uint32_t s) const {
+    static const json empty = json::object();
+    return payloads_[s].is_null() ? empty : payloads_[s];
+  }
+  void store_payload(uint32_t s, json&& p) {
+    if (p.is_object() && p.empty()) payloads_[s] = json();
+    else payloads_[s] = std::move(p);
+  }
 
   const std::filesystem::path dir_;
   const std::string name_;
@@ -1022,7 +1078,7 @@ class CollectionImpl {
   bool dropped_ = false;
   uint64_t last_op_ = 0;
   std::vector<Slot> slots_;
-  std::vector<json> payloads_;              // per slot
+  std::vector<json> payloads_;              // per slot; null = {} (see payload())
   std::vector<float> vectors_;              // slot * dim, stored form (Cosine normalised)
   std::vector<uint8_t> codes_;              // slot * dim int8 codes when quantised
   std::vector<float> code_sums_;            // per slot sum of codes

@@ -122,13 +122,17 @@ ETNA_AVX2 float l1_avx2(const float* a, const float* b, size_t n) {
   return s;
 }
 
+// The int8 kernels take codes in 0..127 (see distance.h): then a - b fits a signed byte and
+// vpmaddubsw's pairwise sums of two products (<= 2 * 127 * 127) cannot saturate, so 32 codes
+// are handled per step without widening.
 ETNA_AVX2 int32_t dot_u8_avx2(const uint8_t* a, const uint8_t* b, size_t n) {
+  const __m256i ones = _mm256_set1_epi16(1);
   __m256i s = _mm256_setzero_si256();
   size_t i = 0;
-  for (; i + 16 <= n; i += 16) {
-    __m256i x = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a + i)));
-    __m256i y = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b + i)));
-    s = _mm256_add_epi32(s, _mm256_madd_epi16(x, y));
+  for (; i + 32 <= n; i += 32) {
+    __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + i));
+    __m256i y = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + i));
+    s = _mm256_add_epi32(s, _mm256_madd_epi16(_mm256_maddubs_epi16(x, y), ones));
   }
   int32_t r = hsum256_i32(s);
   for (; i < n; ++i) r += int32_t(a[i]) * int32_t(b[i]);
@@ -136,15 +140,23 @@ ETNA_AVX2 int32_t dot_u8_avx2(const uint8_t* a, const uint8_t* b, size_t n) {
 }
 
 ETNA_AVX2 int32_t l2sq_u8_avx2(const uint8_t* a, const uint8_t* b, size_t n) {
-  __m256i s = _mm256_setzero_si256();
+  const __m256i ones = _mm256_set1_epi16(1);
+  __m256i s0 = _mm256_setzero_si256(), s1 = _mm256_setzero_si256();
   size_t i = 0;
-  for (; i + 16 <= n; i += 16) {
-    __m256i x = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a + i)));
-    __m256i y = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b + i)));
-    __m256i d = _mm256_sub_epi16(x, y);
-    s = _mm256_add_epi32(s, _mm256_madd_epi16(d, d));
+  for (; i + 64 <= n; i += 64) {
+    __m256i d0 = _mm256_abs_epi8(_mm256_sub_epi8(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + i)),
+                                                 _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + i))));
+    __m256i d1 = _mm256_abs_epi8(_mm256_sub_epi8(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + i + 32)),
+                                                 _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + i + 32))));
+    s0 = _mm256_add_epi32(s0, _mm256_madd_epi16(_mm256_maddubs_epi16(d0, d0), ones));
+    s1 = _mm256_add_epi32(s1, _mm256_madd_epi16(_mm256_maddubs_epi16(d1, d1), ones));
   }
-  int32_t r = hsum256_i32(s);
+  for (; i + 32 <= n; i += 32) {
+    __m256i d = _mm256_abs_epi8(_mm256_sub_epi8(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + i)),
+                                                _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + i))));
+    s0 = _mm256_add_epi32(s0, _mm256_madd_epi16(_mm256_maddubs_epi16(d, d), ones));
+  }
+  int32_t r = hsum256_i32(_mm256_add_epi32(s0, s1));
   for (; i < n; ++i) r += (int32_t(a[i]) - int32_t(b[i])) * (int32_t(a[i]) - int32_t(b[i]));
   return r;
 }

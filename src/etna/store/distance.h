@@ -9,6 +9,8 @@
 namespace etna::store::detail {
 
 // Raw kernels over n components; an AVX2+FMA set is chosen at run time when the CPU has it.
+// The *_u8 kernels REQUIRE codes in 0..127 (7-bit scalar quantisation; the AVX2 versions rely
+// on it to multiply bytes without widening).
 struct Kernels {
   float (*dot)(const float* a, const float* b, size_t n);
   float (*l2sq)(const float* a, const float* b, size_t n);

@@ -7,7 +7,7 @@
 // SELECT-NEIGHBORS-HEURISTIC, INSERT, K-NN-SEARCH.
 //
 // Layout: layer-0 links live in one flat array (M_max0 + 1 uint32 per node: count, then ids);
-// upper layers (about 1/M of the nodes) have one small array per node.
+// upper layers (about 1/M of the nodes) share one pool, addressed by a per-node offset.
 // Not thread-safe for writes; concurrent searches are safe when no insert runs (the owner's lock).
 #pragma once
 #include <algorithm>
@@ -16,7 +16,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
-#include <queue>
+#include <stdexcept>
 #include <random>
 #include <vector>
 
@@ -51,12 +51,17 @@ struct Candidate {
 struct FartherFirst {
   bool operator()(const Candidate& a, const Candidate& b) const { return a.distance > b.distance; }
 };
-using MaxHeap = std::priority_queue<Candidate>;                                       // furthest on top
-using MinHeap = std::priority_queue<Candidate, std::vector<Candidate>, FartherFirst>;  // nearest on top
+
+// Per-thread buffers of one search (see HnswGraph::scratch()).
+struct SearchScratch {
+  VisitedList visited;
+  std::vector<Candidate> C, W;
+};
 
 class HnswGraph {
  public:
   static constexpr int8_t kAbsent = -1;
+  static constexpr size_t kMaxLinks = 512;  // bound on M_max0 (config validation keeps M far below)
 
   HnswGraph(size_t M, size_t ef_construction, uint64_t seed = 100)
       : M_(M), M_max0_(2 * M), ef_construction_(std::max(ef_construction, M)), m_L_(1.0 / std::log(double(M))),
@@ -78,12 +83,12 @@ class HnswGraph {
     if (n <= levels_.size()) return;
     levels_.resize(n, kAbsent);
     links0_.resize(n * (M_max0_ + 1), 0);
-    upper_.resize(n);
+    upper_offset_.resize(n, 0);
   }
 
   // Links of v on layer lc: pointer to the ids and their count.
   const uint32_t* links(uint32_t v, int lc, uint32_t* count) const {
-    const uint32_t* p = lc == 0 ? &links0_[size_t(v) * (M_max0_ + 1)] : &upper_[v][size_t(lc - 1) * (M_ + 1)];
+    const uint32_t* p = lc == 0 ? &links0_[size_t(v) * (M_max0_ + 1)] : &upper_pool_[upper_at(v, lc)];
     *count = p[0];
     return p + 1;
   }
@@ -99,7 +104,7 @@ class HnswGraph {
     levels_[q] = static_cast<int8_t>(l);
     uint32_t* own0 = &links0_[size_t(q) * (M_max0_ + 1)];
     own0[0] = 0;
-    if (l > 0) upper_[q].assign(size_t(l) * (M_ + 1), 0);
+    if (l > 0) alloc_upper(q, l);
     ++node_count_;
     if (node_count_ == 1) {
       entry_point_ = q;
@@ -111,11 +116,10 @@ class HnswGraph {
     for (int lc = max_level_; lc > l; --lc) greedy_closest(space, lc, ep, ep_dist);
     std::vector<Candidate> W;
     for (int lc = std::min(max_level_, l); lc >= 0; --lc) {
-      MaxHeap found = search_layer(space, {Candidate{ep_dist, ep}}, ef_construction_, lc,
-                                   [](uint32_t) { return true; });
-      W.clear();
-      while (!found.empty()) W.push_back(found.top()), found.pop();
-      std::reverse(W.begin(), W.end());  // nearest first
+      SearchScratch& s = scratch();
+      search_layer(space, Candidate{ep_dist, ep}, ef_construction_, lc, [](uint32_t) { return true; }, s);
+      W.assign(s.W.begin(), s.W.end());
+      std::sort(W.begin(), W.end());  // nearest first
       std::vector<Candidate> neighbours = select_neighbors_heuristic(space, W, M_);
       set_links(q, lc, neighbours);
       size_t m_max = lc == 0 ? M_max0_ : M_;
@@ -138,28 +142,37 @@ class HnswGraph {
     uint32_t ep = entry_point_;
     float ep_dist = space(ep);
     for (int lc = max_level_; lc > 0; --lc) greedy_closest(space, lc, ep, ep_dist);
-    MaxHeap found = search_layer(space, {Candidate{ep_dist, ep}}, ef, 0, accept);
-    out.resize(found.size());
-    for (size_t i = found.size(); i-- > 0;) out[i] = found.top(), found.pop();
+    SearchScratch& s = scratch();
+    search_layer(space, Candidate{ep_dist, ep}, ef, 0, accept, s);
+    out.assign(s.W.begin(), s.W.end());
+    std::sort(out.begin(), out.end());
     return out;
   }
 
   // Persistence helpers: raw arrays (the owner serialises them).
   std::vector<int8_t>& levels() { return levels_; }
   std::vector<uint32_t>& links0() { return links0_; }
-  std::vector<std::vector<uint32_t>>& upper() { return upper_; }
   const std::vector<int8_t>& levels() const { return levels_; }
   const std::vector<uint32_t>& links0() const { return links0_; }
-  const std::vector<std::vector<uint32_t>>& upper() const { return upper_; }
+  // Upper-layer links of node v (upper_words(v) words). REQUIRES: level(v) > 0.
+  uint32_t* upper_links(uint32_t v) { return &upper_pool_[upper_offset_[v]]; }
+  const uint32_t* upper_links(uint32_t v) const { return &upper_pool_[upper_offset_[v]]; }
+  size_t upper_words(uint32_t v) const { return size_t(levels_[v]) * (M_ + 1); }
+  // Gives node v (level l > 0) zeroed upper-layer link space (insert, loading).
+  void alloc_upper(uint32_t v, int l) {
+    size_t at = upper_pool_.size();
+    if (at + size_t(l) * (M_ + 1) > UINT32_MAX) throw std::length_error("HNSW upper-layer pool is full");
+    upper_offset_[v] = static_cast<uint32_t>(at);
+    upper_pool_.resize(at + size_t(l) * (M_ + 1), 0);
+  }
   void restore_header(uint32_t entry_point, int max_level, size_t node_count) {
     entry_point_ = entry_point;
     max_level_ = max_level;
     node_count_ = node_count;
   }
   size_t memory_bytes() const {
-    size_t b = levels_.capacity() + links0_.capacity() * sizeof(uint32_t) + upper_.capacity() * sizeof(upper_[0]);
-    for (const auto& u : upper_) b += u.capacity() * sizeof(uint32_t);
-    return b;
+    return levels_.capacity() + (links0_.capacity() + upper_offset_.capacity()) * sizeof(uint32_t) +
+           upper_pool_.capacity() * sizeof(uint32_t);
   }
 
  private:
@@ -182,43 +195,63 @@ class HnswGraph {
     }
   }
 
-  // SEARCH-LAYER (algorithm 2) returning the ef nearest accepted nodes as a max-heap.
+  // SEARCH-LAYER (algorithm 2): the ef nearest accepted nodes, unordered, in scratch.W (a
+  // max-heap on distance). Candidate heaps and the visited marks live in per-thread buffers that
+  // are reused across searches, so a search allocates nothing once warm.
   template <class Space, class Accept>
-  MaxHeap search_layer(const Space& space, std::vector<Candidate> eps, size_t ef, int lc,
-                       const Accept& accept) const {
-    auto visited = acquire_visited();
-    visited->begin(levels_.size());
-    MinHeap C;  // candidates
-    MaxHeap W;  // dynamic list of found nearest neighbours (accepted only)
-    for (const Candidate& e : eps) {
-      visited->test_and_set(e.node);
-      C.push(e);
-      if (accept(e.node)) W.push(e);
-    }
-    float bound = W.empty() ? INFINITY : W.top().distance;
+  void search_layer(const Space& space, Candidate ep, size_t ef, int lc, const Accept& accept,
+                    SearchScratch& scratch) const {
+    VisitedList& visited = scratch.visited;
+    visited.begin(levels_.size());
+    std::vector<Candidate>& C = scratch.C;  // candidates, nearest on top
+    std::vector<Candidate>& W = scratch.W;  // found (accepted only), furthest on top
+    C.clear();
+    W.clear();
+    visited.test_and_set(ep.node);
+    C.push_back(ep);
+    if (accept(ep.node)) W.push_back(ep);
+    float bound = W.empty() ? INFINITY : W.front().distance;
+    uint32_t todo[kMaxLinks];
     while (!C.empty()) {
-      Candidate c = C.top();
+      Candidate c = C.front();
       if (c.distance > bound && W.size() >= ef) break;
-      C.pop();
+      std::pop_heap(C.begin(), C.end(), FartherFirst{});
+      C.pop_back();
       uint32_t n;
       const uint32_t* nb = links(c.node, lc, &n);
-      for (uint32_t i = 0; i < n; ++i) space.prefetch(nb[i]);
+      // Unvisited neighbours first, so only vectors that will be read are prefetched.
+      uint32_t m = 0;
       for (uint32_t i = 0; i < n; ++i) {
         uint32_t e = nb[i];
-        if (visited->test_and_set(e)) continue;
+        if (!visited.test_and_set(e)) {
+          todo[m++] = e;
+          space.prefetch(e);
+        }
+      }
+      for (uint32_t i = 0; i < m; ++i) {
+        uint32_t e = todo[i];
+        if (i + 1 < m) space.prefetch_all(todo[i + 1]);
         float d = space(e);
         if (W.size() < ef || d < bound) {
-          C.push(Candidate{d, e});
+          C.push_back(Candidate{d, e});
+          std::push_heap(C.begin(), C.end(), FartherFirst{});
           if (accept(e)) {
-            W.push(Candidate{d, e});
-            if (W.size() > ef) W.pop();
-            bound = W.top().distance;
+            W.push_back(Candidate{d, e});
+            std::push_heap(W.begin(), W.end());
+            if (W.size() > ef) {
+              std::pop_heap(W.begin(), W.end());
+              W.pop_back();
+            }
+            bound = W.front().distance;
           }
         }
       }
     }
-    release_visited(std::move(visited));
-    return W;
+  }
+
+  static SearchScratch& scratch() {
+    static thread_local SearchScratch s;
+    return s;
   }
 
   // SELECT-NEIGHBORS-HEURISTIC (algorithm 4) without extendCandidates / keepPrunedConnections:
@@ -245,8 +278,10 @@ class HnswGraph {
     return R;
   }
 
+  size_t upper_at(uint32_t v, int lc) const { return upper_offset_[v] + size_t(lc - 1) * (M_ + 1); }
+
   void set_links(uint32_t v, int lc, const std::vector<Candidate>& nb) {
-    uint32_t* p = lc == 0 ? &links0_[size_t(v) * (M_max0_ + 1)] : &upper_[v][size_t(lc - 1) * (M_ + 1)];
+    uint32_t* p = lc == 0 ? &links0_[size_t(v) * (M_max0_ + 1)] : &upper_pool_[upper_at(v, lc)];
     p[0] = static_cast<uint32_t>(nb.size());
     for (size_t i = 0; i < nb.size(); ++i) p[1 + i] = nb[i].node;
   }
@@ -254,7 +289,7 @@ class HnswGraph {
   // Adds the link e -> q; when e has more than m_max links, shrinks them with the heuristic.
   template <class Space>
   void add_link(const Space& space, uint32_t e, uint32_t q, float dist_eq, int lc, size_t m_max) {
-    uint32_t* p = lc == 0 ? &links0_[size_t(e) * (M_max0_ + 1)] : &upper_[e][size_t(lc - 1) * (M_ + 1)];
+    uint32_t* p = lc == 0 ? &links0_[size_t(e) * (M_max0_ + 1)] : &upper_pool_[upper_at(e, lc)];
     uint32_t n = p[0];
     for (uint32_t i = 0; i < n; ++i)
       if (p[1 + i] == q) return;
@@ -272,29 +307,16 @@ class HnswGraph {
     set_links(e, lc, kept);
   }
 
-  std::unique_ptr<VisitedList> acquire_visited() const {
-    std::lock_guard<std::mutex> lock(pool_mu_);
-    if (pool_.empty()) return std::make_unique<VisitedList>();
-    auto v = std::move(pool_.back());
-    pool_.pop_back();
-    return v;
-  }
-  void release_visited(std::unique_ptr<VisitedList> v) const {
-    std::lock_guard<std::mutex> lock(pool_mu_);
-    pool_.push_back(std::move(v));
-  }
-
   size_t M_, M_max0_, ef_construction_;
   double m_L_;
   std::mt19937_64 rng_;
   std::vector<int8_t> levels_;                 // per node; kAbsent when not in the graph
   std::vector<uint32_t> links0_;               // layer 0: node * (M_max0 + 1): count, ids
-  std::vector<std::vector<uint32_t>> upper_;   // layers 1..level: (level) * (M + 1) per node
+  std::vector<uint32_t> upper_offset_;         // per node: start of its upper links in upper_pool_
+  std::vector<uint32_t> upper_pool_;           // layers 1..level: level * (M + 1) words per node
   uint32_t entry_point_ = 0;
   int max_level_ = -1;
   size_t node_count_ = 0;
-  mutable std::mutex pool_mu_;
-  mutable std::vector<std::unique_ptr<VisitedList>> pool_;
 };
 
 }  // namespace etna::store::detail

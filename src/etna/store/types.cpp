@@ -73,7 +73,7 @@ PointId PointId::from_json(const nlohmann::json& j) {
 }
 
 std::string PointId::to_string() const {
-  if (!is_uuid_) return std::to_string(num_);
+  if (!is_uuid_) return std::to_string(num());
   static const char* digits = "0123456789abcdef";
   std::string s;
   for (size_t i = 0; i < 16; ++i) {
@@ -85,13 +85,13 @@ std::string PointId::to_string() const {
 }
 
 nlohmann::json PointId::to_json() const {
-  if (!is_uuid_) return num_;
+  if (!is_uuid_) return num();
   return to_string();
 }
 
 std::strong_ordering operator<=>(const PointId& a, const PointId& b) {
   if (a.is_uuid_ != b.is_uuid_) return a.is_uuid_ ? std::strong_ordering::greater : std::strong_ordering::less;
-  if (!a.is_uuid_) return a.num_ <=> b.num_;
+  if (!a.is_uuid_) return a.num() <=> b.num();
   return a.uuid_ <=> b.uuid_;
 }
 

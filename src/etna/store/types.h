@@ -6,6 +6,7 @@
 #include <compare>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <map>
 #include <memory>
 #include <optional>
@@ -23,14 +24,18 @@ namespace etna::store {
 class PointId {
  public:
   PointId() = default;
-  PointId(uint64_t num) : num_(num) {}  // NOLINT: implicit on purpose, ids are often numbers
+  PointId(uint64_t num) { std::memcpy(uuid_.data(), &num, sizeof num); }  // NOLINT: implicit on purpose
   // Parses a UUID string; throws invalid_argument when it is not one.
   static PointId uuid(const std::string& text);
   // From JSON: non-negative integer or UUID string; anything else throws invalid_argument.
   static PointId from_json(const nlohmann::json& j);
 
   bool is_uuid() const { return is_uuid_; }
-  uint64_t num() const { return num_; }                   // REQUIRES: !is_uuid()
+  uint64_t num() const {  // REQUIRES: !is_uuid()
+    uint64_t v;
+    std::memcpy(&v, uuid_.data(), sizeof v);
+    return v;
+  }
   const std::array<uint8_t, 16>& uuid_bytes() const { return uuid_; }  // REQUIRES: is_uuid()
   std::string to_string() const;  // "42" or "550e8400-e29b-41d4-a716-446655440000"
   nlohmann::json to_json() const;  // number or string
@@ -39,9 +44,10 @@ class PointId {
   friend std::strong_ordering operator<=>(const PointId& a, const PointId& b);
 
  private:
-  bool is_uuid_ = false;
-  uint64_t num_ = 0;
+  // 17 bytes, byte-aligned (one per point in the store): a number lives in the first 8 bytes of
+  // uuid_ (native order; the other 8 stay zero, so the defaulted == holds for both kinds).
   std::array<uint8_t, 16> uuid_{};
+  bool is_uuid_ = false;
 };
 
 struct PointIdHash {
