@@ -14,6 +14,7 @@
 #include "etna/base/error.h"
 #include "etna/base/log.h"
 #include "etna/store/distance.h"
+#include "etna/store/float_arena.h"
 #include "etna/store/hnsw.h"
 #include "etna/store/payload_index.h"
 #include "etna/store/storage.h"
@@ -41,6 +42,7 @@ enum RecordType : uint8_t {
 constexpr char kDataMagic[8] = {'E', 'T', 'N', 'A', 'V', 'E', 'C', '1'};
 constexpr const char* kDataFile = "data.etna";
 constexpr const char* kWalFile = "wal.log";
+constexpr const char* kVectorFile = "vectors.f32";  // scratch mapping, rebuilt on open
 constexpr size_t kQuantizeMinPoints = 256;  // train int8 ranges once there is enough data
 constexpr size_t kMinTombstonesForRebuild = 128;
 
@@ -203,9 +205,14 @@ struct QuantSpace {
         return -(alpha * alpha * float(k->dot_u8(a, b, dim)) + alpha * lo * (sa + sb) + float(dim) * lo * lo);
     }
   }
-  float operator()(uint32_t v) const { return dist(q, q_sum, codes + size_t(v) * dim, sums[v]); }
+  // Euclid and Manhattan never read the sums (one cache miss less per distance).
+  bool needs_sums() const { return metric != Distance::Euclid && metric != Distance::Manhattan; }
+  float operator()(uint32_t v) const {
+    return dist(q, q_sum, codes + size_t(v) * dim, needs_sums() ? sums[v] : 0.0f);
+  }
   float between(uint32_t a, uint32_t b) const {
-    return dist(codes + size_t(a) * dim, sums[a], codes + size_t(b) * dim, sums[b]);
+    return dist(codes + size_t(a) * dim, needs_sums() ? sums[a] : 0.0f, codes + size_t(b) * dim,
+                needs_sums() ? sums[b] : 0.0f);
   }
   void prefetch(uint32_t v) const { __builtin_prefetch(codes + size_t(v) * dim); }
   void prefetch_all(uint32_t v) const { prefetch_bytes(codes + size_t(v) * dim, std::min<size_t>(dim, 1024)); }
@@ -233,6 +240,7 @@ class CollectionImpl {
     std::error_code ec;
     std::filesystem::create_directories(dir_, ec);
     if (ec) fail(ErrorKind::io, "cannot create collection directory {}: {}", dir_.string(), ec.message());
+    if (quantizable()) vectors_.use_file(dir_ / kVectorFile);
     checkpoint_locked_write_only();
     open_wal();
   }
@@ -843,7 +851,8 @@ class CollectionImpl {
     if (n > r.remaining()) fail(ErrorKind::corrupt, "{}: slot count {} exceeds file size", what, n);
     slots_.assign(n, Slot{});
     payloads_.assign(n, json());
-    vectors_.assign(n * dim, 0.0f);
+    if (quantizable() && !vectors_.file_backed()) vectors_.use_file(dir_ / kVectorFile);
+    vectors_.resize(n * dim);
     std::vector<uint8_t> states(n);
     for (uint64_t s = 0; s < n; ++s) {
       states[s] = r.u8();
@@ -1014,7 +1023,7 @@ class CollectionImpl {
       std::shared_lock lock(mu_);
       if (dropped_) return;
       n0 = slots_.size();
-      copy.assign(vectors_.begin(), vectors_.begin() + n0 * config_.dim);
+      copy.assign(vectors_.data(), vectors_.data() + n0 * config_.dim);
       for (uint32_t s = 0; s < n0; ++s)
         if (slots_[s].live) live.push_back(s);
     }
@@ -1079,7 +1088,9 @@ class CollectionImpl {
   uint64_t last_op_ = 0;
   std::vector<Slot> slots_;
   std::vector<json> payloads_;              // per slot; null = {} (see payload())
-  std::vector<float> vectors_;              // slot * dim, stored form (Cosine normalised)
+  // slot * dim, stored form (Cosine normalised). With int8 quantisation the walk reads only the
+  // codes, so the floats (rescoring) live in a file mapping: page cache, not anonymous memory.
+  FloatArena vectors_;
   std::vector<uint8_t> codes_;              // slot * dim int8 codes when quantised
   std::vector<float> code_sums_;            // per slot sum of codes
   Quantizer quant_;

@@ -32,6 +32,7 @@ class VisitedList {
       generation_ = 1;
     }
   }
+  void prefetch(uint32_t v) const { __builtin_prefetch(&tags_[v]); }
   bool test_and_set(uint32_t v) {
     if (tags_[v] == generation_) return true;
     tags_[v] = generation_;
@@ -219,6 +220,9 @@ class HnswGraph {
       C.pop_back();
       uint32_t n;
       const uint32_t* nb = links(c.node, lc, &n);
+      // The next candidate is most often the current nearest one left: fetch its links now.
+      if (!C.empty()) prefetch_links(C.front().node, lc);
+      for (uint32_t i = 0; i < n; ++i) visited.prefetch(nb[i]);
       // Unvisited neighbours first, so only vectors that will be read are prefetched.
       uint32_t m = 0;
       for (uint32_t i = 0; i < n; ++i) {
@@ -276,6 +280,13 @@ class HnswGraph {
       }
     }
     return R;
+  }
+
+  void prefetch_links(uint32_t v, int lc) const {
+    const uint32_t* p = lc == 0 ? &links0_[size_t(v) * (M_max0_ + 1)] : &upper_pool_[upper_at(v, lc)];
+    __builtin_prefetch(p);
+    __builtin_prefetch(reinterpret_cast<const char*>(p) + 64);
+    __builtin_prefetch(reinterpret_cast<const char*>(p) + 128);
   }
 
   size_t upper_at(uint32_t v, int lc) const { return upper_offset_[v] + size_t(lc - 1) * (M_ + 1); }
