@@ -68,12 +68,16 @@ void rope(float* x, int n_heads, const ModelConfig& c, const std::vector<float>&
   }
 }
 
-// For every query head h of one token: out_h = softmax(q_h . K[0..n_kv) * scale) . V[0..n_kv),
+// For query heads h0 <= h < h1 of one token: out_h = softmax(q_h . K[0..n_kv) * scale) . V[0..n_kv),
 // over the cache cells of one sequence and layer; head h reads K/V head h / group. Each cached
-// row is decoded once (F32 rows are read in place) and used by all heads.
+// row is decoded once (F32 rows are read in place) and used by all heads of the range. `out`
+// and `q` point at head 0 of the token.
 void attend(float* out, const float* q, const KvCache& cache, int seq, int layer, int n_kv, const ModelConfig& c,
-            float scale, std::vector<float>& p, std::vector<float>& row) {
-  const int H = c.n_head, D = c.head_dim, group = c.n_head / c.n_head_kv, KV = c.n_embd_kv();
+            float scale, int h0, int h1, std::vector<float>& p, std::vector<float>& row) {
+  const int D = c.head_dim, group = c.n_head / c.n_head_kv, KV = c.n_embd_kv();
+  const int H = h1 - h0;
+  q += static_cast<size_t>(h0) * D;
+  out += static_cast<size_t>(h0) * D;
   const bool in_place = cache.type() == KvType::f32;
   const gguf::GgmlType type = kv_ggml_type(cache.type());
   row.resize(KV);
@@ -85,7 +89,8 @@ void attend(float* out, const float* q, const KvCache& cache, int seq, int layer
   p.resize(static_cast<size_t>(H) * n_kv);
   for (int j = 0; j < n_kv; ++j) {
     const float* k = decode(cache.k_row(seq, layer, j));
-    for (int h = 0; h < H; ++h) p[static_cast<size_t>(h) * n_kv + j] = dot(q + h * D, k + (h / group) * D, D) * scale;
+    for (int h = 0; h < H; ++h)
+      p[static_cast<size_t>(h) * n_kv + j] = dot(q + h * D, k + ((h0 + h) / group) * D, D) * scale;
   }
   for (int h = 0; h < H; ++h) {
     float* ph = &p[static_cast<size_t>(h) * n_kv];
@@ -104,7 +109,7 @@ void attend(float* out, const float* q, const KvCache& cache, int seq, int layer
     const float* v = decode(cache.v_row(seq, layer, j));
     for (int h = 0; h < H; ++h) {
       const float pj = p[static_cast<size_t>(h) * n_kv + j];
-      const float* vh = v + (h / group) * D;
+      const float* vh = v + ((h0 + h) / group) * D;
       float* oh = out + h * D;
       for (int d = 0; d < D; ++d) oh[d] += pj * vh[d];
     }
@@ -121,7 +126,7 @@ void Model::forward_llama(const Batch& batch, KvCache& cache, Output what, std::
 
   std::vector<float> x(static_cast<size_t>(n) * E);  // the residual stream, one row per token
   std::vector<float> cur(x.size()), q, k, v, attn(static_cast<size_t>(n) * Q), out, gate, up;
-  std::vector<float> cs, sn, p, kv_row;
+  std::vector<float> cs, sn;
 
   // Token embeddings: rows of token_embd, decoded from whatever type they are stored in.
   for (int t = 0; t < n; ++t) tensor::dequantize_row(token_embd_.type, token_embd_.row(batch.tokens[t]), &x[t * E], E);
@@ -142,10 +147,20 @@ void Model::forward_llama(const Batch& batch, KvCache& cache, Output what, std::
       cache.store_v(batch.seq[t], l, batch.pos[t], &v[static_cast<size_t>(t) * KV]);
     }
 
-    // Grouped-query attention: query head h reads key/value head h / group, causally.
-    for (int t = 0; t < n; ++t)
-      attend(&attn[static_cast<size_t>(t) * Q], &q[static_cast<size_t>(t) * Q], cache, batch.seq[t], l,
-             batch.pos[t] + 1, c, kq_scale, p, kv_row);
+    // Grouped-query attention: query head h reads key/value head h / group, causally. Tokens
+    // (and, for fewer tokens than threads, ranges of heads) are independent tasks on the pool.
+    {
+      const int splits = std::min(c.n_head, n < tensor::num_threads() ? tensor::num_threads() : 1);
+      int64_t work = 0;
+      for (int t = 0; t < n; ++t) work += static_cast<int64_t>(batch.pos[t] + 1) * Q * 2;
+      tensor::parallel_for(static_cast<int64_t>(n) * splits, work, [&](int64_t task) {
+        thread_local std::vector<float> p_scratch, row_scratch;
+        const int t = static_cast<int>(task / splits), s = static_cast<int>(task % splits);
+        const int h0 = c.n_head * s / splits, h1 = c.n_head * (s + 1) / splits;
+        attend(&attn[static_cast<size_t>(t) * Q], &q[static_cast<size_t>(t) * Q], cache, batch.seq[t], l,
+               batch.pos[t] + 1, c, kq_scale, h0, h1, p_scratch, row_scratch);
+      });
+    }
 
     linear(L.attn_output, Matrix{}, attn, n, out);
     for (size_t i = 0; i < x.size(); ++i) x[i] += out[i];

@@ -90,6 +90,14 @@ void set_num_threads(int n) {
 
 int num_threads() { return pool()->size(); }
 
+void parallel_for(int64_t n_tasks, int64_t work, const std::function<void(int64_t)>& fn) {
+  if (n_tasks > 1 && work >= kMinParallelWork) {
+    pool()->run(n_tasks, fn);
+  } else {
+    for (int64_t i = 0; i < n_tasks; ++i) fn(i);
+  }
+}
+
 std::string active_kernels_name() {
   const KernelTable& t = active_kernel_table();
   std::string name = kernel_table_name(t);

@@ -11,6 +11,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -58,6 +59,11 @@ float vec_dot(GgmlType type, int64_t n, const void* weight_row, const void* acti
 // whatever the thread count. Safe to call from several threads at once (the pool serves one
 // caller at a time; the others compute on their own thread).
 void matmul(const Matrix& w, const float* x, int64_t n_tokens, float* y);
+
+// Calls fn(i) for every i in [0, n_tasks) on the tensor thread pool (the caller takes part)
+// and returns when all are done; runs them in order on the calling thread when `work` (the
+// caller's estimate of multiply-adds in all tasks) is too small to pay for waking the pool.
+void parallel_for(int64_t n_tasks, int64_t work, const std::function<void(int64_t)>& fn);
 
 // Threads matmul uses (the caller included). n < 1 means the default: physical cores.
 void set_num_threads(int n);
