@@ -1,0 +1,192 @@
+// `etna ask --collection NAME "question" -m MODEL.gguf`: retrieves the best chunks of an ingested
+// collection, asks the model to answer from them citing [n], streams the answer, then lists each
+// cited source (file, page, lines and the quoted span) and warns about citations of no source.
+// --json prints {answer, citations, retrieved, unmatched} instead.
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "cli/command.h"
+#include "cli/sampling_options.h"
+#include "etna/base/error.h"
+#include "etna/engine/embedder.h"
+#include "etna/engine/generator.h"
+#include "etna/model/model.h"
+#include "etna/rag/answer.h"
+#include "etna/rag/catalog.h"
+#include "etna/rag/ingest.h"
+#include "etna/rag/loader.h"
+#include "etna/rag/retriever.h"
+#include "etna/tokenizer/chat_template.h"
+#include "etna/tokenizer/tokenizer.h"
+
+namespace etna::cli {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr int kDefaultMaxContext = 4096;
+
+fs::path data_dir(const std::string& arg) {
+  if (!arg.empty()) return arg;
+  if (const char* d = std::getenv("ETNA_DATA"); d && *d) return d;
+  if (const char* x = std::getenv("XDG_DATA_HOME"); x && *x) return fs::path(x) / "etna";
+  if (const char* h = std::getenv("HOME"); h && *h) return fs::path(h) / ".local" / "share" / "etna";
+  fail(ErrorKind::invalid_argument, "cannot find a data directory: set ETNA_DATA or HOME, or pass --data DIR");
+}
+
+struct AskArgs {
+  std::string collection;
+  std::string question;
+  std::string model;
+  std::string embedding_model;
+  std::string data;
+  int k = 5;
+  int n_predict = 256;
+  int ctx = 0;
+  bool json = false;
+  engine::SamplingParams sampling;
+};
+
+void write_out(std::string_view s) {
+  std::fwrite(s.data(), 1, s.size(), stdout);
+  std::fflush(stdout);
+}
+
+std::string one_line(std::string s) {
+  for (char& c : s)
+    if (c == '\n' || c == '\t' || c == '\r') c = ' ';
+  std::string out;
+  for (char c : s)
+    if (!(c == ' ' && !out.empty() && out.back() == ' ')) out += c;
+  return out;
+}
+
+void ask(const AskArgs& a) {
+  if (a.model.empty())
+    fail(ErrorKind::invalid_argument,
+         "etna ask needs a chat model to write the answer: pass -m MODEL.gguf (use `etna search` for retrieval alone)");
+  if (a.question.find_first_not_of(" \t\r\n") == std::string::npos)
+    fail(ErrorKind::invalid_argument, "the question is empty");
+  if (a.k < 1 || a.k > 100) fail(ErrorKind::invalid_argument, "-k must be in 1..100 (got {})", a.k);
+  if (a.ctx < 0) fail(ErrorKind::invalid_argument, "--ctx must be positive (got {})", a.ctx);
+  engine::SamplingParams params = a.sampling;
+  params.max_tokens = a.n_predict;
+  params.validate();
+
+  // Retrieval first: a missing collection is reported before the (slower) model load.
+  const fs::path dir = rag::collection_dir(data_dir(a.data), a.collection);
+  std::string emb_path = a.embedding_model;
+  if (emb_path.empty() && fs::exists(dir / "catalog.db")) {
+    auto cat = rag::Catalog::open(dir / "catalog.db");
+    if (auto m = cat->meta("embedding_model"); m && fs::exists(*m)) emb_path = *m;
+  }
+  std::unique_ptr<engine::Embedder> embedder;
+  if (!emb_path.empty()) embedder = engine::Embedder::load(emb_path);
+  auto retriever = rag::Retriever::open(dir, embedder.get());
+  std::vector<rag::SearchHit> hits = retriever->search(a.question, static_cast<size_t>(a.k));
+  if (hits.empty() && !a.json)
+    std::fprintf(stderr, "etna: warning: no passage of collection '%s' matches the question\n", a.collection.c_str());
+
+  auto model = model::Model::load(a.model);
+  auto tok = tokenizer::Tokenizer::from_gguf(model->file());
+  const int n_ctx_train = model->config().n_ctx_train;
+  const int n_ctx = a.ctx > 0 ? a.ctx : std::min(n_ctx_train > 0 ? n_ctx_train : kDefaultMaxContext, kDefaultMaxContext);
+
+  // The model's own chat template when it has one; a plain prompt otherwise.
+  std::optional<tokenizer::ChatTemplate> tmpl;
+  if (model->file().has("tokenizer.chat_template")) {
+    try {
+      tmpl.emplace(tokenizer::ChatTemplate::from_gguf(model->file()));
+    } catch (const Error& e) {
+      std::fprintf(stderr, "etna: warning: %s; using a plain prompt\n", e.what());
+    }
+  }
+  const auto& vocab = tok->vocab();
+  const std::string bos_text = vocab.bos >= 0 ? vocab.tokens[static_cast<size_t>(vocab.bos)] : "";
+  auto encode = [&](const std::string& text) {
+    tokenizer::EncodeOptions enc;
+    enc.parse_special = tmpl.has_value();
+    enc.add_special = !tmpl || bos_text.empty() || text.compare(0, bos_text.size(), bos_text) != 0;
+    return tok->encode(text, enc);
+  };
+
+  rag::AnswerPromptOptions popt;
+  popt.chat_template = tmpl ? &*tmpl : nullptr;
+  const int reserve = params.max_tokens > 0 ? std::min(params.max_tokens, n_ctx / 2) : n_ctx / 4;
+  popt.max_prompt_tokens = static_cast<size_t>(n_ctx - reserve);
+  const rag::AnswerPrompt prompt =
+      rag::build_answer_prompt(a.question, std::move(hits), popt, [&](const std::string& t) { return encode(t).size(); });
+  if (prompt.dropped > 0 && !a.json)
+    std::fprintf(stderr, "etna: note: %zu retrieved passage(s) left out to fit the %d-token context\n", prompt.dropped, n_ctx);
+
+  engine::Generator gen(*model, *tok, n_ctx);
+  engine::PieceCallback stream;
+  if (!a.json) stream = [](std::string_view piece) {
+    write_out(piece);
+    return true;
+  };
+  const std::vector<tokenizer::Token> tokens = encode(prompt.text);
+  const engine::GenerationResult r = gen.generate(tokens, params, stream);
+  const rag::ResolvedCitations cites = rag::resolve_citations(r.text, prompt.sources);
+
+  if (a.json) {
+    nlohmann::json retrieved = nlohmann::json::array(), citations = nlohmann::json::array();
+    for (size_t i = 0; i < prompt.sources.size(); ++i)
+      retrieved.push_back(rag::source_json(prompt.sources[i], static_cast<int>(i + 1)));
+    for (const auto& c : cites.citations) citations.push_back(rag::citation_json(c));
+    nlohmann::json j = {{"answer", rag::sanitize_utf8(r.text)},
+                        {"citations", citations},
+                        {"retrieved", retrieved},
+                        {"unmatched", cites.unmatched},
+                        {"mode", retriever->hybrid() ? "hybrid" : "bm25"},
+                        {"dropped", prompt.dropped},
+                        {"finish_reason", engine::finish_reason_name(r.finish)},
+                        {"prompt_tokens", tokens.size()},
+                        {"seed", r.seed}};
+    write_out(j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
+    return;
+  }
+  write_out("\n");
+  if (!cites.citations.empty()) {
+    write_out("\nSources:\n");
+    for (const auto& c : cites.citations) {
+      write_out(fmt::format("[{}] {}\n    \"{}\"\n", c.n,
+                            rag::source_location(rag::sanitize_utf8(c.chunk.file), c.chunk.page, c.line_start, c.line_end),
+                            one_line(rag::sanitize_utf8(c.text))));
+    }
+  } else if (!prompt.sources.empty()) {
+    write_out("\n(the answer cites no source)\n");
+  }
+  for (int n : cites.unmatched)
+    std::fprintf(stderr, "etna: warning: the answer cites [%d], which is not one of the %zu sources\n", n,
+                 prompt.sources.size());
+}
+
+CommandRegistrar reg(52, [](CLI::App& root) {
+  auto a = std::make_shared<AskArgs>();
+  a->sampling.temperature = 0.0f;  // answers from documents: greedy unless asked otherwise
+  auto* c = root.add_subcommand("ask", "Answer a question from an ingested collection, citing its sources");
+  c->add_option("question", a->question, "the question")->required();
+  c->add_option("--collection", a->collection, "collection name")->required();
+  c->add_option("-m,--model", a->model, "the chat model (.gguf) that writes the answer");
+  c->add_option("-k", a->k, "passages retrieved as sources")->capture_default_str();
+  c->add_flag("--json", a->json, "print {answer, citations, retrieved, unmatched} as JSON instead of streaming");
+  c->add_option("--embedding-model", a->embedding_model, "embedding model (default: the collection's)");
+  c->add_option("--data", a->data, "Data directory (default $ETNA_DATA or ~/.local/share/etna)");
+  c->add_option("-n,--n-predict", a->n_predict, "maximum tokens of the answer; -1 = until the context is full")
+      ->capture_default_str();
+  c->add_option("--ctx", a->ctx, "context size in tokens (default: the model's, at most 4096)");
+  add_sampling_options(c, a->sampling);
+  c->callback([a] { ask(*a); });
+});
+
+}  // namespace
+}  // namespace etna::cli
