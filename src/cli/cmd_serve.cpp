@@ -1,5 +1,6 @@
 // `etna serve`: one HTTP server for every API: the OpenAI-compatible inference API (/v1/...,
-// with -m / --embedding-model) and the Qdrant-compatible vector store.
+// with -m / --embedding-model), the Qdrant-compatible vector store, and the documents API
+// (/api/collections..., retrieval-augmented answers).
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -11,6 +12,7 @@
 #include "cli/command.h"
 #include "etna/base/error.h"
 #include "etna/base/log.h"
+#include "etna/server/docs_api.h"
 #include "etna/server/http_server.h"
 #include "etna/server/openai_api.h"
 #include "etna/server/qdrant_api.h"
@@ -44,6 +46,7 @@ struct ServeArgs {
   double max_body_mb = 32;
   int threads = 0;
   int timeout_s = 30;
+  std::vector<std::string> allow_ingest;
 };
 
 void serve(const ServeArgs& a) {
@@ -100,12 +103,21 @@ void serve(const ServeArgs& a) {
     openai = std::make_unique<server::OpenAIService>(oo);
     server::register_openai_routes(http, *openai);
   }
+  server::DocsOptions docs_opt;
+  docs_opt.data_dir = data;
+  for (const auto& d : a.allow_ingest) docs_opt.allowed_ingest_dirs.emplace_back(d);
+  if (!a.embedding_model.empty()) docs_opt.embedding_model_path = fs::absolute(a.embedding_model).lexically_normal().string();
+  server::DocsService docs(docs_opt, openai.get());
+  server::register_docs_routes(http, docs);
+
   if (opt.api_keys.empty() && a.host != "127.0.0.1" && a.host != "localhost" && a.host != "::1")
     std::cerr << "etna: warning: listening on " << a.host << " without --api-key: anyone who can reach it can use it\n";
 
   http.bind();
   std::cout << "etna: listening on " << http.url() << std::endl;
   std::cout << "etna: vector store (Qdrant API) at " << http.url() << "/collections, data in " << (data / "vectors").string()
+            << std::endl;
+  std::cout << "etna: documents API at " << http.url() << "/api/collections, data in " << (data / "documents").string()
             << std::endl;
   // Models load while the server already answers (/health says "loading", /v1 routes 503).
   std::string load_error;
@@ -146,6 +158,8 @@ CommandRegistrar reg(30, [](CLI::App& root) {
   c->add_option("--cors", args->cors, "Allow browser requests from this origin (repeatable, '*' for any)");
   c->add_option("--max-body-mb", args->max_body_mb, "Largest accepted request body in MiB")->capture_default_str();
   c->add_option("--threads", args->threads, "HTTP worker threads (0 = automatic)")->capture_default_str();
+  c->add_option("--allow-ingest", args->allow_ingest,
+                "Let POST /api/collections/NAME/ingest read this server folder (repeatable)");
   c->add_option("--timeout", args->timeout_s, "Seconds to wait for a slow client before dropping it")->capture_default_str();
   c->callback([args] { serve(*args); });
 });

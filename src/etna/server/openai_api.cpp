@@ -9,6 +9,7 @@
 #include <random>
 
 #include "etna/base/log.h"
+#include "etna/engine/memory.h"
 
 namespace etna::server {
 
@@ -144,6 +145,33 @@ nlohmann::json openai_error_body(int status, const std::string& message, const s
 
 // ---- Service -------------------------------------------------------------------------------
 
+namespace {
+
+// An embedder whose calls hold a mutex, so the /v1/embeddings route and the documents API's
+// ingestion can share one model.
+class LockedEmbedder final : public engine::Embedder {
+ public:
+  LockedEmbedder(const engine::Embedder& inner, std::mutex& mutex) : inner_(inner), mutex_(mutex) {}
+  int dim() const override { return inner_.dim(); }
+  int max_tokens() const override { return inner_.max_tokens(); }
+  const tokenizer::Tokenizer& tokenizer() const override { return inner_.tokenizer(); }
+  std::string model_name() const override { return inner_.model_name(); }
+  std::vector<std::vector<float>> embed(const std::vector<std::string>& texts, bool truncate) const override {
+    std::lock_guard lock(mutex_);
+    return inner_.embed(texts, truncate);
+  }
+  std::vector<int> count_tokens(const std::vector<std::string>& texts) const override {
+    std::lock_guard lock(mutex_);
+    return inner_.count_tokens(texts);
+  }
+
+ private:
+  const engine::Embedder& inner_;
+  std::mutex& mutex_;
+};
+
+}  // namespace
+
 struct OpenAIService::Impl {
   std::unique_ptr<model::Model> model;
   std::unique_ptr<tokenizer::Tokenizer> tokenizer;
@@ -153,6 +181,7 @@ struct OpenAIService::Impl {
   std::unique_ptr<engine::Scheduler> scheduler;
   std::unique_ptr<engine::Embedder> embedder;
   std::mutex embed_mutex;
+  std::unique_ptr<LockedEmbedder> locked_embedder;
   Metrics metrics;
   int64_t created = 0;
 };
@@ -193,8 +222,100 @@ void OpenAIService::load() {
     so.step_tokens = options_.step_tokens;
     m.scheduler = std::make_unique<engine::Scheduler>(*m.model, *m.tokenizer, so);
   }
-  if (!options_.embedding_model_path.empty()) m.embedder = engine::Embedder::load(options_.embedding_model_path);
+  if (!options_.embedding_model_path.empty()) {
+    m.embedder = engine::Embedder::load(options_.embedding_model_path);
+    m.locked_embedder = std::make_unique<LockedEmbedder>(*m.embedder, m.embed_mutex);
+  }
   ready_ = true;
+}
+
+const engine::Embedder* OpenAIService::shared_embedder() const {
+  return ready_ ? impl_->locked_embedder.get() : nullptr;
+}
+
+const tokenizer::ChatTemplate* OpenAIService::own_chat_template() const {
+  if (!ready_ || !impl_->model) fail(ErrorKind::unavailable, "no chat model is loaded");
+  return impl_->own_template ? &*impl_->chat_template : nullptr;
+}
+
+std::vector<tokenizer::Token> OpenAIService::encode_prompt(const std::string& text, bool templated) const {
+  if (!ready_ || !impl_->model) fail(ErrorKind::unavailable, "no chat model is loaded");
+  tokenizer::EncodeOptions enc;
+  enc.parse_special = templated;
+  enc.add_special = !templated || impl_->bos_text.empty() || text.compare(0, impl_->bos_text.size(), impl_->bos_text) != 0;
+  return impl_->tokenizer->encode(text, enc);
+}
+
+engine::GenerationEvent OpenAIService::generate(std::vector<tokenizer::Token> prompt, const engine::SamplingParams& params,
+                                                const std::function<bool(const std::string&)>& on_text) {
+  if (!ready_) fail(ErrorKind::unavailable, "the model is still loading; retry shortly");
+  Impl& m = *impl_;
+  if (!m.scheduler) fail(ErrorKind::unavailable, "this server has no chat model (start it with -m)");
+  if (prompt.size() > static_cast<size_t>(n_ctx_))
+    fail(ErrorKind::limit, "the prompt has {} tokens; this model's context is {} tokens", prompt.size(), n_ctx_);
+  engine::GenerationRequest gr;
+  gr.prompt = std::move(prompt);
+  gr.params = params;
+  if (!m.own_template) {
+    gr.params.stop.push_back("<|im_end|>");
+    gr.params.stop.push_back("<|im_start|>");
+  }
+  auto stream = m.scheduler->submit(std::move(gr));
+  engine::GenerationEvent result, e;
+  TokenClock clock;
+  for (;;) {
+    if (!stream->next(e, std::chrono::milliseconds(250))) {
+      if (on_text && !on_text("")) {
+        stream->cancel();
+        result.done = true;
+        result.finish = engine::FinishReason::cancelled;
+        return result;
+      }
+      continue;
+    }
+    clock.on_event(m.metrics, e);
+    result.text += e.text;
+    if (!e.text.empty() && on_text && !on_text(e.text) && !e.done) {
+      stream->cancel();
+      result.done = true;
+      result.finish = engine::FinishReason::cancelled;
+      return result;
+    }
+    if (e.done) break;
+  }
+  if (!e.error.empty()) fail(ErrorKind::internal, "generation failed: {}", e.error);
+  {
+    std::lock_guard lock(m.metrics.mutex);
+    m.metrics.prompt_tokens += static_cast<uint64_t>(e.prompt_tokens);
+    m.metrics.generated_tokens += static_cast<uint64_t>(e.completion_tokens);
+  }
+  result.done = true;
+  result.finish = e.finish;
+  result.prompt_tokens = e.prompt_tokens;
+  result.cached_tokens = e.cached_tokens;
+  result.completion_tokens = e.completion_tokens;
+  return result;
+}
+
+OpenAIService::Stats OpenAIService::stats() {
+  Impl& m = *impl_;
+  Stats st;
+  if (ready_ && m.scheduler) {
+    const auto s = m.scheduler->stats();
+    st.active = s.active;
+    st.queued = s.queued;
+    const auto mem = engine::estimate_memory(*m.model, n_ctx_, model::KvType::f32, 1);
+    st.weight_bytes = mem.weights;
+    st.kv_bytes = mem.kv_total * static_cast<uint64_t>(options_.n_parallel);
+  }
+  std::lock_guard lock(m.metrics.mutex);
+  for (const auto& [key, n] : m.metrics.requests) st.requests += n;
+  st.prompt_tokens = m.metrics.prompt_tokens;
+  st.generated_tokens = m.metrics.generated_tokens;
+  if (m.metrics.token_latency.sum > 0)
+    st.decode_tokens_per_second = static_cast<double>(m.metrics.token_latency.count) / m.metrics.token_latency.sum;
+  if (m.metrics.ttft.count > 0) st.mean_time_to_first_token = m.metrics.ttft.sum / static_cast<double>(m.metrics.ttft.count);
+  return st;
 }
 
 namespace {

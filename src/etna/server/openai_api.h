@@ -5,10 +5,12 @@
 // {"error": {"message", "type", "param", "code"}}.
 #pragma once
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "etna/engine/embedder.h"
 #include "etna/engine/scheduler.h"
@@ -42,6 +44,36 @@ class OpenAIService {
   const std::string& model_id() const { return model_id_; }
   const std::string& embedding_model_id() const { return embedding_id_; }
   int n_ctx() const { return n_ctx_; }
+  const OpenAIOptions& options() const { return options_; }
+
+  // Read-only figures for status pages (zeros before load() or without a chat model).
+  struct Stats {
+    int active = 0, queued = 0;                 // sequences generating / waiting for a slot
+    uint64_t requests = 0, prompt_tokens = 0, generated_tokens = 0;
+    double decode_tokens_per_second = 0;        // 1 / mean time between generated tokens
+    double mean_time_to_first_token = 0;        // seconds
+    uint64_t weight_bytes = 0, kv_bytes = 0;    // model tensors; KV cache of every slot
+  };
+  Stats stats();
+
+  // ---- For other APIs sharing the loaded models (the documents API's ask and ingestion) ----
+  bool has_chat_model() const { return !options_.model_path.empty(); }
+  // The chat model's own template, null when it has none (then prompts are plain text).
+  // REQUIRES ready() and a chat model.
+  const tokenizer::ChatTemplate* own_chat_template() const;
+  // Tokens of a prompt: templated text with special tokens parsed and BOS added unless the text
+  // starts with it (as chat requests do); plain text as a completion prompt. REQUIRES as above.
+  std::vector<tokenizer::Token> encode_prompt(const std::string& text, bool templated) const;
+  // Generates from `prompt` on the scheduler, batched with the /v1 requests. on_text gets each new
+  // piece of text, and "" about every 250 ms while nothing arrives (so a caller can notice a
+  // client that left); returning false cancels (finish = cancelled). Returns the whole text and
+  // the final counts. Throws Error(unavailable) while loading or without a chat model, (limit)
+  // when the prompt does not fit the context, QueueFullError when the queue is full.
+  engine::GenerationEvent generate(std::vector<tokenizer::Token> prompt, const engine::SamplingParams& params,
+                                   const std::function<bool(const std::string& piece)>& on_text);
+  // The embedding model behind the lock /v1/embeddings uses (callable from any thread); null
+  // without one or before load().
+  const engine::Embedder* shared_embedder() const;
 
   struct Impl;
   Impl& impl() { return *impl_; }
