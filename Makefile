@@ -20,8 +20,13 @@ $(BUILD)/CMakeCache.txt: | deps
 build: deps $(BUILD)/CMakeCache.txt
 	cmake --build $(BUILD) -j $(JOBS)
 
+# make run: chat, documents (upload, search, ask with citations) and the APIs on one address.
+# Optional: EMBEDDING_MODEL=emb.gguf (hybrid search), ALLOW_INGEST="dir1 dir2" (server folders the
+# web app may ingest), DATA=dir (default $$ETNA_DATA or ~/.local/share/etna).
 run: build
-	$(BUILD)/etna serve -m $(MODEL) --port $(PORT)
+	@echo "etna: serving $(MODEL); open the web app at the address printed below"
+	$(BUILD)/etna serve -m $(MODEL) --port $(PORT) $(if $(EMBEDDING_MODEL),--embedding-model $(EMBEDDING_MODEL)) \
+	  $(foreach d,$(ALLOW_INGEST),--allow-ingest $(d)) $(if $(DATA),--data $(DATA))
 
 test: build
 	@scripts/test-clients-setup
