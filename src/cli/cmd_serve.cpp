@@ -16,6 +16,7 @@
 #include "etna/server/http_server.h"
 #include "etna/server/openai_api.h"
 #include "etna/server/qdrant_api.h"
+#include "etna/server/web_app.h"
 #include "etna/store/database.h"
 
 namespace etna::cli {
@@ -103,6 +104,7 @@ void serve(const ServeArgs& a) {
     openai = std::make_unique<server::OpenAIService>(oo);
     server::register_openai_routes(http, *openai);
   }
+  server::register_web_routes(http, {.data_dir = data, .openai = openai.get()});
   server::DocsOptions docs_opt;
   docs_opt.data_dir = data;
   for (const auto& d : a.allow_ingest) docs_opt.allowed_ingest_dirs.emplace_back(d);
@@ -117,6 +119,7 @@ void serve(const ServeArgs& a) {
   std::cout << "etna: listening on " << http.url() << std::endl;
   std::cout << "etna: vector store (Qdrant API) at " << http.url() << "/collections, data in " << (data / "vectors").string()
             << std::endl;
+  std::cout << "etna: web app at " << http.url() << (opt.api_keys.empty() ? "/" : "/index.html") << std::endl;
   std::cout << "etna: documents API at " << http.url() << "/api/collections, data in " << (data / "documents").string()
             << std::endl;
   // Models load while the server already answers (/health says "loading", /v1 routes 503).

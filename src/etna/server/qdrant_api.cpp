@@ -9,6 +9,7 @@
 #include <system_error>
 
 #include "etna/base/log.h"
+#include "etna/server/web_app.h"
 #include "etna/store/filter.h"
 
 namespace etna::server {
@@ -496,8 +497,9 @@ void register_qdrant_routes(HttpServer& server, store::Database& db) {
   const std::string C = "/collections/([^/]+)";
 
   // Root: Qdrant's version banner (the JS client reads .version to check compatibility).
-  // TODO(web UI): browsers asking for text/html will be served the web app here instead.
-  server.route(Method::get, "/", [&server](const httplib::Request&, httplib::Response& res) {
+  // Browsers (Accept: text/html) get the web app instead (web_app.h).
+  server.route(Method::get, "/", [&server](const httplib::Request& req, httplib::Response& res) {
+    if (serve_web_index(req, res)) return;
     json body = {{"title", "etna - qdrant-compatible vector search engine"},
                  {"version", kQdrantCompatVersion},
                  {"etna_version", server.options().version}};
