@@ -35,7 +35,8 @@ std::string url_encode(const std::string& s) {
 
 class DocsServer {
  public:
-  DocsServer(const fs::path& data, std::vector<fs::path> allowed = {}, OpenAIService* models = nullptr) {
+  DocsServer(const fs::path& data, std::vector<fs::path> allowed = {}, OpenAIService* models = nullptr,
+             const std::string& embedding_model_path = "") {
     ServerOptions opt;
     opt.host = "127.0.0.1";
     opt.port = 0;
@@ -44,6 +45,7 @@ class DocsServer {
     DocsOptions d;
     d.data_dir = data;
     d.allowed_ingest_dirs = std::move(allowed);
+    d.embedding_model_path = embedding_model_path;
     docs_ = std::make_unique<DocsService>(d, models);
     register_docs_routes(*server_, *docs_);
     server_->bind();
@@ -270,6 +272,43 @@ TEST(DocsApi, ServerFolderIngestOnlyInsideAllowedFolders) {
   auto c2 = closed.client();
   ASSERT_EQ(c2.Put("/api/collections/coast")->status, 201);
   EXPECT_EQ(c2.Post("/api/collections/coast/ingest", json{{"path", (allowed / "sub").string()}}.dump(), "application/json")->status, 403);
+}
+
+TEST(DocsApi, EmbeddingModelMakesUploadsHybrid) {
+  ETNA_REQUIRE_SHARED(emb, "models/tiny-bert-bge-f32.gguf");
+  TempDir data;
+  OpenAIOptions oo;
+  oo.embedding_model_path = emb.string();
+  OpenAIService models(oo);
+  models.load();
+  ASSERT_NE(models.shared_embedder(), nullptr);
+  DocsServer s(data.path(), {}, &models, emb.string());
+  auto c = s.client();
+  ASSERT_EQ(c.Put("/api/collections/mixed")->status, 201);
+  auto up = c.Post("/api/collections/mixed/files?wait=true", upload_items());
+  ASSERT_EQ(up->status, 200) << up->body;
+  const json job = body_of(up);
+  ASSERT_EQ(job["state"], "done") << job.dump();
+  EXPECT_EQ(job["report"]["chunks_embedded"], job["report"]["chunks_added"]);
+  EXPECT_GT(job["report"]["chunks_embedded"].get<int>(), 0);
+  json sr = body_of(c.Post("/api/collections/mixed/search", R"({"query":"zebra crossings","k":2})", "application/json"));
+  EXPECT_TRUE(sr["hybrid"].get<bool>());
+  ASSERT_FALSE(sr["hits"].empty());
+  EXPECT_EQ(body_of(c.Get("/api/collections"))["collections"][0]["embedding_model"], "tiny-bert-bge-f32");
+  // Deleting a file removes its vectors too: vector search no longer returns it.
+  std::string notes_path;
+  const json listed = body_of(c.Get("/api/collections/mixed/files"));
+  for (const auto& f : listed["files"])
+    if (f["name"] == "notes.txt") notes_path = f["path"];
+  ASSERT_FALSE(notes_path.empty());
+  auto del = c.Delete("/api/collections/mixed/files?path=" + url_encode(notes_path));
+  ASSERT_EQ(del->status, 200) << del->body;
+  json after = body_of(c.Post("/api/collections/mixed/search", R"({"query":"zebra crossings","k":5})", "application/json"));
+  EXPECT_TRUE(after["hybrid"].get<bool>());
+  ASSERT_FALSE(after["hits"].empty());  // the guide still matches by vector similarity
+  for (const auto& h : after["hits"]) EXPECT_EQ(h["name"], "guide.md");
+  // No chat model: ask is unavailable even though embeddings are.
+  EXPECT_EQ(c.Post("/api/collections/mixed/ask", R"({"question":"what?"})", "application/json")->status, 503);
 }
 
 // Parses a text/event-stream body into (event, data) pairs.
