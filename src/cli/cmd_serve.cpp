@@ -78,7 +78,8 @@ void serve(const ServeArgs& a) {
   opt.port = a.port;
   // Every streamed or waiting request holds an HTTP worker, so there must be more workers than
   // running plus queued requests: otherwise excess requests wait unseen instead of getting 429.
-  opt.threads = inference ? std::max(a.threads, a.parallel + queue + 8) : a.threads;
+  // A browser opening the web app keeps up to 6 keep-alive connections, each holding a worker.
+  opt.threads = inference ? std::max(a.threads, a.parallel + queue + 8) : (a.threads > 0 ? a.threads : 16);
   opt.max_body_bytes = static_cast<std::size_t>(a.max_body_mb * 1024.0 * 1024.0);
   opt.read_timeout = std::chrono::seconds(a.timeout_s);
   opt.write_timeout = std::chrono::seconds(a.timeout_s);

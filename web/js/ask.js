@@ -74,7 +74,7 @@ function openSource(n, from) {
   } else {
     $('sp-title').textContent = `[${n}] ${fileName(src)}`;
     row('File', src.file);
-    row('Page', src.page);
+    if (src.page > 0) row('Page', src.page);
     if (Array.isArray(src.lines)) row('Lines', `${src.lines[0]}–${src.lines[1]}`);
     row('Section', src.heading);
     if (src.score !== undefined) row('Score', Number(src.score).toFixed(3));

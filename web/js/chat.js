@@ -308,7 +308,7 @@ export function init() {
     await loadModel();
     await refreshList();
     const last = localStorage.getItem('etna.conversation');
-    const pick = conversations.find((c) => c.id === last) || null;
+    const pick = conversations.find((c) => c.id === last) || conversations[0] || null;
     if (pick && current.unsaved && !current.messages.length) await open(pick.id);
   })();
 }
