@@ -163,7 +163,12 @@ void ask(const AskArgs& a) {
                             one_line(rag::sanitize_utf8(c.text))));
     }
   } else if (!prompt.sources.empty()) {
-    write_out("\n(the answer cites no source)\n");
+    write_out("\nThe answer cites no source. Retrieved:\n");
+    for (size_t i = 0; i < prompt.sources.size(); ++i) {
+      const auto& c = prompt.sources[i].chunk;
+      write_out(fmt::format("[{}] {}\n", i + 1,
+                            rag::source_location(rag::sanitize_utf8(c.file), c.page, c.line_start, c.line_end)));
+    }
   }
   for (int n : cites.unmatched)
     std::fprintf(stderr, "etna: warning: the answer cites [%d], which is not one of the %zu sources\n", n,

@@ -56,6 +56,17 @@ bool parse_group(std::string_view in, std::vector<int>& out) {
     return true;
   };
   skip_space();
+  // "[Source 1]", "[sources 1, 2]" and footnote-style "[^1]" are read as "[1]" / "[1, 2]".
+  for (std::string_view word : {"sources", "source"}) {
+    if (in.size() > i + word.size() && std::equal(word.begin(), word.end(), in.begin() + static_cast<std::ptrdiff_t>(i),
+                                                   [](char x, char y) { return x == std::tolower(static_cast<unsigned char>(y)); })) {
+      i += word.size();
+      if (in[i] != ' ') return false;
+      skip_space();
+      break;
+    }
+  }
+  if (i < in.size() && in[i] == '^') ++i;
   for (;;) {
     int a = 0;
     if (!number(a)) return false;

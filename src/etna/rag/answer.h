@@ -59,7 +59,7 @@ struct CitationMarker {
 };
 
 // Citation markers of `answer` in order: [n], [n][m], [n, m], [n; m], [n-m] (a range of at most
-// 20). Brackets holding anything else ([a], [], [1,], [x1]) or numbers of more than 3 digits
+// 20), also written [Source n], [sources n, m] or [^n]. Brackets holding anything else ([a], [], [1,], [x1]) or numbers of more than 3 digits
 // are not markers. Markdown links "[1](...)" are not markers.
 std::vector<CitationMarker> parse_citation_markers(std::string_view answer);
 

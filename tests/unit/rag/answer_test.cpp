@@ -143,6 +143,8 @@ TEST(CitationMarkers, MalformedAreIgnored) {
   EXPECT_EQ(numbers("[[2] unclosed"), std::vector<int>{2});
   EXPECT_EQ(numbers("[ 3 ]"), std::vector<int>{3});
   EXPECT_EQ(numbers("[0] and [999]"), (std::vector<int>{0, 999}));
+  EXPECT_EQ(numbers("as [Source 2] and [sources 3, 4] and [^5] say"), (std::vector<int>{2, 3, 4, 5}));
+  EXPECT_TRUE(numbers("[Source] [sources] [source1] [Sourcery 2] [^] [^x]").empty());
 }
 
 TEST(Citations, ResolvedWithDuplicatesAndUnmatched) {
