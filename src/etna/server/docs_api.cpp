@@ -220,7 +220,7 @@ struct DocsService::Impl {
   }
 
   const engine::Embedder* embedder() const {
-    if (!models || opt.chunk.max_tokens <= 0) return nullptr;
+    if (!models) return nullptr;
     return models->shared_embedder();
   }
 
