@@ -172,5 +172,8 @@ export function init() {
   });
 }
 
-export function show() { refreshCollections(); }
+export function show() {
+  refreshCollections();
+  if (!retrieved.length && !controller) $('ask-sources').replaceChildren(el('li', { class: 'hint' }, 'The passages retrieved for your question appear here.'));
+}
 export function hide() { closeSource(); }

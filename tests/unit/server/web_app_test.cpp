@@ -181,6 +181,52 @@ TEST(WebAppTest, StatusWithoutAModel) {
   EXPECT_FALSE(s["kernels"].get<std::string>().empty());
 }
 
+TEST(WebAppTest, StatusWithAModel) {
+  ETNA_REQUIRE_SHARED(model, "models/stories260K.gguf");
+  test::TempDir dir;
+  OpenAIOptions oo;
+  oo.model_path = model.string();
+  oo.n_parallel = 2;
+  oo.n_ctx = 256;
+  oo.queue_capacity = 5;
+  OpenAIService service(oo);
+  service.load();
+  ServerOptions opt;
+  opt.host = "127.0.0.1";
+  opt.port = 0;
+  opt.idle_timeout = std::chrono::milliseconds(1000);
+  HttpServer server(opt);
+  register_openai_routes(server, service);
+  register_web_routes(server, {.data_dir = dir.path(), .openai = &service});
+  server.bind();
+  std::thread t([&] { server.listen(); });
+  server.wait_until_ready();
+  httplib::Client c("127.0.0.1", server.port());
+  c.set_read_timeout(60, 0);
+  auto gen = c.Post("/v1/chat/completions", R"({"messages":[{"role":"user","content":"Hi"}],"max_tokens":8,"temperature":0})",
+                    "application/json");
+  ASSERT_TRUE(gen);
+  EXPECT_EQ(gen->status, 200) << gen->body;
+  auto r = c.Get("/api/status");
+  server.stop();
+  t.join();
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200);
+  json s = json::parse(r->body);
+  EXPECT_EQ(s["model"]["id"], "stories260K");
+  EXPECT_EQ(s["model"]["path"], model.string());
+  EXPECT_EQ(s["model"]["n_ctx"], 256);
+  EXPECT_EQ(s["model"]["parallel"], 2);
+  EXPECT_EQ(s["loading"], false);
+  EXPECT_GT(s["memory"]["weights"].get<uint64_t>(), 100000u);
+  EXPECT_GT(s["memory"]["kv"].get<uint64_t>(), 0u);
+  EXPECT_EQ(s["queue"]["capacity"], 5);
+  EXPECT_EQ(s["queue"]["active"], 0);
+  EXPECT_GE(s["requests"].get<uint64_t>(), 1u);
+  EXPECT_GT(s["tokens"]["generated"].get<uint64_t>(), 0u);
+  EXPECT_GT(s["tokens"]["prompt"].get<uint64_t>(), 0u);
+}
+
 TEST(WebAppTest, ConversationIds) {
   EXPECT_TRUE(valid_conversation_id("a"));
   EXPECT_TRUE(valid_conversation_id("3f2c9a1e-6b7d-4c1e-9f00-aa11bb22cc33"));
