@@ -233,6 +233,17 @@ describe('the web app in Chromium', { skip }, () => {
     assert.equal(await page.getAttribute('#jobs li', 'data-state'), 'done', await page.locator('#jobs li').innerText());
     await page.waitForSelector('#file-rows td.name >> text=volcano.md');
     await page.waitForSelector('#file-rows td.name >> text=harbour.pdf');
+    // Drag and drop a file onto the drop zone, then delete it again from the list.
+    const dropped = await page.evaluateHandle(() => {
+      const dt = new DataTransfer();
+      dt.items.add(new File(['Dropped notes about ash clouds over Etna.\n'], 'dropped.txt', { type: 'text/plain' }));
+      return dt;
+    });
+    await page.dispatchEvent('#drop', 'drop', { dataTransfer: dropped });
+    await page.waitForSelector('#file-rows td.name >> text=dropped.txt');
+    await page.click('#file-rows button[aria-label="Delete dropped.txt"]');
+    await page.waitForSelector('#file-rows td.name >> text=dropped.txt', { state: 'detached' });
+    assert.equal(await page.locator('#file-rows tr').count(), 2);
     // A folder the operator did not allow: a clear message, not a crash.
     await page.fill('#ingest-path', '/etc');
     await page.press('#ingest-path', 'Enter');
@@ -337,5 +348,39 @@ describe('the web app in Chromium', { skip }, () => {
     assert.deepEqual(foreign, [], 'requests outside the server origin');
     // The refused folder ingestion (403) is the only failed load the browser may report.
     assert.deepEqual(pageErrors.filter((e) => !/status of 403/.test(e)), []);
+  });
+});
+
+// The Markdown renderer on its own (no browser needed): it must never let HTML through.
+describe('markdown renderer', () => {
+  let render;
+  before(async () => { ({ renderMarkdown: render } = await import(new URL('../../web/js/markdown.js', import.meta.url))); });
+
+  test('escapes HTML everywhere', () => {
+    const html = render('<img src=x onerror=alert(1)>\n\n# <b>h</b>\n\n- <i>x</i>\n\n> <script>\n\n`<a>`\n\n```\n<svg onload=1>\n```');
+    assert.ok(!/<(img|b|i|script|svg|a)[\s>]/.test(html), html);
+    assert.match(html, /&lt;img src=x onerror=alert\(1\)&gt;/);
+  });
+
+  test('links only for http(s), with rel=noopener and quoted safely', () => {
+    assert.match(render('[ok](https://example.org/a?b=1&c=2)'), /<a href="https:\/\/example.org\/a\?b=1&amp;c=2" rel="noopener noreferrer" target="_blank">ok<\/a>/);
+    for (const bad of ['[x](javascript:alert(1))', '[x](data:text/html,hi)', '[x](//evil.example)']) assert.ok(!render(bad).includes('<a '), bad);
+    assert.ok(!render('[x](https://a.example/"onmouseover="1)').includes('"onmouseover'));
+  });
+
+  test('blocks and inline formatting', () => {
+    assert.equal(render('## Title'), '<h4>Title</h4>');
+    assert.equal(render('- a\n- **b**'), '<ul><li>a</li><li><strong>b</strong></li></ul>');
+    assert.equal(render('1. one\n2. two'), '<ol><li>one</li><li>two</li></ol>');
+    assert.equal(render('*it* and `co*de*`'), '<p><em>it</em> and <code>co*de*</code></p>');
+    assert.match(render('```py\nprint(1)\n```'), /<span class="lang">py<\/span><button type="button" class="copy" data-copy>Copy<\/button><pre><code>print\(1\)<\/code><\/pre>/);
+  });
+
+  test('citation markers become buttons, unmatched ones flagged, none inside code', () => {
+    const html = render('Etna [1] and [9] but `[2]`', { citations: true, unmatched: new Set([9]) });
+    assert.match(html, /<button type="button" class="cite" data-cite="1"/);
+    assert.match(html, /class="cite unmatched" data-cite="9"/);
+    assert.match(html, /<code>\[2\]<\/code>/);
+    assert.ok(!render('see [1]').includes('<button'), 'citations only when asked for');
   });
 });
