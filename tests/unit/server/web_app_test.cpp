@@ -22,13 +22,15 @@ using nlohmann::json;
 // A server with the Qdrant and web routes (no model) on a free port, data in `data`.
 class WebServer {
  public:
-  explicit WebServer(const std::filesystem::path& data, std::size_t max_conversation_bytes = 8u << 20) {
+  explicit WebServer(const std::filesystem::path& data, std::size_t max_conversation_bytes = 8u << 20,
+                     std::vector<std::string> api_keys = {}) {
     db_ = store::Database::open(data / "vectors");
     ServerOptions opt;
     opt.host = "127.0.0.1";
     opt.port = 0;
     opt.version = "9.9.9-test";
     opt.idle_timeout = std::chrono::milliseconds(1000);
+    opt.api_keys = std::move(api_keys);
     server_ = std::make_unique<HttpServer>(opt);
     register_qdrant_routes(*server_, *db_);
     register_web_routes(*server_, {.data_dir = data, .openai = nullptr, .max_conversation_bytes = max_conversation_bytes});
@@ -157,6 +159,22 @@ TEST(WebAppTest, AssetsHaveContentTypesEtagsAndUnknownOnesAre404) {
     EXPECT_EQ(r->status, 404) << missing;
     EXPECT_TRUE(json::parse(r->body).contains("error")) << missing;
   }
+}
+
+TEST(WebAppTest, WithAnApiKeyTheAppLoadsButTheApiNeedsTheKey) {
+  test::TempDir dir;
+  WebServer server(dir.path(), 8u << 20, {"sekrit"});
+  auto c = server.client();
+  for (const char* path : {"/index.html", "/style.css", "/js/app.js", "/favicon.svg"}) {
+    auto r = c.Get(path);
+    ASSERT_TRUE(r) << path;
+    EXPECT_EQ(r->status, 200) << path;
+  }
+  EXPECT_EQ(c.Get("/js/nope.js")->status, 404);
+  EXPECT_EQ(c.Get("/api/status")->status, 401);
+  EXPECT_EQ(c.Get("/api/conversations")->status, 401);
+  EXPECT_EQ(c.Get("/", {{"Accept", "text/html"}})->status, 401) << "/ stays private: it is also Qdrant's banner";
+  EXPECT_EQ(c.Get("/api/status", {{"Authorization", "Bearer sekrit"}})->status, 200);
 }
 
 TEST(WebAppTest, StatusWithoutAModel) {
