@@ -12,6 +12,7 @@
 #include "cli/command.h"
 #include "etna/base/error.h"
 #include "etna/base/log.h"
+#include "etna/model/kv_type.h"
 #include "etna/server/docs_api.h"
 #include "etna/server/http_server.h"
 #include "etna/server/openai_api.h"
@@ -37,6 +38,7 @@ struct ServeArgs {
   std::string embedding_model;
   bool no_model = false;
   int parallel = 4;
+  std::string cache_type = "f32";
   int ctx = 0;
   int queue = -1;
   std::string host = "127.0.0.1";
@@ -100,6 +102,7 @@ void serve(const ServeArgs& a) {
     oo.model_path = a.model;
     oo.embedding_model_path = a.embedding_model;
     oo.n_parallel = a.parallel;
+    oo.cache_type = model::parse_kv_type(a.cache_type);
     oo.n_ctx = a.ctx;
     oo.queue_capacity = queue;
     openai = std::make_unique<server::OpenAIService>(oo);
@@ -152,6 +155,7 @@ CommandRegistrar reg(30, [](CLI::App& root) {
   c->add_option("--embedding-model", args->embedding_model, "GGUF embedding model for /v1/embeddings");
   c->add_flag("--no-model", args->no_model, "Serve the vector store only");
   c->add_option("--parallel", args->parallel, "Sequences generated together (continuous batching)")->capture_default_str();
+  c->add_option("--cache-type", args->cache_type, "KV cache type: f32, f16 (half the memory) or q8_0")->capture_default_str();
   c->add_option("--ctx", args->ctx, "Context per sequence in tokens (default: min(the model's, 4096))");
   c->add_option("--queue", args->queue, "Requests that may wait for a sequence slot before 429 (default 4 x --parallel)");
   c->add_option("--host", args->host, "Address to listen on")->capture_default_str();

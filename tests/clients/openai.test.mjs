@@ -3,7 +3,7 @@
 // Skips (saying why) when the shared models are absent.
 import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, existsSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import net from 'node:net';
@@ -380,5 +380,24 @@ describe('limits: cancellation, queue, API keys', { skip }, () => {
     assert.equal(good.choices.length, 1);
     assert.equal((await fetch(`${s.url}/health`)).status, 200);
     await stopServer(s);
+  });
+
+  test('--cache-type f16 / q8_0 serve the same greedy start as f32; a bad type stops serve with one clear line', async () => {
+    const texts = {};
+    for (const type of ['f32', 'f16', 'q8_0']) {
+      const s = await startServer(['-m', MODEL, '--cache-type', type]);
+      const r = await clientFor(s).completions.create({ prompt: 'Once upon a time', max_tokens: 12, temperature: 0 });
+      texts[type] = r.choices[0].text;
+      await stopServer(s);
+    }
+    assert.ok(texts.f32.length > 0);
+    // A lossy cache may drift late in a long text; the first few tokens of a short one agree.
+    for (const type of ['f16', 'q8_0']) assert.equal(texts[type].slice(0, 20), texts.f32.slice(0, 20), type);
+    const data = mkdtempSync(path.join(tmpdir(), 'etna-cache-type-'));
+    const bad = spawnSync(BINARY, ['serve', '-m', MODEL, '--port', '0', '--data', data, '--cache-type', 'q3'],
+      { encoding: 'utf8', timeout: 30000 });
+    rmSync(data, { recursive: true, force: true });
+    assert.equal(bad.status, 1, bad.stderr);
+    assert.match(bad.stderr, /q3/);
   });
 });

@@ -220,6 +220,7 @@ void OpenAIService::load() {
     so.n_ctx = n_ctx_;
     so.queue_capacity = options_.queue_capacity;
     so.step_tokens = options_.step_tokens;
+    so.cache_type = options_.cache_type;
     m.scheduler = std::make_unique<engine::Scheduler>(*m.model, *m.tokenizer, so);
   }
   if (!options_.embedding_model_path.empty()) {
@@ -304,7 +305,7 @@ OpenAIService::Stats OpenAIService::stats() {
     const auto s = m.scheduler->stats();
     st.active = s.active;
     st.queued = s.queued;
-    const auto mem = engine::estimate_memory(*m.model, n_ctx_, model::KvType::f32, 1);
+    const auto mem = engine::estimate_memory(*m.model, n_ctx_, options_.cache_type, 1);
     st.weight_bytes = mem.weights;
     st.kv_bytes = mem.kv_total * static_cast<uint64_t>(options_.n_parallel);
   }

@@ -28,6 +28,7 @@ struct OpenAIOptions {
   int n_ctx = 0;                     // per sequence; 0 = min(the model's training context, 4096)
   int queue_capacity = 16;
   int step_tokens = 256;
+  model::KvType cache_type = model::KvType::f32;  // KV cache rows of every slot: f32, f16 or q8_0
 };
 
 class OpenAIService {
