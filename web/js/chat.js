@@ -217,7 +217,7 @@ async function generate() {
   } catch (e) {
     if (e.name === 'AbortError') note = 'Stopped.';
     else {
-      note = `Error: ${e.message}`;
+      note = e.status === 404 ? 'No chat model is loaded: start the server with etna serve -m MODEL.gguf.' : `Error: ${e.message}`;
       b.classList.add('error');
     }
   }

@@ -190,7 +190,15 @@ class Conversations {
     std::lock_guard lock(mutex_);
     const fs::path p = path_of(id);
     const bool created = !fs::exists(p);
-    c["created"] = created ? unix_ms() : read_file(p).value("created", unix_ms());
+    int64_t created_ms = unix_ms();
+    if (!created) {
+      try {
+        created_ms = read_file(p).value("created", created_ms);
+      } catch (const std::exception&) {
+        // An unreadable old version is simply replaced.
+      }
+    }
+    c["created"] = created_ms;
     c["updated"] = unix_ms();
     write_atomically(p, c.dump(1, ' ', false, json::error_handler_t::replace));
     return {c, created};
