@@ -218,6 +218,101 @@ struct QuantSpace {
   void prefetch_all(uint32_t v) const { prefetch_bytes(codes + size_t(v) * dim, std::min<size_t>(dim, 1024)); }
 };
 
+// Per slot: 32 bytes (PointId is 17 bytes, byte-aligned).
+struct Slot {
+  uint64_t version = 0;
+  PointId id;
+  bool live = false;
+};
+
+// Live points by id: open addressing with linear probing and backward-shift deletion over slot
+// numbers; keys are read from the slots themselves, so a point costs 4-5 bytes here instead of
+// a tree node (~64 bytes). Unordered: scroll sorts on demand (see CollectionImpl::id_order()).
+class IdMap {
+ public:
+  static constexpr uint32_t kNone = UINT32_MAX;
+  explicit IdMap(const std::vector<Slot>* slots) : slots_(slots) {}
+
+  size_t size() const { return count_; }
+  bool empty() const { return count_ == 0; }
+  // The slot holding id, or kNone.
+  uint32_t find(const PointId& id) const {
+    if (table_.empty()) return kNone;
+    for (size_t i = home(id);; i = (i + 1) & mask()) {
+      uint32_t s = table_[i];
+      if (s == kNone) return kNone;
+      if ((*slots_)[s].id == id) return s;
+    }
+  }
+  bool contains(const PointId& id) const { return find(id) != kNone; }
+  // Adds slot s under slots[s].id. REQUIRES: that id is not present.
+  void insert(uint32_t s) {
+    if ((count_ + 1) * 5 > table_.size() * 4) grow();  // load factor <= 0.8
+    place(s);
+    ++count_;
+  }
+  // Removes id if present.
+  void erase(const PointId& id) {
+    if (table_.empty()) return;
+    size_t i = home(id);
+    for (;; i = (i + 1) & mask()) {
+      if (table_[i] == kNone) return;
+      if ((*slots_)[table_[i]].id == id) break;
+    }
+    // Backward shift: pull later entries of the probe run into the hole when that keeps them
+    // reachable from their home position.
+    size_t j = i;
+    while (true) {
+      table_[i] = kNone;
+      while (true) {
+        j = (j + 1) & mask();
+        if (table_[j] == kNone) {
+          --count_;
+          return;
+        }
+        size_t k = home((*slots_)[table_[j]].id);
+        bool stays = i <= j ? (i < k && k <= j) : (i < k || k <= j);
+        if (!stays) break;
+      }
+      table_[i] = table_[j];
+      i = j;
+    }
+  }
+  template <class F>
+  void for_each(const F& fn) const {
+    for (uint32_t s : table_)
+      if (s != kNone) fn(s);
+  }
+  void clear() {
+    table_.clear();
+    count_ = 0;
+  }
+
+ private:
+  size_t mask() const { return table_.size() - 1; }
+  size_t home(const PointId& id) const {
+    uint64_t h = PointIdHash{}(id) * 0x9E3779B97F4A7C15ull;
+    return size_t(h >> (64 - bits_));
+  }
+  void place(uint32_t s) {
+    size_t i = home((*slots_)[s].id);
+    while (table_[i] != kNone) i = (i + 1) & mask();
+    table_[i] = s;
+  }
+  void grow() {
+    std::vector<uint32_t> old = std::move(table_);
+    bits_ = old.empty() ? 4 : bits_ + 1;
+    table_.assign(size_t(1) << bits_, kNone);
+    for (uint32_t s : old)
+      if (s != kNone) place(s);
+  }
+
+  const std::vector<Slot>* slots_;
+  std::vector<uint32_t> table_;  // slot numbers, kNone = empty; size 2^bits_
+  int bits_ = 0;
+  size_t count_ = 0;
+};
+
 struct PayloadOp {
   RecordType kind;
   json arg;  // payload object, or key list
@@ -343,8 +438,8 @@ class CollectionImpl {
     check_alive();
     std::vector<Record> out;
     for (const auto& id : ids) {
-      auto it = by_id_.find(id);
-      if (it != by_id_.end()) out.push_back(make_record(it->second, sel, with_vector));
+      uint32_t s = by_id_.find(id);
+      if (s != IdMap::kNone) out.push_back(make_record(s, sel, with_vector));
     }
     return out;
   }
@@ -353,12 +448,16 @@ class CollectionImpl {
     std::shared_lock lock(mu_);
     check_alive();
     ScrollResult res;
-    auto it = r.offset ? by_id_.lower_bound(*r.offset) : by_id_.begin();
-    for (; it != by_id_.end(); ++it) {
-      uint32_t s = it->second;
-      if (r.filter && !r.filter->matches(it->first, payload(s))) continue;
+    auto order = id_order();
+    auto it = order->begin();
+    if (r.offset)
+      it = std::lower_bound(order->begin(), order->end(), *r.offset,
+                            [&](uint32_t a, const PointId& id) { return slots_[a].id < id; });
+    for (; it != order->end(); ++it) {
+      uint32_t s = *it;
+      if (r.filter && !r.filter->matches(slots_[s].id, payload(s))) continue;
       if (res.points.size() == r.limit) {
-        res.next_page_offset = it->first;
+        res.next_page_offset = slots_[s].id;
         break;
       }
       res.points.push_back(make_record(s, r.with_payload, r.with_vector));
@@ -473,12 +572,12 @@ class CollectionImpl {
   std::vector<PointId> resolve(const PointSelector& sel, bool must_exist) const {
     std::vector<PointId> ids;
     if (sel.filter) {
-      for (const auto& [id, s] : by_id_)
-        if (sel.filter->matches(id, payload(s))) ids.push_back(id);
+      for (uint32_t s : *id_order())
+        if (sel.filter->matches(slots_[s].id, payload(s))) ids.push_back(slots_[s].id);
       return ids;
     }
     for (const auto& id : sel.ids) {
-      if (by_id_.count(id)) ids.push_back(id);
+      if (by_id_.contains(id)) ids.push_back(id);
       else if (must_exist) fail(ErrorKind::not_found, "no point with id {} in collection '{}'", id.to_string(), name_);
     }
     return ids;
@@ -498,9 +597,7 @@ class CollectionImpl {
   void apply_upsert(uint64_t op, std::vector<Point>& points) {
     const size_t dim = config_.dim;
     for (auto& p : points) {
-      auto it = by_id_.find(p.id);
-      if (it != by_id_.end()) {
-        uint32_t s = it->second;
+      if (uint32_t s = by_id_.find(p.id); s != IdMap::kNone) {
         if (std::memcmp(&vectors_[size_t(s) * dim], p.vector.data(), dim * sizeof(float)) == 0) {
           unindex(s);
           store_payload(s, std::move(p.payload));
@@ -514,7 +611,8 @@ class CollectionImpl {
       std::memcpy(&vectors_[size_t(s) * dim], p.vector.data(), dim * sizeof(float));
       slots_[s] = Slot{op, p.id, true};
       store_payload(s, std::move(p.payload));
-      by_id_[p.id] = s;
+      by_id_.insert(s);
+      order_dirty();
       index(s);
       if (quant_.trained) quant_.encode(&vectors_[size_t(s) * dim], dim, &codes_[size_t(s) * dim], &code_sums_[s]);
       graph_->insert(s, FloatSpace{vectors_.data(), dim, config_.distance, &vectors_[size_t(s) * dim]});
@@ -524,16 +622,14 @@ class CollectionImpl {
 
   void apply_delete(const std::vector<PointId>& ids) {
     for (const auto& id : ids) {
-      auto it = by_id_.find(id);
-      if (it != by_id_.end()) kill(it->second);
+      if (uint32_t s = by_id_.find(id); s != IdMap::kNone) kill(s);
     }
   }
 
   void apply_payload(uint64_t op, RecordType kind, const json& arg, const std::vector<PointId>& ids) {
     for (const auto& id : ids) {
-      auto it = by_id_.find(id);
-      if (it == by_id_.end()) continue;
-      uint32_t s = it->second;
+      uint32_t s = by_id_.find(id);
+      if (s == IdMap::kNone) continue;
       unindex(s);
       json& pl = payloads_[s];
       if (pl.is_null()) pl = json::object();
@@ -560,7 +656,7 @@ class CollectionImpl {
     auto it = indexes_.find(field);
     if (it != indexes_.end() && it->second->type() == type) return;
     auto idx = std::make_unique<PayloadIndex>(field, type);
-    for (const auto& [id, s] : by_id_) idx->add(s, payload(s));
+    by_id_.for_each([&](uint32_t s) { idx->add(s, payload(s)); });
     indexes_[field] = std::move(idx);
   }
 
@@ -576,6 +672,7 @@ class CollectionImpl {
   void kill(uint32_t s) {
     unindex(s);
     by_id_.erase(slots_[s].id);
+    order_dirty();
     slots_[s].live = false;
     payloads_[s] = json();
     if (graph_->contains(s)) ++tombstones_;
@@ -606,7 +703,7 @@ class CollectionImpl {
   void maybe_train_quantizer() {
     if (!quantizable() || quant_.trained || by_id_.size() < kQuantizeMinPoints) return;
     std::vector<uint32_t> live;
-    for (const auto& [id, s] : by_id_) live.push_back(s);
+    by_id_.for_each([&](uint32_t s) { live.push_back(s); });
     std::sort(live.begin(), live.end());
     set_quantizer(Quantizer::train(vectors_.data(), config_.dim, live, config_.quantization->quantile));
   }
@@ -648,7 +745,7 @@ class CollectionImpl {
         if (slots_[s].live) fn(s);
       return;
     }
-    for (const auto& [id, s] : by_id_) fn(s);
+    by_id_.for_each(fn);
   }
 
   // Smallest candidate set an index (or has_id) gives for a must-condition, if any.
@@ -662,7 +759,7 @@ class CollectionImpl {
       } else if (auto* h = std::get_if<HasIdCondition>(&c)) {
         cand.emplace();
         for (const auto& id : h->ids)
-          if (auto it = by_id_.find(id); it != by_id_.end()) cand->push_back(it->second);
+          if (uint32_t s = by_id_.find(id); s != IdMap::kNone) cand->push_back(s);
         std::sort(cand->begin(), cand->end());
         cand->erase(std::unique(cand->begin(), cand->end()), cand->end());
       }
@@ -864,8 +961,9 @@ class CollectionImpl {
         slots_[s].version = r.u64();
         slots_[s].live = true;
         store_payload(s, r.json());
-        if (!by_id_.emplace(slots_[s].id, uint32_t(s)).second)
+        if (by_id_.contains(slots_[s].id))
           fail(ErrorKind::corrupt, "{}: point id {} appears twice", what, slots_[s].id.to_string());
+        by_id_.insert(uint32_t(s));
       }
     }
     size_t M = r.u32();
@@ -1060,12 +1158,24 @@ class CollectionImpl {
     return stopping_;
   }
 
-  // 32 bytes (PointId is 17 bytes, byte-aligned).
-  struct Slot {
-    uint64_t version = 0;
-    PointId id;
-    bool live = false;
-  };
+
+  // Live slots sorted by id. REQUIRES: mu_ held (shared is enough).
+  std::shared_ptr<const std::vector<uint32_t>> id_order() const {
+    std::lock_guard<std::mutex> lock(order_mu_);
+    if (!order_) {
+      auto v = std::make_shared<std::vector<uint32_t>>();
+      v->reserve(by_id_.size());
+      by_id_.for_each([&](uint32_t s) { v->push_back(s); });
+      std::sort(v->begin(), v->end(), [&](uint32_t a, uint32_t b) { return slots_[a].id < slots_[b].id; });
+      order_ = std::move(v);
+    }
+    return order_;
+  }
+  // REQUIRES: mu_ held exclusively.
+  void order_dirty() {
+    std::lock_guard<std::mutex> lock(order_mu_);
+    order_.reset();
+  }
 
   // Payloads are stored only when non-empty: {} is kept as null (no allocation) and read back
   // as an empty object.
@@ -1094,7 +1204,11 @@ class CollectionImpl {
   std::vector<uint8_t> codes_;              // slot * dim int8 codes when quantised
   std::vector<float> code_sums_;            // per slot sum of codes
   Quantizer quant_;
-  std::map<PointId, uint32_t> by_id_;       // live points in id order
+  IdMap by_id_{&slots_};                    // live points by id (unordered)
+  // Live slots in id order, built on demand for scroll and filter selection; dropped by every
+  // insert or delete (which hold mu_ exclusively).
+  mutable std::mutex order_mu_;
+  mutable std::shared_ptr<const std::vector<uint32_t>> order_;
   std::vector<uint32_t> free_slots_;        // not live and not in the graph
   std::unique_ptr<HnswGraph> graph_;
   size_t tombstones_ = 0;                   // dead slots still in the graph
