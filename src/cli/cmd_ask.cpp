@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/command.h"
+#include "cli/data_dir.h"
 #include "cli/sampling_options.h"
 #include "etna/base/error.h"
 #include "etna/engine/embedder.h"
@@ -33,14 +34,6 @@ namespace {
 namespace fs = std::filesystem;
 
 constexpr int kDefaultMaxContext = 4096;
-
-fs::path data_dir(const std::string& arg) {
-  if (!arg.empty()) return arg;
-  if (const char* d = std::getenv("ETNA_DATA"); d && *d) return d;
-  if (const char* x = std::getenv("XDG_DATA_HOME"); x && *x) return fs::path(x) / "etna";
-  if (const char* h = std::getenv("HOME"); h && *h) return fs::path(h) / ".local" / "share" / "etna";
-  fail(ErrorKind::invalid_argument, "cannot find a data directory: set ETNA_DATA or HOME, or pass --data DIR");
-}
 
 struct AskArgs {
   std::string collection;

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/command.h"
+#include "cli/data_dir.h"
 #include "etna/base/error.h"
 #include "etna/engine/embedder.h"
 #include "etna/rag/ingest.h"
@@ -30,14 +31,6 @@ struct SearchArgs {
   bool bm25_only = false;
   double rrf_k = 60, bm25_weight = 1, vector_weight = 1;
 };
-
-fs::path data_dir(const std::string& arg) {
-  if (!arg.empty()) return arg;
-  if (const char* d = std::getenv("ETNA_DATA"); d && *d) return d;
-  if (const char* x = std::getenv("XDG_DATA_HOME"); x && *x) return fs::path(x) / "etna";
-  if (const char* h = std::getenv("HOME"); h && *h) return fs::path(h) / ".local" / "share" / "etna";
-  fail(ErrorKind::invalid_argument, "cannot find a data directory: set ETNA_DATA or HOME, or pass --data DIR");
-}
 
 std::string lines_of(const rag::ChunkRow& c) {
   std::string s = c.page > 0 ? fmt::format("page {}, ", c.page) : "";

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "cli/command.h"
+#include "cli/data_dir.h"
 #include "etna/base/error.h"
 #include "etna/base/log.h"
 #include "etna/model/kv_type.h"
@@ -24,14 +25,6 @@ namespace etna::cli {
 namespace {
 
 namespace fs = std::filesystem;
-
-// $ETNA_DATA, else $XDG_DATA_HOME/etna, else ~/.local/share/etna.
-fs::path default_data_dir() {
-  if (const char* d = std::getenv("ETNA_DATA"); d && *d) return d;
-  if (const char* x = std::getenv("XDG_DATA_HOME"); x && *x) return fs::path(x) / "etna";
-  if (const char* h = std::getenv("HOME"); h && *h) return fs::path(h) / ".local" / "share" / "etna";
-  fail(ErrorKind::invalid_argument, "cannot find a data directory: set ETNA_DATA or HOME, or pass --data DIR");
-}
 
 struct ServeArgs {
   std::string model;
@@ -70,7 +63,7 @@ void serve(const ServeArgs& a) {
   for (const auto& k : a.api_keys)
     if (k.empty()) fail(ErrorKind::invalid_argument, "--api-key must not be empty");
 
-  fs::path data = a.data.empty() ? default_data_dir() : fs::path(a.data);
+  fs::path data = data_dir(a.data);
   std::error_code ec;
   fs::create_directories(data, ec);
   if (ec) fail(ErrorKind::io, "cannot create the data directory {}: {}", data.string(), ec.message());
