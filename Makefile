@@ -6,6 +6,8 @@ JOBS ?= $(shell nproc)
 SHARED ?= $(abspath ../shared)
 MODEL ?= $(SHARED)/models/stories260K.gguf
 PORT ?= 8080
+# Hybrid search in `make run` when the test embedding model is there (BM25 alone otherwise).
+EMBEDDING_MODEL ?= $(wildcard $(SHARED)/models/tiny-bert-bge-f32.gguf)
 
 .PHONY: all deps build run test bench fuzz clean
 
