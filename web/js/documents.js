@@ -149,8 +149,8 @@ async function ingest(path) {
     await followJob(r.job, `Ingesting ${path}`);
   } catch (e) {
     if (e.status === 403) {
-      setMessage(msg, `The server does not allow ingesting ${path}. ${e.message} ` +
-        '(The operator can allow a folder with etna serve --allow-ingest DIR.)', true);
+      // The server's message already says how the operator allows a folder.
+      setMessage(msg, `Not allowed: ${e.message}`, true);
     } else {
       setMessage(msg, `Ingest failed: ${e.message}`, true);
     }
