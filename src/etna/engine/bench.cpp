@@ -93,7 +93,8 @@ BenchResult run_bench(const model::Model& model, const BenchOptions& o,
   res.kernels = tensor::active_kernels_name();
   res.memory = estimate_memory(model, n_ctx, o.cache_type, std::max(1, o.n_prompt));
   res.bytes_per_token = weight_bytes_per_token(model);
-  res.bandwidth_gbps = measure_read_bandwidth(res.threads, o.bandwidth_bytes, 3).best_gbps;
+  // Best of 10 short passes (~10 ms each): one pass disturbed by another process would understate it.
+  res.bandwidth_gbps = measure_read_bandwidth(res.threads, o.bandwidth_bytes, 10).best_gbps;
   say(fmt::format("read bandwidth {:.2f} GB/s with {} threads", res.bandwidth_gbps, res.threads));
   if (res.bandwidth_gbps > 0)
     res.roofline = res.tg_tps.median * static_cast<double>(res.bytes_per_token) / (res.bandwidth_gbps * 1e9);
