@@ -3,7 +3,7 @@
 // llama.cpp's bert graph on the CPU backend: LayerNorm sums in double (as ggml_norm does),
 // softmax sums in double, GELU through GGML's half-precision table, weight products through
 // tensor::matmul.
-#include "etna/model/vector_ops.h"
+#include "etna/base/vector_ops.h"
 #include "etna/model/bert.h"
 
 #include <algorithm>
@@ -74,7 +74,7 @@ void attention(const std::vector<float>& q, const std::vector<float>& k, const s
       const float* qh = &q[static_cast<size_t>(t) * E + h * head_dim];
       float max = -INFINITY;
       for (int j = 0; j < n; ++j) {
-        p[j] = dot(qh, &k[static_cast<size_t>(j) * E + h * head_dim], head_dim) * scale;
+        p[j] = base::dot_f32(qh, &k[static_cast<size_t>(j) * E + h * head_dim], head_dim) * scale;
         max = std::max(max, p[j]);
       }
       double sum = 0.0;

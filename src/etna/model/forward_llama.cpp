@@ -6,7 +6,7 @@
 #include <cmath>
 #include <vector>
 
-#include "etna/model/vector_ops.h"
+#include "etna/base/vector_ops.h"
 #include "etna/model/model.h"
 
 namespace etna::model {
@@ -90,7 +90,7 @@ void attend(float* out, const float* q, const KvCache& cache, int seq, int layer
   for (int j = 0; j < n_kv; ++j) {
     const float* k = decode(cache.k_row(seq, layer, j));
     for (int h = 0; h < H; ++h)
-      p[static_cast<size_t>(h) * n_kv + j] = dot(q + h * D, k + ((h0 + h) / group) * D, D) * scale;
+      p[static_cast<size_t>(h) * n_kv + j] = base::dot_f32(q + h * D, k + ((h0 + h) / group) * D, D) * scale;
   }
   for (int h = 0; h < H; ++h) {
     float* ph = &p[static_cast<size_t>(h) * n_kv];

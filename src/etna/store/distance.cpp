@@ -2,6 +2,8 @@
 
 #include <cmath>
 
+#include "etna/base/vector_ops.h"
+
 #if defined(__x86_64__)
 #include <immintrin.h>
 #endif
@@ -10,18 +12,7 @@ namespace etna::store::detail {
 
 namespace {
 
-float dot_scalar(const float* a, const float* b, size_t n) {
-  float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-  size_t i = 0;
-  for (; i + 4 <= n; i += 4) {
-    s0 += a[i] * b[i];
-    s1 += a[i + 1] * b[i + 1];
-    s2 += a[i + 2] * b[i + 2];
-    s3 += a[i + 3] * b[i + 3];
-  }
-  for (; i < n; ++i) s0 += a[i] * b[i];
-  return (s0 + s1) + (s2 + s3);
-}
+float dot_scalar(const float* a, const float* b, size_t n) { return base::dot_f32(a, b, n); }
 
 float l2sq_scalar(const float* a, const float* b, size_t n) {
   float s0 = 0, s1 = 0;
