@@ -53,13 +53,20 @@ void flatten_into(const json& v, std::vector<const json*>& out) {
   }
 }
 
-void walk(const json& v, const KeyPath& key, size_t step, std::vector<const json*>& out) {
+// The values at `key` below v. With `flatten`, an array found at the end of the path
+// contributes its elements (Qdrant matches any element); without, the array itself (for nested
+// conditions). Arrays met along the path are always walked element by element.
+void walk_path(const json& v, const KeyPath& key, size_t step, bool flatten, std::vector<const json*>& out) {
   if (step == key.steps.size()) {
-    flatten_into(v, out);
+    if (flatten) {
+      flatten_into(v, out);
+    } else {
+      out.push_back(&v);
+    }
     return;
   }
   if (v.is_array()) {  // implicit flattening of arrays of objects
-    for (const auto& e : v) walk(e, key, step, out);
+    for (const auto& e : v) walk_path(e, key, step, flatten, out);
     return;
   }
   if (!v.is_object()) return;
@@ -68,38 +75,21 @@ void walk(const json& v, const KeyPath& key, size_t step, std::vector<const json
   if (it == v.end()) return;
   if (s.all_elements) {
     if (!it->is_array()) return;
-    for (const auto& e : *it) walk(e, key, step + 1, out);
+    for (const auto& e : *it) walk_path(e, key, step + 1, flatten, out);
   } else if (s.index) {
     if (!it->is_array() || *s.index >= it->size()) return;
-    walk((*it)[*s.index], key, step + 1, out);
+    walk_path((*it)[*s.index], key, step + 1, flatten, out);
   } else {
-    walk(*it, key, step + 1, out);
+    walk_path(*it, key, step + 1, flatten, out);
   }
 }
 
-// The values at key without flattening the final array (for nested conditions).
+void walk(const json& v, const KeyPath& key, size_t step, std::vector<const json*>& out) {
+  walk_path(v, key, step, true, out);
+}
+
 void walk_raw(const json& v, const KeyPath& key, size_t step, std::vector<const json*>& out) {
-  if (step == key.steps.size()) {
-    out.push_back(&v);
-    return;
-  }
-  if (v.is_array()) {
-    for (const auto& e : v) walk_raw(e, key, step, out);
-    return;
-  }
-  if (!v.is_object()) return;
-  const auto& s = key.steps[step];
-  auto it = v.find(s.field);
-  if (it == v.end()) return;
-  if (s.all_elements) {
-    if (!it->is_array()) return;
-    for (const auto& e : *it) walk_raw(e, key, step + 1, out);
-  } else if (s.index) {
-    if (!it->is_array() || *s.index >= it->size()) return;
-    walk_raw((*it)[*s.index], key, step + 1, out);
-  } else {
-    walk_raw(*it, key, step + 1, out);
-  }
+  walk_path(v, key, step, false, out);
 }
 
 bool values_equal(const json& stored, const json& wanted) {
