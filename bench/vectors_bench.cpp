@@ -30,6 +30,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <queue>
 #include <random>
 #include <sstream>
@@ -238,35 +239,47 @@ void run(size_t n, size_t dim, size_t nq, size_t M, size_t efc, const std::strin
   auto want = [&](const char* name) { return only.empty() || only.find(name) != std::string::npos; };
 
   Result hn, et, e8;
+  // One library's figures, measured the same way for all: `build()` timed (wall and CPU) with
+  // the resident-memory growth around it, then for each ef the best of kReps passes of
+  // `search(query, ef, ids)` (ids filled only when non-null, on the first pass).
+  auto measure = [&](const auto& build, const auto& search) {
+    Result r;
+    Mem m0 = memory_now();
+    auto t = Clock::now();
+    double c0 = cpu_now();
+    build();
+    r.build_s = seconds_since(t);
+    r.build_cpu_s = cpu_now() - c0;
+    Mem m1 = memory_now();
+    r.mem_per_vec = (m1.resident - m0.resident) / double(n);
+    r.anon_per_vec = (m1.anon - m0.anon) / double(n);
+    for (size_t ef : kEfs) {
+      Truth got(nq);
+      double best = 0;
+      for (size_t rep = 0; rep < kReps; ++rep) {
+        double q0 = cpu_now();
+        for (size_t q = 0; q < nq; ++q) search(&queries[q * dim], ef, rep == 0 ? &got[q] : nullptr);
+        best = std::max(best, double(nq) / (cpu_now() - q0));
+      }
+      r.rows.push_back({ef, best, recall_of(truth, got)});
+    }
+    return r;
+  };
+
   if (want("hnswlib")) {
     hn = in_child([&] {
-      Result r;
-      Mem m0 = memory_now();
-      auto t = Clock::now();
-      double c0 = cpu_now();
-      hnswlib::HierarchicalNSW<float> index(&space, n, M, efc, 100);
-      for (size_t i = 0; i < n; ++i) index.addPoint(&data[i * dim], i);
-      r.build_s = seconds_since(t);
-      r.build_cpu_s = cpu_now() - c0;
-      Mem m1 = memory_now();
-      r.mem_per_vec = (m1.resident - m0.resident) / double(n);
-      r.anon_per_vec = (m1.anon - m0.anon) / double(n);
-      for (size_t ef : kEfs) {
-        index.setEf(ef);
-        Truth got(nq);
-        double best = 0;
-        for (size_t rep = 0; rep < kReps; ++rep) {
-          double q0 = cpu_now();
-          for (size_t q = 0; q < nq; ++q) {
-            auto res = index.searchKnn(&queries[q * dim], kK);
-            if (rep == 0)
-              while (!res.empty()) got[q].push_back(res.top().second), res.pop();
-          }
-          best = std::max(best, double(nq) / (cpu_now() - q0));
-        }
-        r.rows.push_back({ef, best, recall_of(truth, got)});
-      }
-      return r;
+      std::unique_ptr<hnswlib::HierarchicalNSW<float>> index;
+      return measure(
+          [&] {
+            index = std::make_unique<hnswlib::HierarchicalNSW<float>>(&space, n, M, efc, 100);
+            for (size_t i = 0; i < n; ++i) index->addPoint(&data[i * dim], i);
+          },
+          [&](const float* query, size_t ef, std::vector<uint64_t>* ids) {
+            index->setEf(ef);
+            auto res = index->searchKnn(query, kK);
+            if (ids)
+              while (!res.empty()) ids->push_back(res.top().second), res.pop();
+          });
     });
   }
 
@@ -284,36 +297,23 @@ void run(size_t n, size_t dim, size_t nq, size_t M, size_t efc, const std::strin
         cfg.hnsw.ef_construct = efc;
         if (int8) cfg.quantization = etna::store::ScalarQuantization{};
         cfg.wal_capacity_mb = 1 << 20;  // no checkpoint inside the timed build
-        Mem m0 = memory_now();
-        auto t = Clock::now();
-        double c0 = cpu_now();
-        auto& c = db->create_collection("bench", cfg);
-        for (size_t i = 0; i < n; i += 1000) {
-          std::vector<etna::store::Point> batch;
-          for (size_t j = i; j < std::min(n, i + 1000); ++j)
-            batch.push_back({uint64_t(j), std::vector<float>(&data[j * dim], &data[(j + 1) * dim]), nullptr});
-          c.upsert(std::move(batch));
-        }
-        r.build_s = seconds_since(t);
-        r.build_cpu_s = cpu_now() - c0;
-        Mem m1 = memory_now();
-        r.mem_per_vec = (m1.resident - m0.resident) / double(n);
-        r.anon_per_vec = (m1.anon - m0.anon) / double(n);
-        for (size_t ef : kEfs) {
-          Truth got(nq);
-          double best = 0;
-          for (size_t rep = 0; rep < kReps; ++rep) {
-            double q0 = cpu_now();
-            for (size_t q = 0; q < nq; ++q) {
-              std::vector<float> v(&queries[q * dim], &queries[(q + 1) * dim]);
-              auto hits = c.search({.vector = std::move(v), .limit = kK, .hnsw_ef = ef});
-              if (rep == 0)
-                for (const auto& h : hits) got[q].push_back(h.id.num());
-            }
-            best = std::max(best, double(nq) / (cpu_now() - q0));
-          }
-          r.rows.push_back({ef, best, recall_of(truth, got)});
-        }
+        etna::store::Collection* c = nullptr;
+        r = measure(
+            [&] {
+              c = &db->create_collection("bench", cfg);
+              for (size_t i = 0; i < n; i += 1000) {
+                std::vector<etna::store::Point> batch;
+                for (size_t j = i; j < std::min(n, i + 1000); ++j)
+                  batch.push_back({uint64_t(j), std::vector<float>(&data[j * dim], &data[(j + 1) * dim]), nullptr});
+                c->upsert(std::move(batch));
+              }
+            },
+            [&](const float* query, size_t ef, std::vector<uint64_t>* ids) {
+              std::vector<float> v(query, query + dim);
+              auto hits = c->search({.vector = std::move(v), .limit = kK, .hnsw_ef = ef});
+              if (ids)
+                for (const auto& h : hits) ids->push_back(h.id.num());
+            });
       }
       std::filesystem::remove_all(dir);
       return r;
