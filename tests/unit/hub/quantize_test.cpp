@@ -170,6 +170,33 @@ TEST(Quantize, ResultDoesNotDependOnThreadCount) {
   EXPECT_EQ(f->find_tensor("output.weight")->type, GgmlType::Q8_0);       // nor does Q6_K
 }
 
+// F16 and BF16 inputs are decoded exactly: quantising them gives the bytes that quantising
+// their F32 expansion gives.
+TEST(Quantize, HalfPrecisionInputsDecodeExactly) {
+  ETNA_REQUIRE_SHARED(f16, "models/tiny-llama-spm-f16.gguf");
+  ETNA_REQUIRE_SHARED(f32, "models/tiny-llama-spm-f32.gguf");
+  test::TempDir dir;
+  QuantizeOptions o;
+  o.threads = 2;
+  o.file_type = "F16";  // F16 in, F16 out: every tensor copied, the file unchanged
+  quantize_model(f16.string(), (dir / "same.gguf").string(), o);
+  EXPECT_EQ(describe_difference(dir / "same.gguf", f16), "");
+  o.file_type = "BF16";
+  quantize_model(f32.string(), (dir / "bf16.gguf").string(), o);
+  for (const fs::path& half : {f16, dir / "bf16.gguf"}) {
+    o.file_type = "F32";
+    quantize_model(half.string(), (dir / "expanded.gguf").string(), o);
+    o.file_type = "Q5_1";
+    quantize_model(half.string(), (dir / "direct.gguf").string(), o);
+    quantize_model((dir / "expanded.gguf").string(), (dir / "via_f32.gguf").string(), o);
+    EXPECT_EQ(describe_difference(dir / "direct.gguf", dir / "via_f32.gguf"), "") << half;
+  }
+  auto bf = gguf::GgufFile::open((dir / "bf16.gguf").string());
+  EXPECT_EQ(bf->find_tensor("output.weight")->type, GgmlType::BF16);
+  EXPECT_EQ(bf->find_tensor("output_norm.weight")->type, GgmlType::F32);
+  EXPECT_EQ(bf->get_uint("general.file_type"), 32u);
+}
+
 // A small F32 model with licence and provenance keys, written by the test.
 std::vector<float> licensed_weights() {
   std::vector<float> weights(256 * 8 + 256);
