@@ -5,8 +5,8 @@
 //
 // Bit-identity with the peer depends on doing the same float operations in the same order:
 // every sum below accumulates in float, left to right, products are formed exactly as
-// written (a*b*c is (a*b)*c) and nothing may be fused into an FMA (this file is compiled
-// without FMA flags). Rounding is "nearest_int": the magic-number trick, ties to even.
+// written (a*b*c is (a*b)*c) and nothing may be fused into an FMA (contraction is switched
+// off below, whatever the build flags). Rounding is "nearest_int": the magic-number trick, ties to even.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -14,6 +14,13 @@
 #include "etna/base/half.h"
 #include "etna/tensor/blocks.h"
 #include "etna/tensor/quantize.h"
+
+// Keep a*b+c as two roundings even when someone builds with FMA enabled (-march=native).
+#if defined(__clang__)
+#pragma clang fp contract(off)
+#elif defined(__GNUC__)
+#pragma GCC optimize("fp-contract=off")
+#endif
 
 namespace etna::tensor {
 namespace {
