@@ -154,7 +154,8 @@ bool use_more_bits(int i_layer, int n_layers) {
 }
 
 // The mix: per-tensor type choices of llama.cpp's quantizer (llama_tensor_get_type) for the
-// file types Etna writes. Counters advance in file (name) order, as the peer's do.
+// file types Etna writes. Counters advance in output order (by layer, then name), as the
+// peer's do.
 class TypeMix {
  public:
   TypeMix(const ModelFacts& m, uint32_t ftype, const QuantizeOptions& o, bool tied)

@@ -155,6 +155,29 @@ TEST(QuantizePlan, MatchesThePeersMixForIqFiles) {
   }
 }
 
+// The mixes without a peer file in ../shared, by llama.cpp's rules for this model (2 layers,
+// 4 query heads per KV head, tied embeddings: token_embd takes the output rule, Q6_K).
+TEST(QuantizePlan, OtherKQuantMixesFollowThePeersRules) {
+  ETNA_REQUIRE_SHARED(source, "next/models/tiny-llama-kq-f32.gguf");
+  auto in = gguf::GgufFile::open(source.string());
+  auto expected = [](const std::string& type, const std::string& name) -> GgmlType {
+    if (name.find("_norm") != std::string::npos) return GgmlType::F32;
+    if (name == "token_embd.weight") return GgmlType::Q6_K;
+    const bool v = name.find("attn_v") != std::string::npos, down = name.find("ffn_down") != std::string::npos,
+               out = name.find("attn_output") != std::string::npos;
+    if (type == "Q3_K_S") return GgmlType::Q3_K;
+    if (type == "Q3_K_L") return v || down || out ? GgmlType::Q5_K : GgmlType::Q3_K;
+    if (type == "Q4_K_S") return v ? GgmlType::Q5_K : GgmlType::Q4_K;  // attn_v of the first 4 layers
+    return GgmlType::Q5_K;                                              // Q5_K_S
+  };
+  for (const std::string type : {"Q3_K_S", "Q3_K_L", "Q4_K_S", "Q5_K_S"}) {
+    QuantizeOptions o;
+    o.file_type = type;
+    for (const auto& p : plan_quantization(*in, o))
+      EXPECT_EQ(gguf::ggml_type_name(p.to), gguf::ggml_type_name(expected(type, p.name))) << type << ": " << p.name;
+  }
+}
+
 TEST(Quantize, ResultDoesNotDependOnThreadCount) {
   ETNA_REQUIRE_SHARED(source, "models/tiny-llama-spm-f32.gguf");
   test::TempDir dir;
