@@ -216,7 +216,7 @@ std::map<std::string, std::vector<std::string>> read_model_card(const fs::path& 
   while (std::getline(in, line) && line.rfind("---", 0) != 0) {
     const std::string t = trim(line);
     if (t.empty() || t[0] == '#') continue;
-    if (t[0] == '-' && !key.empty() && std::isspace(static_cast<unsigned char>(line[0]))) {
+    if (t[0] == '-' && !key.empty()) {
       out[key].push_back(trim(t.substr(1)));
       continue;
     }
