@@ -147,11 +147,16 @@ std::string sentencepiece_model(const gguf::GgufFile& g) {
   const auto types = g.get_int_array("tokenizer.ggml.token_type");
   std::string out;
   for (size_t i = 0; i < tokens.size(); ++i) {
-    std::string piece = "\x0a" + protobuf_varint(tokens[i].size()) + tokens[i];
+    std::string piece(1, '\x0a');
+    piece += protobuf_varint(tokens[i].size());
+    piece += tokens[i];
     piece += '\x15';
     piece.append(reinterpret_cast<const char*>(&scores[i]), 4);
-    piece += "\x18" + protobuf_varint(static_cast<uint64_t>(types[i]));
-    out += "\x0a" + protobuf_varint(piece.size()) + piece;
+    piece += '\x18';
+    piece += protobuf_varint(static_cast<uint64_t>(types[i]));
+    out += '\x0a';
+    out += protobuf_varint(piece.size());
+    out += piece;
   }
   return out;
 }
@@ -254,7 +259,12 @@ std::string run(const std::string& cmd) {
   return out;
 }
 
-std::string quoted(const fs::path& p) { return "'" + p.string() + "'"; }
+std::string quoted(const fs::path& p) {
+  std::string q(1, '\'');
+  q += p.string();
+  q += '\'';
+  return q;
+}
 
 void expect_same_model(const gguf::GgufFile& want, const gguf::GgufFile& got, bool same_types) {
   for (const char* key : {"tokenizer.ggml.model", "general.architecture"})
