@@ -5,6 +5,7 @@
 // vocabulary and special tokens. Hostile safetensors files must each give one clear error.
 #include <cstring>
 #include <fstream>
+#include <algorithm>
 #include <map>
 
 #include <gtest/gtest.h>
@@ -298,6 +299,8 @@ void expect_same_model(const gguf::GgufFile& want, const gguf::GgufFile& got, bo
   }
 }
 
+std::string with_header(const std::string& header, size_t data_bytes);
+
 struct Case {
   const char* model;
   const char* outtype;
@@ -369,6 +372,38 @@ TEST(Convert, Llama3RopeFactors) {
   EXPECT_EQ(f[0], 1.0f);
   EXPECT_EQ(f[7], 8.0f);
   for (size_t i = 1; i < f.size(); ++i) EXPECT_GE(f[i], f[i - 1]);
+}
+
+// MistralForCausalLM is written as llama, as the peer does; same weights, same logits.
+TEST(Convert, MistralIsLlama) {
+  ETNA_REQUIRE_SHARED(model, "models/tiny-llama-spm-f32.gguf");
+  test::TempDir tmp;
+  auto original = gguf::GgufFile::open(model.string());
+  write_checkpoint(*original, tmp / "hf");
+  json cfg = read_json_file(tmp / "hf" / "config.json", true);
+  cfg["architectures"] = {"MistralForCausalLM"};
+  write_file(tmp / "hf" / "config.json", cfg.dump());
+  const auto s = convert_hf_model((tmp / "hf").string(), (tmp / "m.gguf").string(), ConvertOptions{"f32", "tiny-mistral"});
+  EXPECT_EQ(s.architecture, "llama");
+  auto g = gguf::GgufFile::open((tmp / "m.gguf").string());
+  EXPECT_EQ(g->get_string("general.name"), "tiny-mistral");
+  expect_same_model(*original, *g, true);
+}
+
+// Through the binary: a hostile shard gives one line on stderr and a non-zero exit, no file.
+TEST(Convert, BinaryReportsACorruptShardInOneLine) {
+  ETNA_REQUIRE_SHARED(model, "models/tiny-bert-bge-f32.gguf");
+  test::TempDir tmp;
+  auto original = gguf::GgufFile::open(model.string());
+  write_checkpoint(*original, tmp / "hf");
+  write_file(tmp / "hf" / "model.safetensors", with_header(R"({"a":{"dtype":"F32","shape":[8],"data_offsets":[0,32]}})", 16));
+  std::string out;
+  const int rc = test::run_command(quoted(test::etna_binary()) + " convert " + quoted(tmp / "hf") + " " +
+                                       quoted(tmp / "x.gguf") + " 2>&1 >/dev/null", &out);
+  EXPECT_NE(rc, 0);
+  EXPECT_NE(out.find("out of range"), std::string::npos) << out;
+  EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 1) << out;
+  EXPECT_FALSE(fs::exists(tmp / "x.gguf"));
 }
 
 TEST(Convert, RefusesWhatItDoesNotKnow) {
