@@ -15,7 +15,9 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "etna/base/error.h"
 #include "etna/gguf/ggml_type.h"
+#include "etna/gguf/gguf_writer.h"
 #include "etna/model/model.h"
 #include "etna/tensor/tensor.h"
 #include "support/test_support.h"
@@ -213,6 +215,33 @@ TEST_P(IqReferenceTest, CliLogitsAndGreedyRunMatchLlamaCpp) {
   }
   std::printf("[  ERRORS  ] %-22s etna logits top20 %.3g\n", name.c_str(), max_top20);
   EXPECT_LE(max_top20, kTop20Bar);
+}
+
+// A file holding a format Etna does not compute is refused at load, naming the tensor and the
+// type (one F32 weight of the kq source file retyped; F32 is larger than any of these).
+TEST(IqUnsupportedTypes, LoadNamesTensorAndType) {
+  ETNA_REQUIRE_SHARED(path, "next/models/tiny-llama-kq-f32.gguf");
+  auto src = gguf::GgufFile::open(path.string());
+  test::TempDir dir;
+  for (gguf::GgmlType type : {gguf::GgmlType::IQ2_XXS, gguf::GgmlType::IQ2_XS, gguf::GgmlType::IQ2_S,
+                              gguf::GgmlType::IQ3_XXS, gguf::GgmlType::IQ1_S, gguf::GgmlType::IQ1_M,
+                              gguf::GgmlType::TQ1_0, gguf::GgmlType::TQ2_0, gguf::GgmlType::MXFP4}) {
+    gguf::GgufWriter w;
+    for (const auto& [k, v] : src->metadata()) w.set(k, v);
+    for (const auto& t : src->tensors())
+      w.add_tensor(t.name, t.dims, t.name == "blk.0.ffn_up.weight" ? type : t.type, t.data);
+    const std::string out = (dir / "m.gguf").string();
+    w.write(out);
+    const std::string name = gguf::ggml_type_name(type);
+    try {
+      Model::load(out);
+      ADD_FAILURE() << name << ": loaded";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.kind(), ErrorKind::unsupported);
+      EXPECT_EQ(std::string(e.what()),
+                out + ": tensor blk.0.ffn_up.weight has type " + name + ", which this build of Etna cannot compute");
+    }
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Next, IqReferenceTest, ::testing::ValuesIn(kIqFiles),
