@@ -123,6 +123,7 @@ std::vector<HfTensor> hf_tensors(const gguf::GgufFile& g) {
   const uint64_t n_head_kv = g.get_uint(arch + ".attention.head_count_kv").value_or(n_head);
   std::vector<HfTensor> out;
   for (const auto& t : g.tensors()) {
+    if (t.name == "rope_freqs.weight") continue;  // derived from config.json's rope_scaling, not a weight
     HfTensor h{hf_name(t.name, bert), {t.dims.rbegin(), t.dims.rend()}, to_floats(t)};
     const bool q = t.name.find("attn_q.") != std::string::npos, k = t.name.find("attn_k.") != std::string::npos;
     if (arch == "llama" && (q || k)) unpermute_rows(h.data, h.shape[0], h.data.size() / h.shape[0], q ? n_head : n_head_kv);
@@ -180,6 +181,13 @@ json tokenizer_json(const gguf::GgufFile& g, bool bert) {
     j["pre_tokenizer"] = {{"type", "BertPreTokenizer"}};
     j["model"] = {{"type", "WordPiece"}, {"unk_token", "[UNK]"}, {"continuing_subword_prefix", "##"},
                   {"max_input_chars_per_word", 100}, {"vocab", vocab}};
+  } else if (g.get_string("tokenizer.ggml.pre") == "llama-bpe") {
+    const std::string regex =
+        "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+    j["pre_tokenizer"] = {{"type", "Sequence"},
+                          {"pretokenizers", json::array({{{"type", "Split"}, {"pattern", {{"Regex", regex}}}, {"behavior", "Isolated"}, {"invert", false}},
+                                                         {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", true}, {"use_regex", false}}})}};
+    j["model"] = {{"type", "BPE"}, {"vocab", vocab}, {"merges", g.get_string_array("tokenizer.ggml.merges")}};
   } else {
     j["pre_tokenizer"] = {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", true}, {"use_regex", true}};
     j["model"] = {{"type", "BPE"}, {"vocab", vocab}, {"merges", g.get_string_array("tokenizer.ggml.merges")}};
@@ -216,7 +224,7 @@ void write_checkpoint(const gguf::GgufFile& g, const fs::path& dir) {
   fs::create_directories(dir);
   const std::string arch = g.architecture();
   const auto tensors = hf_tensors(g);
-  if (arch == "llama") {
+  if (arch == "llama" && g.get_string("tokenizer.ggml.model") == "llama") {
     std::vector<const HfTensor*> a, b;
     json map = json::object();
     for (size_t i = 0; i < tensors.size(); ++i) {
@@ -285,8 +293,11 @@ void expect_same_model(const gguf::GgufFile& want, const gguf::GgufFile& got, bo
   EXPECT_EQ(got.get_string("general.license"), "mit");
   EXPECT_EQ(got.get_string("general.base_model.0.organization"), "example-org");
   EXPECT_EQ(got.get_string("general.base_model.0.repo_url"), "https://huggingface.co/example-org/tiny-base");
-  EXPECT_EQ(want.tensors().size(), got.tensors().size());
+  size_t weights = 0;
+  for (const auto& t : want.tensors()) weights += t.name != "rope_freqs.weight";
+  EXPECT_EQ(weights, got.tensors().size());
   for (const auto& t : want.tensors()) {
+    if (t.name == "rope_freqs.weight") continue;
     const auto* u = got.find_tensor(t.name);
     ASSERT_NE(u, nullptr) << t.name;
     EXPECT_EQ(t.dims, u->dims) << t.name;
@@ -334,6 +345,23 @@ INSTANTIATE_TEST_SUITE_P(Shared, ConvertRoundTrip,
                            std::string n = info.param.model;
                            return n.substr(5, n.find('-', 5) - 5);
                          });
+
+// Llama 3 style: byte-level BPE tokenizer.json with the Llama 3 split regex -> gpt2 / llama-bpe.
+// The shared file's rope_freqs.weight holds hand-set factors no rope_scaling block yields, so it
+// is left out; everything else (tensors, vocabulary, tokenisation) must come back unchanged.
+TEST(Convert, Llama3BpeTokenizer) {
+  ETNA_REQUIRE_SHARED(model, "next/models/tiny-llama3-bpe-f32.gguf");
+  test::TempDir tmp;
+  auto original = gguf::GgufFile::open(model.string());
+  write_checkpoint(*original, tmp / "hf");
+  const fs::path out = tmp / "l3.gguf";
+  convert_hf_model((tmp / "hf").string(), out.string(), ConvertOptions{"f32", ""});
+  auto g = gguf::GgufFile::open(out.string());
+  EXPECT_EQ(g->get_string("tokenizer.ggml.pre"), "llama-bpe");
+  expect_same_model(*original, *g, true);
+  const std::string bin = quoted(test::etna_binary()), text = " -- 'Hello world, it is 2024!  Tabs\tand  spaces.'";
+  EXPECT_EQ(run(bin + " tokenize -m " + quoted(model) + text), run(bin + " tokenize -m " + quoted(out) + text));
+}
 
 // F16 output: matrices F16 (as the peer's default), norms F32; the model still runs.
 TEST(Convert, F16OutputKeepsNormsF32) {
