@@ -6,7 +6,7 @@
 // Families: llama (LlamaForCausalLM, incl. Llama 3 rope_scaling -> rope_freqs.weight),
 // mistral (MistralForCausalLM, written as llama like the peer does), qwen2 (Qwen2ForCausalLM)
 // and bert (BertModel / BertForMaskedLM / ...). Tokenizers: SentencePiece `tokenizer.model`
-// (llama / mistral), byte-level BPE `tokenizer.json` (qwen2, Llama 3) and WordPiece
+// (llama / mistral / qwen2, tried first as the peer does), byte-level BPE `tokenizer.json` (qwen2, Llama 3) and WordPiece
 // `tokenizer.json` (bert). Anything else is refused with one clear error.
 //
 // Licence and provenance from the model card (README.md YAML front matter: license,

@@ -294,7 +294,9 @@ std::vector<SpPiece> parse_sentencepiece_model(const std::string& bytes, const s
 
 Vocab load_decoder_vocab(const fs::path& dir, const json& config, const std::string& arch) {
   const json tj = read_json_file(dir / "tokenizer.json", false);
-  if (arch == "llama" && fs::exists(dir / "tokenizer.model")) return load_sentencepiece(dir, config, tj);
+  // As the peer's llama and qwen2 classes do: SentencePiece first when tokenizer.model is there.
+  (void)arch;
+  if (fs::exists(dir / "tokenizer.model")) return load_sentencepiece(dir, config, tj);
   if (!tj.is_object()) fail(ErrorKind::not_found, "{}: no tokenizer.model or tokenizer.json", dir.string());
   if (!tj.contains("model") || !tj["model"].is_object() || !tj["model"].contains("vocab") || !tj["model"]["vocab"].is_object())
     fail(ErrorKind::corrupt, "{}: tokenizer.json has no model.vocab object", dir.string());

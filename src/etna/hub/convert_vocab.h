@@ -34,8 +34,8 @@ struct Vocab {
 // Parses a JSON file; a missing file gives null (or an error when `required`).
 nlohmann::json read_json_file(const std::filesystem::path& path, bool required);
 
-// llama / mistral: SentencePiece tokenizer.model (else tokenizer.json's byte-level BPE, as for
-// Llama 3); qwen2: tokenizer.json's byte-level BPE. Throws etna::Error when none fits.
+// llama / mistral / qwen2: SentencePiece tokenizer.model when present (as the peer tries it
+// first), else tokenizer.json's byte-level BPE (Qwen2, Llama 3). Throws etna::Error when none fits.
 Vocab load_decoder_vocab(const std::filesystem::path& dir, const nlohmann::json& config, const std::string& arch);
 // bert: tokenizer.json's WordPiece model (or vocab.txt), in the peer's "phantom space" form.
 Vocab load_wordpiece_vocab(const std::filesystem::path& dir, const nlohmann::json& config);
