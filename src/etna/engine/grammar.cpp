@@ -796,42 +796,92 @@ size_t GrammarMasker::Hash::operator()(const std::vector<Stack>& stacks) const {
   return static_cast<size_t>(h);
 }
 
-GrammarMasker::GrammarMasker(std::shared_ptr<const TokenTrie> trie, size_t max_cached_states)
-    : trie_(std::move(trie)), max_cached_(max_cached_states) {}
+GrammarMasker::GrammarMasker(std::shared_ptr<const TokenTrie> trie, size_t max_cached_masks)
+    : trie_(std::move(trie)), max_cached_(max_cached_masks) {}
 
 namespace {
 constexpr size_t kMaxTokenBytes = 256;  // longer token texts are never allowed under a grammar
 }
 
-void GrammarMasker::walk(const Grammar& g, uint32_t node, size_t depth, std::vector<uint64_t>& mask) {
+void GrammarMasker::reset() {
+  ids_.clear();
+  states_.clear();
+  next_.clear();
+  masks_.clear();
+}
+
+uint32_t GrammarMasker::intern(const std::vector<Stack>& stacks) {
+  auto it = ids_.find(stacks);
+  if (it != ids_.end()) return it->second;
+  if (states_.size() >= kMaxStates) return kFull;
+  const auto id = static_cast<uint32_t>(states_.size());
+  auto [pos, inserted] = ids_.emplace(stacks, id);
+  states_.push_back(&pos->first);
+  next_.emplace_back(256, kUnknown);
+  return id;
+}
+
+uint32_t GrammarMasker::step(const Grammar& g, uint32_t state, uint8_t byte) {
+  const uint32_t known = next_[state][byte];
+  if (known != kUnknown) return known;
+  uint32_t r = kDead;
+  if (GrammarState::advance(g, *states_[state], byte, tmp_)) r = intern(tmp_);
+  if (r != kFull) next_[state][byte] = r;
+  return r;
+}
+
+void GrammarMasker::walk(const Grammar& g, uint32_t node, uint32_t state, size_t depth, std::vector<uint64_t>& mask) {
+  const auto& nodes = trie_->nodes();
+  if (depth + 1 >= kMaxTokenBytes) return;
+  for (uint32_t c = nodes[node].first_child; c != 0; c = nodes[c].next_sibling) {
+    const auto& child = nodes[c];
+    const uint32_t to = step(g, state, child.byte);
+    if (to == kDead) continue;
+    if (to == kFull) {
+      // Out of table room: this subtree is walked with plain parse steps.
+      if (scratch_.size() <= depth + 1) scratch_.resize(depth + 2);
+      GrammarState::advance(g, *states_[state], child.byte, scratch_[depth + 1]);
+      for (tokenizer::Token t : child.tokens) mask[static_cast<size_t>(t) / 64] |= uint64_t{1} << (t % 64);
+      walk_direct(g, c, depth + 1, mask);
+      continue;
+    }
+    for (tokenizer::Token t : child.tokens) mask[static_cast<size_t>(t) / 64] |= uint64_t{1} << (t % 64);
+    walk(g, c, to, depth + 1, mask);
+  }
+}
+
+void GrammarMasker::walk_direct(const Grammar& g, uint32_t node, size_t depth, std::vector<uint64_t>& mask) {
   const auto& nodes = trie_->nodes();
   if (depth + 1 >= kMaxTokenBytes) return;
   if (scratch_.size() <= depth + 1) scratch_.resize(depth + 2);
-  std::bitset<256> next;
-  for (const Stack& s : scratch_[depth])
-    if (!s.empty()) next |= g.byte_sets()[g.elements()[s.back()].value];
   for (uint32_t c = nodes[node].first_child; c != 0; c = nodes[c].next_sibling) {
     const auto& child = nodes[c];
-    if (!next.test(child.byte)) continue;
     if (!GrammarState::advance(g, scratch_[depth], child.byte, scratch_[depth + 1])) continue;
     for (tokenizer::Token t : child.tokens) mask[static_cast<size_t>(t) / 64] |= uint64_t{1} << (t % 64);
-    walk(g, c, depth + 1, mask);
+    walk_direct(g, c, depth + 1, mask);
   }
 }
 
 const std::vector<uint64_t>& GrammarMasker::allowed(const GrammarState& state) {
-  auto it = cache_.find(state.stacks());
-  if (it != cache_.end()) {
+  const Grammar& g = state.grammar();
+  if (grammar_ != &g || states_.size() >= kMaxStates || masks_.size() >= max_cached_) {
+    reset();
+    grammar_ = &g;
+  }
+  uint32_t id = intern(state.stacks());
+  if (id == kFull) {
+    reset();
+    id = intern(state.stacks());
+  }
+  auto it = masks_.find(id);
+  if (it != masks_.end()) {
     ++hits_;
     return it->second;
   }
   ++misses_;
-  if (cache_.size() >= max_cached_) cache_.clear();  // a simple bound; states repeat locally
   std::vector<uint64_t> mask((trie_->n_vocab() + 63) / 64, 0);
-  if (scratch_.empty()) scratch_.resize(1);
-  scratch_[0] = state.stacks();
-  walk(state.grammar(), 0, 0, mask);
-  return cache_.emplace(state.stacks(), std::move(mask)).first->second;
+  walk(g, 0, id, 0, mask);
+  return masks_.emplace(id, std::move(mask)).first->second;
 }
 
 size_t GrammarMasker::apply(const GrammarState& state, std::span<float> logits, std::span<const tokenizer::Token> eog) {

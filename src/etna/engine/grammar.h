@@ -126,10 +126,15 @@ class TokenTrie {
   size_t n_vocab_;
 };
 
-// Token masks for one grammar-constrained generation, cached per state (bounded cache).
+// Token masks for one grammar-constrained generation. The states met while walking the trie are
+// interned and their byte transitions memoised (a lazily built automaton), so a state seen before
+// costs a table look-up per trie node instead of a parse step; whole masks are cached per state.
+// Memory is bounded: past kMaxStates interned states new ones are walked without memoising, and the
+// tables start over at the next mask.
 class GrammarMasker {
  public:
-  explicit GrammarMasker(std::shared_ptr<const TokenTrie> trie, size_t max_cached_states = 512);
+  static constexpr size_t kMaxStates = 4096;
+  explicit GrammarMasker(std::shared_ptr<const TokenTrie> trie, size_t max_cached_masks = 512);
 
   // Bit t of the result is set when token t's whole text may follow `state`.
   const std::vector<uint64_t>& allowed(const GrammarState& state);
@@ -144,12 +149,22 @@ class GrammarMasker {
   struct Hash {
     size_t operator()(const std::vector<GrammarState::Stack>& s) const;
   };
-  void walk(const Grammar& g, uint32_t node, size_t depth, std::vector<uint64_t>& mask);
+  static constexpr uint32_t kUnknown = UINT32_MAX, kDead = UINT32_MAX - 1, kFull = UINT32_MAX - 2;
+  uint32_t intern(const std::vector<GrammarState::Stack>& stacks);
+  uint32_t step(const Grammar& g, uint32_t state, uint8_t byte);
+  void walk(const Grammar& g, uint32_t node, uint32_t state, size_t depth, std::vector<uint64_t>& mask);
+  void walk_direct(const Grammar& g, uint32_t node, size_t depth, std::vector<uint64_t>& mask);
+  void reset();
 
   std::shared_ptr<const TokenTrie> trie_;
   size_t max_cached_;
-  std::unordered_map<std::vector<GrammarState::Stack>, std::vector<uint64_t>, Hash> cache_;
-  std::vector<std::vector<GrammarState::Stack>> scratch_;  // one state per trie depth
+  const Grammar* grammar_ = nullptr;  // the grammar the tables belong to
+  std::unordered_map<std::vector<GrammarState::Stack>, uint32_t, Hash> ids_;
+  std::vector<const std::vector<GrammarState::Stack>*> states_;  // id -> its stacks (keys of ids_)
+  std::vector<std::vector<uint32_t>> next_;                       // id -> 256 transitions
+  std::unordered_map<uint32_t, std::vector<uint64_t>> masks_;
+  std::vector<GrammarState::Stack> tmp_;
+  std::vector<std::vector<GrammarState::Stack>> scratch_;  // one state per trie depth (direct walk)
   uint64_t hits_ = 0, misses_ = 0;
 };
 

@@ -170,10 +170,13 @@ TEST(JsonSchema, UnsupportedKeywordsAreNamed) {
 
 TEST(JsonSchema, HostileSchemasAreBounded) {
   std::string deep = R"({"type":"string"})";
-  for (int i = 0; i < 200; ++i) deep = R"({"type":"array","items":)" + deep + "}";
+  for (int i = 0; i < 200; ++i) deep = std::string(R"({"type":"array","items":)").append(deep).append("}");
   EXPECT_NE(error_of(deep).find("deeper"), std::string::npos);
   std::string huge = R"({"enum":[)";
-  for (int i = 0; i < 20000; ++i) huge += (i ? "," : "") + std::to_string(i);
+  for (int i = 0; i < 20000; ++i) {
+    if (i) huge += ',';
+    huge += std::to_string(i);
+  }
   huge += "]}";
   EXPECT_NE(error_of(huge).find("enum"), std::string::npos);
   EXPECT_NE(error_of(R"({"type":"array","minItems":1000000})").find("limit"), std::string::npos);
