@@ -61,6 +61,7 @@ int main(int argc, char** argv) {
       "tags":{"type":"array","items":{"type":"string"}},"notes":{"type":"string"}},
       "required":["name","age","tags","notes"],"additionalProperties":false})");
     auto grammar = engine::Grammar::parse(engine::json_schema_to_gbnf(schema));
+    auto fresh_grammar = [&] { return engine::Grammar::parse(engine::json_schema_to_gbnf(schema)); };
 
     engine::GenerationRequest base;
     base.prompt = tok->encode("Reply as JSON:");
@@ -72,14 +73,19 @@ int main(int argc, char** argv) {
 
     // Warm up (page in the weights), then alternate free and constrained runs; best of 3 each.
     generate(sched, base);
-    double free_best = 1e30, constrained_best = 1e30;
+    // Constrained runs: a new Grammar object each time (cold masks, as a first request with a
+    // schema), and the same object again (warm masks shared through the scheduler, as repeated
+    // requests with one schema get from Grammar::cached).
+    double free_best = 1e30, constrained_best = 1e30, repeat_best = 1e30;
     size_t free_tokens = 0, constrained_tokens = 0;
     Run constrained;
     for (int rep = 0; rep < 3; ++rep) {
       Run f = generate(sched, base);
       engine::GenerationRequest g = base;
-      g.grammar = grammar;
+      g.grammar = fresh_grammar();
       Run c = generate(sched, g);
+      Run again = generate(sched, g);
+      if (!again.tokens.empty()) repeat_best = std::min(repeat_best, again.seconds / static_cast<double>(again.tokens.size()));
       if (!f.tokens.empty() && f.seconds / static_cast<double>(f.tokens.size()) < free_best) {
         free_best = f.seconds / static_cast<double>(f.tokens.size());
         free_tokens = f.tokens.size();
@@ -115,7 +121,10 @@ int main(int argc, char** argv) {
     std::printf("model %s, vocabulary %zu, trie nodes %zu\n", path.c_str(), pieces.size(), trie->nodes().size());
     std::printf("end to end (best of 3): free %.1f us/token (%zu tokens), json-schema grammar %.1f us/token (%zu tokens)\n",
                 free_best * 1e6, free_tokens, constrained_best * 1e6, constrained_tokens);
-    std::printf("overhead %.1f us/token, ratio %.2fx\n", (constrained_best - free_best) * 1e6, constrained_best / free_best);
+    std::printf("overhead %.1f us/token, ratio %.2fx (first use of the grammar)\n", (constrained_best - free_best) * 1e6,
+                constrained_best / free_best);
+    std::printf("same grammar again: %.1f us/token, overhead %.1f us/token, ratio %.2fx\n", repeat_best * 1e6,
+                (repeat_best - free_best) * 1e6, repeat_best / free_best);
     std::printf("mask alone over %zu tokens: %.1f us/token with a cold cache (%llu distinct states), %.1f us/token warm\n",
                 constrained.tokens.size(), cold * 1e6, static_cast<unsigned long long>(misses), warm * 1e6);
   } catch (const std::exception& e) {

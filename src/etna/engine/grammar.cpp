@@ -3,7 +3,9 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <list>
 #include <map>
+#include <mutex>
 #include <queue>
 #include <unordered_map>
 
@@ -617,6 +619,24 @@ class GrammarBuilder {
 
 std::shared_ptr<const Grammar> Grammar::parse(std::string_view gbnf, std::string_view root) {
   return GrammarBuilder(gbnf).build(root);
+}
+
+std::shared_ptr<const Grammar> Grammar::cached(const std::string& gbnf) {
+  static std::mutex mutex;
+  static std::list<std::pair<std::string, std::shared_ptr<const Grammar>>> lru;  // most recent first
+  {
+    std::lock_guard lock(mutex);
+    for (auto it = lru.begin(); it != lru.end(); ++it)
+      if (it->first == gbnf) {
+        lru.splice(lru.begin(), lru, it);
+        return lru.front().second;
+      }
+  }
+  auto g = parse(gbnf);  // outside the lock: compiling may be slow or throw
+  std::lock_guard lock(mutex);
+  lru.emplace_front(gbnf, g);
+  if (lru.size() > 64) lru.pop_back();
+  return g;
 }
 
 // ---- Recogniser ----------------------------------------------------------------------------

@@ -45,6 +45,9 @@ class Grammar {
   // errors, undefined or missing rules, left recursion and rules that cannot finish; (limit) when
   // a limit above is exceeded.
   static std::shared_ptr<const Grammar> parse(std::string_view gbnf, std::string_view root = "root");
+  // As parse(), but the same text gives the same Grammar object while it is among the last 64
+  // compiled (thread-safe): requests repeating a schema then share the scheduler's token masks.
+  static std::shared_ptr<const Grammar> cached(const std::string& gbnf);
 
   // ---- Compiled form (read by GrammarState) ----
   enum class Kind : uint8_t { end, bytes, rule };

@@ -32,13 +32,10 @@ void RequestStream::push(GenerationEvent event) {
 // The request occupying a slot and everything needed to continue it.
 struct Scheduler::Active {
   Active(GenerationRequest r, std::shared_ptr<RequestStream> s, const tokenizer::Tokenizer& tok, uint64_t order,
-         const std::shared_ptr<const TokenTrie>& trie)
+         std::shared_ptr<GrammarMasker> m)
       : request(std::move(r)), stream(std::move(s)), sampler(request.params), detok(tok), stops(request.params.stop),
-        admitted(order) {
-    if (request.grammar) {
-      grammar.emplace(request.grammar);
-      masker.emplace(trie);
-    }
+        admitted(order), masker(std::move(m)) {
+    if (request.grammar) grammar.emplace(request.grammar);
   }
 
   GenerationRequest request;
@@ -47,8 +44,8 @@ struct Scheduler::Active {
   tokenizer::Detokenizer detok;
   StopStringFilter stops;
   std::optional<GrammarState> grammar;  // over sampled token texts: drives the mask
-  std::optional<GrammarMasker> masker;
   uint64_t admitted;
+  std::shared_ptr<GrammarMasker> masker;  // shared with requests using the same grammar
   size_t next_prompt = 0;          // index of the next prompt token to evaluate
   Token pending = tokenizer::kNoToken;  // sampled, evaluated in the next step
   int generated = 0;               // tokens sampled (end-of-generation included)
@@ -181,6 +178,15 @@ void Scheduler::run() {
   }
 }
 
+std::shared_ptr<GrammarMasker> Scheduler::masker_for(const std::shared_ptr<const Grammar>& g) {
+  std::erase_if(maskers_, [](const auto& e) { return e.first.expired(); });
+  for (const auto& [weak, masker] : maskers_)
+    if (weak.lock() == g) return masker;
+  auto masker = std::make_shared<GrammarMasker>(trie_);
+  maskers_.emplace_back(g, masker);
+  return masker;
+}
+
 // REQUIRES: mutex_ held.
 void Scheduler::admit_locked() {
   while (!queue_.empty()) {
@@ -226,7 +232,8 @@ void Scheduler::admit_locked() {
       dst->cached.resize(common);
     }
 
-    auto active = std::make_unique<Active>(std::move(p.request), std::move(p.stream), tokenizer_, ++clock_, trie_);
+    auto masker = p.request.grammar ? masker_for(p.request.grammar) : nullptr;
+    auto active = std::make_unique<Active>(std::move(p.request), std::move(p.stream), tokenizer_, ++clock_, std::move(masker));
     queue_.pop_front();
     active->next_prompt = common;
     active->cached = static_cast<int>(common);

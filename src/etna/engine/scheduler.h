@@ -140,6 +140,10 @@ class Scheduler {
   std::shared_ptr<const TokenTrie> trie_;  // pieces_ as a prefix trie
   std::shared_ptr<const Grammar> json_object_grammar_;
   std::vector<Token> eog_;  // end-of-generation tokens
+  // Token masks per grammar, shared by the requests using the same Grammar object (the scheduler
+  // thread is their only user); entries go when their grammar is no longer used.
+  std::shared_ptr<GrammarMasker> masker_for(const std::shared_ptr<const Grammar>& g);
+  std::vector<std::pair<std::weak_ptr<const Grammar>, std::shared_ptr<GrammarMasker>>> maskers_;
   std::vector<std::unique_ptr<Slot>> slots_;
 
   mutable std::mutex mutex_;

@@ -386,7 +386,7 @@ struct Common {
 // Compiles GBNF for a request; a bad grammar or schema is the client's 400 naming `param`.
 std::shared_ptr<const engine::Grammar> compile_grammar(const std::function<std::string()>& gbnf, const std::string& param) {
   try {
-    return engine::Grammar::parse(gbnf());
+    return engine::Grammar::cached(gbnf());
   } catch (const Error& e) {
     throw ApiError(400, e.kind() == ErrorKind::unsupported ? "unsupported_value" : "invalid_value", param, e.what());
   }
