@@ -226,8 +226,8 @@ float gelu_ggml(float x) {
 
 }  // namespace
 
-void geglu(std::vector<float>& gate, const std::vector<float>& up) {
-  for (size_t i = 0; i < gate.size(); ++i) gate[i] = gelu_ggml(gate[i]) * up[i];
+void geglu(std::vector<float>& gate, const std::vector<float>& up, bool f16_table) {
+  for (size_t i = 0; i < gate.size(); ++i) gate[i] = (f16_table ? gelu_ggml(gate[i]) : gelu_tanh(gate[i])) * up[i];
 }
 
 void gated_ffn(const Matrix& gate, const Matrix& up, const Matrix& down, Activation act, const std::vector<float>& x,
@@ -238,7 +238,7 @@ void gated_ffn(const Matrix& gate, const Matrix& up, const Matrix& down, Activat
   if (act == Activation::silu)
     swiglu(g, u);
   else
-    geglu(g, u);
+    geglu(g, u, act == Activation::gelu_f16_table);
   linear(down, g.data(), n, out);
 }
 

@@ -72,11 +72,12 @@ void rope_and_store(const ModelConfig& c, const Rope& rope, const Batch& batch, 
 
 // Gated linear units (Shazeer 2020): gate[i] = act(gate[i]) * up[i].
 void swiglu(std::vector<float>& gate, const std::vector<float>& up);
-// GELU with the tanh approximation, through GGML's F16 lookup table (what the peer computes).
-void geglu(std::vector<float>& gate, const std::vector<float>& up);
+// GELU with the tanh approximation (Hendrycks & Gimpel 2016), exactly or (f16_table) through
+// GGML's table over every F16 input, as mainline GGML evaluates it.
+void geglu(std::vector<float>& gate, const std::vector<float>& up, bool f16_table);
 
 // down(act(gate(x)) * up(x)) for n tokens.
-enum class Activation { silu, gelu };
+enum class Activation { silu, gelu, gelu_f16_table };
 void gated_ffn(const Matrix& gate, const Matrix& up, const Matrix& down, Activation act, const std::vector<float>& x,
                int n, std::vector<float>& out);
 

@@ -50,7 +50,7 @@ void load_layer(const ModelConfig& c, const Loader& ld, const std::string& p, Mo
   L.post_ffw_norm = ld.tensor(p + "post_ffw_norm.weight", {E});
 }
 
-void forward(const Model& m, const Batch& batch, KvCache& cache, bool hidden, std::vector<float>& out) {
+void forward(const Model& m, const Batch& batch, KvCache& cache, bool hidden, std::vector<float>& out, Activation gelu) {
   const ModelConfig& c = m.config();
   const Model::Weights& w = m.weights();
   const int n = static_cast<int>(batch.size());
@@ -83,7 +83,7 @@ void forward(const Model& m, const Batch& batch, KvCache& cache, bool hidden, st
 
     // Feed-forward: down(gelu(gate(x)) * up(x)), normalised before it joins the stream.
     for (int t = 0; t < n; ++t) rms_norm(&cur[t * E], &x[t * E], floats(L.ffn_norm), E, c.rms_eps);
-    gated_ffn(L.ffn_gate, L.ffn_up, L.ffn_down, Activation::gelu, cur, n, y);
+    gated_ffn(L.ffn_gate, L.ffn_up, L.ffn_down, gelu, cur, n, y);
     rms_norm_rows(y.data(), floats(L.post_ffw_norm), n, E, c.rms_eps);
     for (size_t i = 0; i < x.size(); ++i) x[i] += y[i];
   }
@@ -91,9 +91,18 @@ void forward(const Model& m, const Batch& batch, KvCache& cache, bool hidden, st
   output_rows(c, w, batch, x, hidden, out);
 }
 
+// The peers differ in GELU: the gemma2 reference's build evaluates it through GGML's F16 table
+// (matched bit for bit at the first position), the gemma3 reference's build exactly.
+void forward_gemma2(const Model& m, const Batch& batch, KvCache& cache, bool hidden, std::vector<float>& out) {
+  forward(m, batch, cache, hidden, out, Activation::gelu_f16_table);
+}
+void forward_gemma3(const Model& m, const Batch& batch, KvCache& cache, bool hidden, std::vector<float>& out) {
+  forward(m, batch, cache, hidden, out, Activation::gelu);
+}
+
 }  // namespace
 
-const Family kGemma2Family{"gemma2", configure_gemma2, nullptr, load_layer, forward};
-const Family kGemma3Family{"gemma3", configure_gemma3, nullptr, load_layer, forward};
+const Family kGemma2Family{"gemma2", configure_gemma2, nullptr, load_layer, forward_gemma2};
+const Family kGemma3Family{"gemma3", configure_gemma3, nullptr, load_layer, forward_gemma3};
 
 }  // namespace etna::model
