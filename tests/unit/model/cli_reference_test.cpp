@@ -44,7 +44,7 @@ TEST_P(CliReferenceTest, LogitsAndGreedyRunMatchLlamaCpp) {
   const auto file = gguf::GgufFile::open(files.model.string());
   const ref::Precision prec = ref::precision_of(*file);
   const KvType kv = ref::kv_cache_of(ref);
-  const double bar = ref::top20_bar(prec, kv);
+  const double bar = ref::top20_bar(prec, kv, file->architecture());
   const std::string common = " -m " + quote(files.model.string()) + " --cache-type " + kv_type_name(kv);
   test::TempDir tmp;
 

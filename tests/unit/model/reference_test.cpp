@@ -75,7 +75,7 @@ TEST_P(ReferenceTest, MatchesLlamaCpp) {
   ASSERT_EQ(c.n_vocab, ref["n_vocab"].get<int>());
   const Precision prec = ref::precision_of(model->file());
   const KvType kv = ref::kv_cache_of(ref);
-  const double bar = ref::top20_bar(prec, kv);
+  const double bar = ref::top20_bar(prec, kv, c.arch);
   const std::vector<float> last_rows = files.last_logits.empty() ? std::vector<float>{} : read_f32(files.last_logits);
 
   double max_top20 = 0, max_mean10 = 0, max_lse = 0, max_last = 0;

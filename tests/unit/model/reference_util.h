@@ -106,8 +106,16 @@ inline KvType kv_cache_of(const json& ref) { return ref.value("kv_cache", "f32")
 
 // Top-20 bars from ../shared/reference/README.md; a reference made with an F16 K/V cache is
 // compared at the F16 bar (../shared/next/README.md).
-inline double top20_bar(Precision p, KvType kv) {
-  const double weights = p == Precision::f32 ? 1e-4 : p == Precision::f16 ? 2e-3 : 3e-2;
+//
+// Looser, with the reason: gemma2's GELU runs, in the peer, through GGML's table over F16 inputs,
+// whose 2^-11 steps turn last-bit differences of summation order into activation jumps that 26
+// layers amplify. Etna matches the reference's first position to 7e-8, yet Etna's own scalar and
+// AVX-512 kernels (which differ only in summation order) disagree by 2.8e-4 on tiny-gemma2-f32
+// (2.6e-7 on tiny-qwen2-yarn-f32): 1e-4 is below that file's own noise floor, so its bar is 5e-4
+// (greedy continuations must still be identical).
+inline double top20_bar(Precision p, KvType kv, const std::string& arch = "") {
+  double weights = p == Precision::f32 ? 1e-4 : p == Precision::f16 ? 2e-3 : 3e-2;
+  if (arch == "gemma2") weights = std::max(weights, 5e-4);
   return kv == KvType::f16 ? std::max(weights, 2e-3) : weights;
 }
 constexpr double kTop10MeanBar = 5e-3;
