@@ -24,6 +24,7 @@ struct LogitsArgs {
   int top = 40;
   int ctx = 4096;
   int batch = 512;
+  std::string cache_type = "f32";
 };
 
 // The k largest entries of row[0..n) as [id, logit], largest first (lower id first on ties).
@@ -43,6 +44,7 @@ void run(const LogitsArgs& a) {
   if (a.top < 1) fail(ErrorKind::invalid_argument, "--top must be at least 1");
   if (a.ctx < 1) fail(ErrorKind::invalid_argument, "--ctx must be at least 1");
   if (a.batch < 1) fail(ErrorKind::invalid_argument, "--batch must be at least 1");
+  const model::KvType cache_type = model::parse_kv_type(a.cache_type);
   auto model = model::Model::load(a.model);
   auto tok = tokenizer::Tokenizer::from_gguf(model->file());
   tokenizer::EncodeOptions opt;
@@ -53,7 +55,7 @@ void run(const LogitsArgs& a) {
   // The cache only needs the prompt's cells; a prompt longer than --ctx still gets the
   // model's "longer than the context" error.
   const int n = static_cast<int>(tokens.size());
-  auto cache = model->make_cache(1, std::min(a.ctx, n));
+  auto cache = model->make_cache(1, std::min(a.ctx, n), cache_type);
   const int n_vocab = model->config().n_vocab;
   nlohmann::ordered_json positions = nlohmann::ordered_json::array();
   std::vector<float> logits;
@@ -81,6 +83,8 @@ CommandRegistrar reg(45, [](CLI::App& root) {
   c->add_option("--top", args->top, "logits per position, largest first")->capture_default_str();
   c->add_option("--ctx", args->ctx, "context size: longer prompts are an error")->capture_default_str();
   c->add_option("--batch", args->batch, "tokens per forward pass")->capture_default_str();
+  c->add_option("--cache-type", args->cache_type, "KV cache type: f32, f16 or q8_0 (to compare with an engine run "
+                "with that cache)")->capture_default_str();
   c->callback([args] { run(*args); });
 });
 

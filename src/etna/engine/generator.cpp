@@ -43,7 +43,7 @@ Generator::Generator(const model::Model& model, const tokenizer::Tokenizer& toke
   const auto& cfg = model.config();
   if (n_ctx_ <= 0) n_ctx_ = cfg.n_ctx_train > 0 ? cfg.n_ctx_train : 2048;
   if (n_batch_ <= 0) fail(ErrorKind::invalid_argument, "batch size must be positive (got {})", n_batch);
-  cache_ = model.make_cache(1, n_ctx_, cache_type);
+  cache_ = model.make_cache(1, n_ctx_, cache_type, n_batch_);
 }
 
 void Generator::reset() {
@@ -106,6 +106,7 @@ GenerationResult Generator::generate(std::span<const Token> prompt, const Sampli
   size_t common = 0;
   while (common < cached_.size() && common < prompt.size() && cached_[common] == prompt[common]) ++common;
   common = std::min(common, prompt.size() - 1);
+  common = cache_->reusable(0, static_cast<int>(common));  // a sliding-window ring may have moved on
   cache_->truncate(0, static_cast<int>(common));
   cached_.resize(common);
   result.timings.cached_tokens = static_cast<int>(common);

@@ -80,7 +80,7 @@ Scheduler::Scheduler(const model::Model& model, const tokenizer::Tokenizer& toke
   if (options_.n_ctx < 8) fail(ErrorKind::invalid_argument, "the context per sequence must be at least 8 (got {})", options_.n_ctx);
   if (options_.queue_capacity < 0) fail(ErrorKind::invalid_argument, "the queue size must be >= 0 (got {})", options_.queue_capacity);
   if (options_.step_tokens < 1) fail(ErrorKind::invalid_argument, "the step token budget must be positive");
-  cache_ = model.make_cache(options_.n_parallel, options_.n_ctx, options_.cache_type);
+  cache_ = model.make_cache(options_.n_parallel, options_.n_ctx, options_.cache_type, options_.step_tokens);
   const int n_vocab = model.config().n_vocab;
   pieces_.resize(static_cast<size_t>(n_vocab));
   for (int t = 0; t < n_vocab && static_cast<size_t>(t) < tokenizer.vocab().size(); ++t)
@@ -222,9 +222,11 @@ void Scheduler::admit_locked() {
 
     // Always evaluate at least the last prompt token: its logits choose the first new token.
     const size_t limit = prompt.size() - 1;
-    size_t common = std::min(dst_common, limit);
-    if (src && src != dst && std::min(src_common, limit) >= common + static_cast<size_t>(options_.min_prefix_copy)) {
-      common = std::min(src_common, limit);
+    // (A sliding-window cache may no longer hold what a prefix needs: reusable() says so.)
+    size_t common = cache_->reusable(dst->id, static_cast<int>(std::min(dst_common, limit)));
+    const size_t src_keep = src ? cache_->reusable(src->id, static_cast<int>(std::min(src_common, limit))) : 0;
+    if (src && src != dst && src_keep >= common + static_cast<size_t>(options_.min_prefix_copy)) {
+      common = src_keep;
       cache_->copy(src->id, dst->id, static_cast<int>(common));
       dst->cached.assign(prompt.begin(), prompt.begin() + static_cast<std::ptrdiff_t>(common));
     } else {

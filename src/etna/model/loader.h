@@ -3,6 +3,7 @@
 #pragma once
 #include <cstdint>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -30,6 +31,10 @@ class Loader {
   }
 
   std::optional<double> real(const std::string& suffix) const { return file_.get_float(arch_ + "." + suffix); }
+  std::optional<std::string> string(const std::string& suffix) const { return file_.get_string(arch_ + "." + suffix); }
+  bool has(const std::string& suffix) const { return file_.has(arch_ + "." + suffix); }
+  const std::string& arch() const { return arch_; }
+  const gguf::GgufFile& file() const { return file_; }
 
   // The tensor `name` with exactly the dims `dims` (ne0 first). A matrix needs a type the
   // kernels support; a vector (norm weight, bias) must be F32.
@@ -53,6 +58,7 @@ class Loader {
       fail(ErrorKind::unsupported, "{}: tensor {} has type {}, which this build of Etna cannot compute", file_.path(),
            name, gguf::ggml_type_name(t->type));
     }
+    used_.insert(name);
     tensor::Matrix m;
     m.type = t->type;
     m.cols = static_cast<int64_t>(dims[0]);
@@ -60,6 +66,32 @@ class Loader {
     m.data = t->data;
     m.row_bytes = tensor::row_bytes(t->type, m.cols);
     return m;
+  }
+
+  // A stacked 3-D expert tensor {cols, rows, n_expert}: the matrix of expert 0 (rows = dims[1]);
+  // expert e follows at e * rows * row_bytes.
+  tensor::Matrix experts(const std::string& name, std::vector<uint64_t> dims) const {
+    if (dims.size() != 3) fail(ErrorKind::internal, "experts() takes three dims");
+    tensor::Matrix m = tensor(name, dims);
+    m.rows = static_cast<int64_t>(dims[1]);
+    return m;
+  }
+
+  // Whether the file holds tensor `name`.
+  bool has_tensor(const std::string& name) const { return file_.find_tensor(name) != nullptr; }
+  // Whether a load step asked for (or ignored) tensor `name`.
+  bool used(const std::string& name) const { return used_.count(name) != 0; }
+  // Records that `name` is known and intentionally not used by the forward pass.
+  void ignore(const std::string& name) const { used_.insert(name); }
+
+  // Refuses the file when it holds a tensor no load step asked for: Etna would not know what
+  // that tensor changes in the arithmetic, so it must not run the model wrongly.
+  void refuse_unknown_tensors() const {
+    for (const auto& t : file_.tensors()) {
+      if (used_.count(t.name)) continue;
+      fail(ErrorKind::unsupported, "{}: tensor {} is not understood by Etna's {} graph; refusing to run the model",
+           file_.path(), t.name, arch_);
+    }
   }
 
  private:
@@ -71,6 +103,7 @@ class Loader {
 
   const gguf::GgufFile& file_;
   std::string arch_;
+  mutable std::set<std::string> used_;
 };
 
 }  // namespace etna::model

@@ -1,7 +1,9 @@
-// Decoder-only transformer models (llama family, qwen2) as plain forward passes over GGUF
+// Decoder-only transformer models (llama, qwen2, qwen3, qwen3moe, gemma2, gemma3, phi3; see
+// families.h for the table) as plain forward passes over GGUF
 // weights used in place, computing what llama.cpp computes. A Model is immutable after load()
 // and may be shared by threads; all per-sequence state lives in a KvCache owned by the caller.
 #pragma once
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -36,23 +38,58 @@ struct ModelConfig {
   bool tied_output = false;  // output matrix is token_embd (no output.weight in the file)
   bool attn_bias = false;    // q/k/v projections carry biases (qwen2)
 
+  // Rotary scaling (rope.scaling.*): linear divides positions by the factor; YaRN (Peng et al.
+  // 2023) ramps between interpolated and extrapolated frequencies and scales the magnitude;
+  // LongRoPE (phi3) divides each frequency by a per-dimension factor chosen by context length.
+  enum RopeScaling { rope_none, rope_linear, rope_yarn, rope_longrope };
+  RopeScaling rope_scaling = rope_none;
+  int n_ctx_orig = 0;              // rope.scaling.original_context_length (n_ctx_train when absent)
+  float rope_attn_factor = 1.0f;   // multiplies cos and sin (YaRN, LongRoPE attention factor)
+  float yarn_beta_fast = 32.0f, yarn_beta_slow = 1.0f;  // the peer's defaults
+  bool rope_freq_factors = false;  // rope_freqs.weight divides each frequency (Llama 3.1+)
+
+  // Mixture of experts (expert_count > 0): every layer's feed-forward is a routed expert block.
+  int n_expert = 0, n_expert_used = 0, n_ff_exp = 0;
+  bool expert_weights_norm = false;  // renormalise the chosen experts' weights to sum 1
+
+  // Attention variants.
+  bool qk_norm = false;          // per-head RMS norm of q and k before rope (qwen3, gemma3)
+  float q_scale = 0.0f;          // multiplies q before the dot products; 0: 1/sqrt(head_dim)
+  float attn_softcap = 0.0f;     // attention scores soft-capped at this (gemma2); 0: off
+  float final_softcap = 0.0f;    // output logits soft-capped at this (gemma2); 0: off
+  float embd_scale = 1.0f;       // token embeddings multiplied by this (gemma: sqrt(n_embd))
+  int sliding_window = 0;        // keys with pos_q - pos_k < sliding_window, on the window layers
+  int swa_pattern = 1;           // layer l uses the window when l % swa_pattern < swa_pattern - 1
+                                 // (1: every layer when sliding_window > 0)
+  float rope_freq_base_swa = 0.0f;   // rope base of window layers (gemma3); 0: rope_freq_base
+  float rope_freq_scale_swa = 0.0f;  // rope scale of window layers (gemma3); 0: rope_freq_scale
+
   int n_embd_kv() const { return n_head_kv * head_dim; }  // width of one K (or V) row
+  // Whether layer `l` attends within the sliding window only.
+  bool is_swa(int l) const { return sliding_window > 0 && (swa_pattern <= 1 || l % swa_pattern < swa_pattern - 1); }
 };
 
-// Per-sequence key/value storage: n_seq sequences x n_ctx cells x n_layer rows of n_embd_kv
-// values, for K and for V, each row encoded as `type` (tensor::quantize_row on the way in,
-// dequantize_row on the way out; F32 rows are plain floats). Cell p of sequence s holds the
-// keys/values of the token at position p. Not thread-safe; one forward() at a time per cache.
+// Per-sequence key/value storage: n_seq sequences x n_layer layers x cells of n_embd_kv values,
+// for K and for V, each row encoded as `type` (tensor::quantize_row on the way in,
+// dequantize_row on the way out; F32 rows are plain floats). A full-attention layer keeps n_ctx
+// cells, cell p holding the token at position p; a sliding-window layer keeps only
+// min(n_ctx, window + max_batch) cells as a ring (position p in cell p mod that), which is all
+// its attention can read. Not thread-safe; one forward() at a time per cache.
 class KvCache {
  public:
-  // Throws etna::Error for n_seq or n_ctx < 1, or (unsupported) a row width the type's blocks
-  // do not divide.
-  KvCache(const ModelConfig& config, int n_seq, int n_ctx, KvType type = KvType::f32);
+  // max_batch: the most tokens of one sequence a forward() may add at once (bounds the window
+  // rings). Throws etna::Error for n_seq, n_ctx or max_batch < 1, or (unsupported) a row width
+  // the type's blocks do not divide.
+  KvCache(const ModelConfig& config, int n_seq, int n_ctx, KvType type = KvType::f32, int max_batch = 512);
 
   int n_seq() const { return n_seq_; }
   int n_ctx() const { return n_ctx_; }
   int n_layer() const { return n_layer_; }
   int n_embd_kv() const { return n_embd_kv_; }
+  int max_batch() const { return max_batch_; }
+  bool has_window_layers() const { return has_ring_; }
+  // Cells layer `layer` keeps per sequence: n_ctx, or its sliding-window ring.
+  int layer_cells(int layer) const { return cells_[layer]; }
   KvType type() const { return type_; }
   size_t row_bytes() const { return row_bytes_; }          // one encoded K (or V) row
   size_t bytes() const { return k_.size() + v_.size(); }  // all cells of all sequences
@@ -61,13 +98,17 @@ class KvCache {
   int length(int seq) const;
   // Forgets everything in sequence `seq`.
   void clear(int seq);
+  // The longest prefix of at most n cells of `seq` that truncate() and copy() can keep: n, or 0
+  // when a window layer's ring has already overwritten a cell position n still needs.
+  int reusable(int seq, int n) const;
   // Keeps the first n cells of `seq` (a server reusing a common prompt prefix, or speculative
-  // decoding dropping rejected guesses). n <= length.
+  // decoding dropping rejected guesses). REQUIRES n <= length and reusable(seq, n) == n.
   void truncate(int seq, int n);
   // Makes `dst` a copy of the first n cells of `src` (n = -1: all of src's cells).
+  // REQUIRES reusable(src, n) == n.
   void copy(int src, int dst, int n = -1);
 
-  // Encoded row of K (V) for layer `layer`, sequence `seq`, cell `pos`: row_bytes() bytes.
+  // Encoded row of K (V) for layer `layer`, sequence `seq`, position `pos`: row_bytes() bytes.
   uint8_t* k_row(int seq, int layer, int pos) { return k_.data() + offset(seq, layer, pos); }
   uint8_t* v_row(int seq, int layer, int pos) { return v_.data() + offset(seq, layer, pos); }
   const uint8_t* k_row(int seq, int layer, int pos) const { return k_.data() + offset(seq, layer, pos); }
@@ -88,7 +129,8 @@ class KvCache {
 
  private:
   size_t offset(int seq, int layer, int pos) const {
-    return ((static_cast<size_t>(seq) * n_layer_ + layer) * n_ctx_ + pos) * row_bytes_;
+    return static_cast<size_t>(seq) * seq_bytes_ + layer_offset_[layer] +
+           static_cast<size_t>(pos % cells_[layer]) * row_bytes_;
   }
   template <typename T>
   T* as_floats(const uint8_t* row) const {
@@ -100,9 +142,13 @@ class KvCache {
   void store(uint8_t* row, const float* src);
   void check_seq(int seq) const;
 
-  int n_seq_, n_ctx_, n_layer_, n_embd_kv_;
+  int n_seq_, n_ctx_, n_layer_, n_embd_kv_, max_batch_;
   KvType type_;
   size_t row_bytes_;
+  std::vector<int> cells_, window_;      // per layer: cells kept, window (0: full attention)
+  std::vector<size_t> layer_offset_;     // per layer: byte offset within a sequence
+  size_t seq_bytes_ = 0;
+  bool has_ring_ = false;
   std::vector<uint8_t> k_, v_;  // float-aligned: allocated by operator new
   std::vector<int> length_;
 };
@@ -128,6 +174,8 @@ struct Batch {
   void clear() { tokens.clear(); pos.clear(); seq.clear(); want_logits.clear(); }
 };
 
+struct Family;  // families.h
+
 class Model {
  public:
   // Memory-maps `path` and checks that every tensor the architecture needs exists with the
@@ -138,8 +186,9 @@ class Model {
   const ModelConfig& config() const { return config_; }
   const gguf::GgufFile& file() const { return *file_; }
 
-  // A cache for n_seq sequences of up to n_ctx positions each, rows stored as `type`.
-  std::unique_ptr<KvCache> make_cache(int n_seq, int n_ctx, KvType type = KvType::f32) const;
+  // A cache for n_seq sequences of up to n_ctx positions each, rows stored as `type`, taking
+  // up to max_batch tokens of a sequence per forward() (see KvCache).
+  std::unique_ptr<KvCache> make_cache(int n_seq, int n_ctx, KvType type = KvType::f32, int max_batch = 512) const;
 
   // Evaluates `batch`, storing its keys/values in `cache`. `logits` is resized to one n_vocab
   // row per token with want_logits set, in batch order. Throws etna::Error (limit) when a
@@ -153,22 +202,49 @@ class Model {
   // in batch order; want_logits is ignored. Used for mean-pooled decoder embeddings.
   void forward_hidden(const Batch& batch, KvCache& cache, std::vector<float>& hidden) const;
 
+  // Bytes of expert weights the forward passes have read since load (a mixture-of-experts
+  // model reads only its chosen experts: tests check this grows by what the routing chose).
+  uint64_t expert_bytes_read() const { return expert_bytes_read_.load(); }
+
+  // The weights, used in place from the mapped file. Matrices whose data is null are absent.
+  struct Experts {
+    tensor::Matrix gate_inp;        // router: n_expert rows of n_embd
+    tensor::Matrix gate, up, down;  // expert 0 of each stacked 3-D tensor (see expert())
+    int n_expert = 0;
+    // Expert e's matrix of a stacked tensor whose expert 0 is m.
+    static tensor::Matrix expert(const tensor::Matrix& m, int e) {
+      tensor::Matrix r = m;
+      r.data += static_cast<size_t>(e) * static_cast<size_t>(m.rows) * m.row_bytes;
+      return r;
+    }
+  };
   struct Layer {
     tensor::Matrix attn_norm, attn_q, attn_k, attn_v, attn_output;
+    tensor::Matrix attn_qkv;                               // fused q|k|v (phi3)
     tensor::Matrix attn_q_bias, attn_k_bias, attn_v_bias;  // rows = 1; data null when absent
-    tensor::Matrix ffn_norm, ffn_gate, ffn_up, ffn_down;
+    tensor::Matrix attn_q_norm, attn_k_norm;               // per-head norms (qwen3, gemma3)
+    tensor::Matrix post_attention_norm, post_ffw_norm;     // gemma2, gemma3
+    tensor::Matrix ffn_norm, ffn_gate, ffn_up, ffn_down;   // ffn_up is gate|up fused for phi3
+    Experts moe;                                           // n_expert > 0 instead of ffn_gate/up/down
   };
+  struct Weights {
+    tensor::Matrix token_embd, output_norm, output;
+    tensor::Matrix rope_freqs;                    // Llama 3.1+ frequency factors (n_rot/2)
+    tensor::Matrix rope_factors_long, rope_factors_short;  // LongRoPE (phi3)
+    std::vector<Layer> layers;
+  };
+  const Weights& weights() const { return w_; }
+  std::atomic<uint64_t>* expert_counter() const { return &expert_bytes_read_; }
 
  private:
   Model() = default;
-  enum class Output { logits, hidden };
   void check_batch(const Batch& batch, const KvCache& cache) const;
-  void forward_llama(const Batch& batch, KvCache& cache, Output what, std::vector<float>& out) const;
 
   std::unique_ptr<gguf::GgufFile> file_;
   ModelConfig config_;
-  tensor::Matrix token_embd_, output_norm_, output_;
-  std::vector<Layer> layers_;
+  Weights w_;
+  const Family* family_ = nullptr;
+  mutable std::atomic<uint64_t> expert_bytes_read_{0};
 };
 
 }  // namespace etna::model

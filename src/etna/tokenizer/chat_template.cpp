@@ -1,5 +1,7 @@
 #include "etna/tokenizer/chat_template.h"
 
+#include <algorithm>
+
 #include "etna/base/error.h"
 #include "etna/tokenizer/jinja/interpreter.h"
 
@@ -87,7 +89,30 @@ std::string ChatTemplate::render(const std::vector<ChatMessage>& messages, bool 
     for (auto& [k, v] : extra.as_object()->items) obj.set(k, v);
   }
   jinja::RenderOptions options = take_options(context);
-  return template_->render(context, options);
+  try {
+    return template_->render(context, options);
+  } catch (const Error& e) {
+    // Templates without a system role (Gemma's raise "System role not supported"): fold each
+    // system message into the next user turn, as llama.cpp's server does, and render again.
+    const bool has_system = std::any_of(messages.begin(), messages.end(), [](const ChatMessage& m) {
+      return m.role == "system";
+    });
+    if (e.kind() != ErrorKind::invalid_argument || !has_system) throw;
+    std::vector<ChatMessage> folded;
+    std::string pending;
+    for (const auto& m : messages) {
+      if (m.role == "system") {
+        pending += (pending.empty() ? "" : "\n\n") + m.content;
+      } else if (m.role == "user" && !pending.empty()) {
+        folded.push_back({m.role, pending + "\n\n" + m.content});
+        pending.clear();
+      } else {
+        folded.push_back(m);
+      }
+    }
+    if (!pending.empty()) folded.push_back({"user", pending});
+    return render(folded, add_generation_prompt, extra_context);
+  }
 }
 
 std::string ChatTemplate::render_context(const nlohmann::ordered_json& context) const {

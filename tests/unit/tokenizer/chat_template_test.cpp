@@ -601,8 +601,12 @@ TEST(ChatTemplate, MistralV02) {
   EXPECT_EQ(t.render(kNoSystem, true),
             "<s>[INST] Hello [/INST]Hi there</s>[INST] Who are you [/INST]   I am an assistant   </s>"
             "[INST] Another question [/INST]");
-  // No system role: the template raises, and the message comes through unchanged.
-  EXPECT_EQ(error_of(t, kWithSystem), "Conversation roles must alternate user/assistant/user/assistant/...");
+  // No system role (the template raises on one): it is folded into the first user turn, as
+  // llama.cpp's server does; other template errors come through unchanged.
+  EXPECT_EQ(t.render(kWithSystem, true),
+            "<s>[INST] You are a helpful assistant\n\nHello [/INST]Hi there</s>[INST] Who are you [/INST]   I am an "
+            "assistant   </s>[INST] Another question [/INST]");
+  EXPECT_EQ(error_of(t, {{"user", "a"}, {"user", "b"}}), "Conversation roles must alternate user/assistant/user/assistant/...");
   EXPECT_EQ(error_of(t, {{"user", "a"}, {"tool", "b"}}), "Only user and assistant roles are supported!");
 }
 
@@ -686,13 +690,19 @@ TEST(ChatTemplate, Gemma2) {
             "<bos><start_of_turn>user\nHello<end_of_turn>\n<start_of_turn>model\nHi there<end_of_turn>\n"
             "<start_of_turn>user\nWho are you<end_of_turn>\n<start_of_turn>model\nI am an assistant<end_of_turn>\n"
             "<start_of_turn>user\nAnother question<end_of_turn>\n<start_of_turn>model\n");
-  // Gemma 2 has no system role: its template raises.
+  // Gemma 2 has no system role (its template raises): the system message is folded into the
+  // first user turn, as llama.cpp's server does.
+  EXPECT_EQ(t.render(kWithSystem, true),
+            "<bos><start_of_turn>user\nYou are a helpful assistant\n\nHello<end_of_turn>\n<start_of_turn>model\nHi "
+            "there<end_of_turn>\n<start_of_turn>user\nWho are you<end_of_turn>\n<start_of_turn>model\nI am an "
+            "assistant<end_of_turn>\n<start_of_turn>user\nAnother question<end_of_turn>\n<start_of_turn>model\n");
+  // Other template errors still surface.
   try {
-    t.render(kWithSystem, true);
+    t.render({{"user", "a"}, {"user", "b"}}, true);
     FAIL() << "expected raise_exception";
   } catch (const Error& e) {
     EXPECT_EQ(e.kind(), ErrorKind::invalid_argument);
-    EXPECT_STREQ(e.what(), "System role not supported");
+    EXPECT_STREQ(e.what(), "Conversation roles must alternate user/assistant/user/assistant/...");
   }
 }
 
