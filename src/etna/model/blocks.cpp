@@ -144,6 +144,16 @@ void attend(float* out, const float* q, const KvCache& cache, int seq, int layer
     return row.data();
   };
   p.resize(static_cast<size_t>(H) * n_kv);
+  // With an F16 cache, llama.cpp's matrix products convert their F32 operand to F16 too (F16's
+  // vec-dot type is F16): the queries before q.K, the softmax weights before p.V. Rounding them
+  // here makes an F16 cache compute what the peer's does.
+  const bool half = cache.type() == KvType::f16;
+  thread_local std::vector<float> q_half;
+  if (half) {
+    q_half.assign(q, q + static_cast<size_t>(H) * D);
+    for (float& x : q_half) x = fp16_to_fp32(fp32_to_fp16(x));
+    q = q_half.data();
+  }
   const float inv_cap = a.softcap > 0 ? 1.0f / a.softcap : 0.0f;
   for (int j = 0; j < n_kv; ++j) {
     const float* k = decode(cache.k_row(seq, layer, first + j));
@@ -164,6 +174,8 @@ void attend(float* out, const float* q, const KvCache& cache, int seq, int layer
     }
     const float inv = static_cast<float>(1.0 / sum);
     for (int j = 0; j < n_kv; ++j) ph[j] *= inv;
+    if (half)
+      for (int j = 0; j < n_kv; ++j) ph[j] = fp16_to_fp32(fp32_to_fp16(ph[j]));
   }
   std::fill(out, out + static_cast<size_t>(H) * D, 0.0f);
   for (int j = 0; j < n_kv; ++j) {
