@@ -158,6 +158,7 @@ async function poll(id) {
     refresh();
   } else {
     setMessage($('eval-msg'), `Failed: ${run.error}`, true);
+    $('eval-progress-text').textContent = 'Failed';
   }
 }
 
@@ -172,7 +173,7 @@ async function run(e) {
   }
   const task = $('eval-task').value;
   const limit = Number($('eval-limit').value) || 0;
-  const body = { task, text, ctx: Number($('eval-ctx').value) || undefined };
+  const body = { task, text, name: file ? file.name : 'pasted-text.txt', ctx: Number($('eval-ctx').value) || undefined };
   if (task === 'perplexity') body.chunks = limit;
   else body.limit = limit;
   setMessage($('eval-msg'), '');

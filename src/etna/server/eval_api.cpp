@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <fstream>
 #include <map>
 #include <mutex>
@@ -48,14 +49,15 @@ class EvalRuns {
   }
 
   // Starts `etna eval <task> ... -f <text file>`; returns the run id.
-  std::string start(const std::string& task, const std::string& text, const std::vector<std::string>& extra) {
+  std::string start(const std::string& task, const std::string& name, const std::string& text,
+                    const std::vector<std::string>& extra) {
     std::lock_guard lock(mu_);
     for (auto& [id, r] : runs_)
       if (r.status == "running") throw HttpError(409, ErrorKind::conflict, "an evaluation is already running (" + id + ")");
     const std::string id = fmt::format("eval-{}", ++next_);
-    const fs::path dir = o_.data_dir / "eval" / "runs";
+    const fs::path dir = o_.data_dir / "eval" / "runs" / id;
     fs::create_directories(dir);
-    const fs::path input = dir / (id + ".txt");
+    const fs::path input = dir / name;  // the leaderboard names the dataset after the file
     std::ofstream(input, std::ios::binary) << text;
     std::vector<std::string> args = {o_.etna_binary, "eval", task, "-m", o_.model_path, "-f", input.string(),
                                      "--json", "--data", o_.data_dir.string()};
@@ -140,7 +142,7 @@ class EvalRuns {
     int status = 0;
     ::waitpid(pid, &status, 0);
     std::error_code ec;
-    fs::remove(input, ec);
+    fs::remove_all(input.parent_path(), ec);
     std::lock_guard lock(mu_);
     Run& r = runs_[id];
     r.pid = -1;
@@ -213,7 +215,12 @@ void register_eval_routes(HttpServer& server, EvalService& service) {
       extra = {"-c", std::to_string(int_field(body, "ctx", 2048, 8, 1 << 20))};
       if (int limit = int_field(body, "limit", 0, 0, 1 << 20)) extra.insert(extra.end(), {"--limit", std::to_string(limit)});
     }
-    const std::string id = service.runs().start(task, body["text"].get<std::string>(), extra);
+    // The dataset's name in the leaderboard: a file name of [A-Za-z0-9._-], not starting with '.'.
+    std::string name = body.contains("name") && body["name"].is_string() ? body["name"].get<std::string>() : "";
+    for (char& ch : name)
+      if (!std::isalnum(static_cast<unsigned char>(ch)) && ch != '.' && ch != '_' && ch != '-') ch = '_';
+    if (name.empty() || name[0] == '.' || name.size() > 100) name = "text.txt";
+    const std::string id = service.runs().start(task, name, body["text"].get<std::string>(), extra);
     send_json(res, {{"id", id}, {"status", "running"}}, 202);
   });
   server.route(Method::get, "/api/eval/runs/([A-Za-z0-9-]+)", [&service](const httplib::Request& req, httplib::Response& res) {

@@ -1,6 +1,6 @@
 // The web app's evaluation routes: the leaderboard and evaluation runs on the served chat model.
 //   GET  /api/eval/results[?task=T]  -> {"results": [rows of eval::ResultStore, newest first]}
-//   POST /api/eval/runs {"task": "perplexity" | "hellaswag", "text", "ctx"?, "chunks"?, "limit"?}
+//   POST /api/eval/runs {"task": "perplexity" | "hellaswag", "text", "name"?, "ctx"?, "chunks"?, "limit"?}
 //        -> 202 {"id", "status": "running"}; 409 while another run is going
 //   GET  /api/eval/runs/{id} -> {"id", "task", "status": running | done | failed, "done", "total",
 //        "ppl"? (running estimate), "result"? (the command's JSON), "error"?}
