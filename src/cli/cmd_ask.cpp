@@ -24,6 +24,7 @@
 #include "etna/rag/catalog.h"
 #include "etna/rag/ingest.h"
 #include "etna/rag/loader.h"
+#include "etna/rag/rerank.h"
 #include "etna/rag/retriever.h"
 #include "etna/tokenizer/chat_template.h"
 #include "etna/tokenizer/tokenizer.h"
@@ -40,6 +41,7 @@ struct AskArgs {
   std::string question;
   std::string model;
   std::string embedding_model;
+  std::string reranker;
   std::string data;
   int k = 5;
   int n_predict = 256;
@@ -84,7 +86,10 @@ void ask(const AskArgs& a) {
   std::unique_ptr<engine::Embedder> embedder;
   if (!emb_path.empty()) embedder = engine::Embedder::load(emb_path);
   auto retriever = rag::Retriever::open(dir, embedder.get());
-  std::vector<rag::SearchHit> hits = retriever->search(a.question, static_cast<size_t>(a.k));
+  std::unique_ptr<engine::Reranker> reranker = a.reranker.empty() ? nullptr : engine::Reranker::load(a.reranker);
+  const size_t k = static_cast<size_t>(a.k);
+  std::vector<rag::SearchHit> hits = retriever->search(a.question, reranker ? rag::rerank_candidates(k) : k);
+  if (reranker) rag::rerank(hits, *reranker, a.question, k);
   if (hits.empty() && !a.json)
     std::fprintf(stderr, "etna: warning: no passage of collection '%s' matches the question\n", a.collection.c_str());
 
@@ -178,6 +183,7 @@ CommandRegistrar reg(52, [](CLI::App& root) {
   c->add_option("-k", a->k, "passages retrieved as sources")->capture_default_str();
   c->add_flag("--json", a->json, "print {answer, citations, retrieved, unmatched} as JSON instead of streaming");
   c->add_option("--embedding-model", a->embedding_model, "embedding model (default: the collection's)");
+  c->add_option("--reranker", a->reranker, "rerank the best 50 passages with this cross-encoder GGUF, then keep -k");
   c->add_option("--data", a->data, "Data directory (default $ETNA_DATA or ~/.local/share/etna)");
   c->add_option("-n,--n-predict", a->n_predict, "maximum tokens of the answer; -1 = until the context is full")
       ->capture_default_str();

@@ -14,6 +14,7 @@
 #include "etna/engine/embedder.h"
 #include "etna/rag/ingest.h"
 #include "etna/rag/loader.h"
+#include "etna/rag/rerank.h"
 #include "etna/rag/retriever.h"
 
 namespace etna::cli {
@@ -25,6 +26,7 @@ struct SearchArgs {
   std::string collection;
   std::string query;
   std::string embedding_model;
+  std::string reranker;
   std::string data;
   int k = 5;
   bool json = false;
@@ -55,7 +57,10 @@ void run(const SearchArgs& a) {
   opt.bm25_weight = a.bm25_weight;
   opt.vector_weight = a.vector_weight;
   auto retriever = rag::Retriever::open(dir, embedder.get(), opt);
-  const auto hits = retriever->search(a.query, static_cast<size_t>(a.k));
+  std::unique_ptr<engine::Reranker> reranker = a.reranker.empty() ? nullptr : engine::Reranker::load(a.reranker);
+  const size_t k = static_cast<size_t>(a.k);
+  auto hits = retriever->search(a.query, reranker ? rag::rerank_candidates(k) : k);
+  if (reranker) rag::rerank(hits, *reranker, a.query, k);
   if (a.json) {
     nlohmann::json out = nlohmann::json::array();
     for (const auto& h : hits) {
@@ -72,7 +77,7 @@ void run(const SearchArgs& a) {
                      {"heading", rag::sanitize_utf8(h.chunk.heading)},
                      {"text", rag::sanitize_utf8(h.chunk.text)}});
     }
-    std::cout << nlohmann::json{{"mode", retriever->hybrid() ? "hybrid" : "bm25"}, {"results", out}}.dump(2) << "\n";
+    std::cout << nlohmann::json{{"mode", std::string(retriever->hybrid() ? "hybrid" : "bm25") + (reranker ? "+rerank" : "")}, {"results", out}}.dump(2) << "\n";
     return;
   }
   if (hits.empty()) {
@@ -103,6 +108,7 @@ CommandRegistrar reg(51, [](CLI::App& root) {
   c->add_option("-k", args->k, "number of results")->capture_default_str();
   c->add_flag("--json", args->json, "print JSON");
   c->add_option("--embedding-model", args->embedding_model, "embedding model (default: the collection's)");
+  c->add_option("--reranker", args->reranker, "rerank the best 50 with this cross-encoder GGUF, then keep -k");
   c->add_flag("--bm25-only", args->bm25_only, "ignore vectors even when the collection has them");
   c->add_option("--rrf-k", args->rrf_k, "reciprocal rank fusion constant k")->capture_default_str();
   c->add_option("--bm25-weight", args->bm25_weight, "weight of the BM25 ranking in the fusion")->capture_default_str();

@@ -17,7 +17,9 @@
 #include "etna/server/docs_api.h"
 #include "etna/server/http_server.h"
 #include "etna/server/openai_api.h"
+#include "etna/server/eval_api.h"
 #include "etna/server/qdrant_api.h"
+#include "etna/server/rerank_api.h"
 #include "etna/server/web_app.h"
 #include "etna/store/database.h"
 
@@ -29,6 +31,7 @@ namespace fs = std::filesystem;
 struct ServeArgs {
   std::string model;
   std::string embedding_model;
+  std::string reranker;
   bool no_model = false;
   int parallel = 4;
   std::string cache_type = "f32";
@@ -108,6 +111,13 @@ void serve(const ServeArgs& a) {
   if (!a.embedding_model.empty()) docs_opt.embedding_model_path = fs::absolute(a.embedding_model).lexically_normal().string();
   server::DocsService docs(docs_opt, openai.get());
   server::register_docs_routes(http, docs);
+  server::EvalService evals({.data_dir = data, .model_path = a.model.empty() ? "" : fs::absolute(a.model).string()});
+  server::register_eval_routes(http, evals);
+  std::unique_ptr<engine::Reranker> reranker;
+  if (!a.reranker.empty()) {
+    reranker = engine::Reranker::load(a.reranker);
+    server::register_rerank_routes(http, *reranker);
+  }
 
   if (opt.api_keys.empty() && a.host != "127.0.0.1" && a.host != "localhost" && a.host != "::1")
     std::cerr << "etna: warning: listening on " << a.host << " without --api-key: anyone who can reach it can use it\n";
@@ -146,6 +156,7 @@ CommandRegistrar reg(30, [](CLI::App& root) {
   auto* c = root.add_subcommand("serve", "Run the HTTP server: OpenAI-compatible API (with -m) and Qdrant-compatible vector store");
   c->add_option("-m,--model", args->model, "GGUF model to serve through the OpenAI-compatible API");
   c->add_option("--embedding-model", args->embedding_model, "GGUF embedding model for /v1/embeddings");
+  c->add_option("--reranker", args->reranker, "GGUF cross-encoder for POST /v1/rerank");
   c->add_flag("--no-model", args->no_model, "Serve the vector store only");
   c->add_option("--parallel", args->parallel, "Sequences generated together (continuous batching)")->capture_default_str();
   c->add_option("--cache-type", args->cache_type, "KV cache type: f32, f16 (half the memory) or q8_0")->capture_default_str();

@@ -291,6 +291,35 @@ describe('the web app in Chromium', { skip }, () => {
     await shot('status');
   });
 
+  test('evaluate: a perplexity run shows progress, lands in the sortable leaderboard and the plot', async () => {
+    await go('evaluate');
+    const story = 'Once upon a time, there was a little girl named Lily. She loved to play outside in the park. '
+      + 'One day, she saw a big red ball under a tree. She ran to get it and laughed with her friend Tom. ';
+    await page.selectOption('#eval-task', 'perplexity');
+    await page.fill('#eval-ctx', '32');
+    await page.fill('#eval-text', story.repeat(4));
+    await page.click('#eval-run');
+    await page.waitForSelector('#eval-progress:not([hidden])');
+    await page.waitForFunction(() => /^Done: PPL \d/.test(document.getElementById('eval-msg').textContent), null, { timeout: 60000 });
+    assert.equal(await page.getAttribute('#eval-bar', 'value'), await page.getAttribute('#eval-bar', 'max'));
+    // The leaderboard holds the run (the same figure the command line stores), sortable by column.
+    await page.waitForSelector('#eval-rows tr');
+    const row = await page.locator('#eval-rows tr').first().innerText();
+    assert.match(row, /stories260K/);
+    assert.match(row, /perplexity/);
+    assert.match(row, /ppl/);
+    await page.click('#eval-table th button[data-sort="value"]');
+    assert.equal(await page.getAttribute('#eval-table th:has(button[data-sort="value"])', 'aria-sort'), 'ascending');
+    // The plot is drawn here as SVG: one point for this model.
+    assert.equal(await page.locator('#eval-plot-ppl svg .point circle').count(), 1);
+    assert.equal(await page.locator('#eval-plot-rag svg').count(), 1);
+    // A bad request is one clear message, not a broken page.
+    await page.fill('#eval-ctx', '512');
+    await page.click('#eval-run');
+    await page.waitForFunction(() => /^Failed: .*needs at least/.test(document.getElementById('eval-msg').textContent), null, { timeout: 60000 });
+    await shot('evaluate');
+  });
+
   test('keyboard only: move between views with Tab and Enter', async () => {
     const p = await context.newPage();
     await p.goto(`${server.url}/#/chat`);

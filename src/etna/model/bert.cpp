@@ -174,6 +174,24 @@ std::unique_ptr<BertModel> BertModel::load(const std::string& path) {
     L.layer_output_norm = ld.tensor(p + "layer_output_norm.weight", {E});
     L.layer_output_norm_bias = ld.tensor(p + "layer_output_norm.bias", {E});
   }
+  // The classification head of cross-encoders (rerankers): cls (n_embd -> n_embd, tanh), then
+  // optionally cls.output (n_embd -> n_cls_out).
+  if (f.find_tensor("cls.weight") != nullptr) {
+    m->cls_ = ld.tensor("cls.weight", {E, E});
+    m->cls_bias_ = ld.tensor("cls.bias", {E});
+    c.n_cls_out = c.n_embd;
+    if (const gguf::TensorInfo* out = f.find_tensor("cls.output.weight")) {
+      if (out->dims.size() < 2 || out->dims[1] == 0 || out->dims[1] > 65536)
+        fail(ErrorKind::corrupt, "{}: tensor cls.output.weight has a bad shape", path);
+      c.n_cls_out = static_cast<int>(out->dims[1]);
+      m->cls_out_ = ld.tensor("cls.output.weight", {E, out->dims[1]});
+      m->cls_out_bias_ = ld.tensor("cls.output.bias", {out->dims[1]});
+    }
+  } else if (f.find_tensor("cls.output.weight") != nullptr) {
+    fail(ErrorKind::corrupt, "{}: cls.output.weight without cls.weight: the classification head is incomplete", path);
+  }
+  if (c.pooling == Pooling::rank && m->cls_.data == nullptr)
+    fail(ErrorKind::corrupt, "{}: pooling_type rank (a reranker) needs the classification head cls.weight", path);
   log::debug("loaded {}: {} n_embd={} n_layer={} n_head={} n_ff={} n_vocab={} pooling={}", path, c.arch, c.n_embd,
              c.n_layer, c.n_head, c.n_ff, c.n_vocab, pooling_name(c.pooling));
   return m;
@@ -226,6 +244,20 @@ void BertModel::forward(const std::vector<int32_t>& tokens, std::vector<float>& 
                  L.layer_output_norm_bias, E, c.norm_eps);
   }
   hidden = std::move(x);
+}
+
+std::vector<float> BertModel::classify(const std::vector<int32_t>& tokens) const {
+  if (cls_.data == nullptr)
+    fail(ErrorKind::unsupported, "{}: this model has no classification head (it is not a reranker)", file_->path());
+  std::vector<float> hidden, h;
+  forward(tokens, hidden);
+  hidden.resize(static_cast<size_t>(config_.n_embd));  // the first token ([CLS])
+  linear(cls_, cls_bias_, hidden, 1, h);
+  for (float& v : h) v = std::tanh(v);
+  if (cls_out_.data == nullptr) return h;
+  std::vector<float> out;
+  linear(cls_out_, cls_out_bias_, h, 1, out);
+  return out;
 }
 
 }  // namespace etna::model

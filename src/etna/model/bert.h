@@ -32,6 +32,7 @@ struct BertConfig {
   int head_dim = 0;         // n_embd / n_head
   float norm_eps = 1e-12f;  // attention.layer_norm_epsilon
   Pooling pooling = Pooling::none;  // as the file says (none when absent)
+  int n_cls_out = 0;        // outputs of the classification head (cross-encoders); 0 without one
 };
 
 class BertModel {
@@ -51,6 +52,13 @@ class BertModel {
   // vocabulary, (limit) for more than n_ctx_train tokens.
   void forward(const std::vector<int32_t>& tokens, std::vector<float>& hidden) const;
 
+  // The classification head of a cross-encoder (pooling "rank", as llama.cpp loads rerankers):
+  // the first token's hidden state h, then cls_out · tanh(cls · h + cls_b) + cls_out_b (without
+  // cls.output the tanh layer's n_embd values are the output). Returns config().n_cls_out values;
+  // for a reranker the first is the relevance score. Throws etna::Error (unsupported) when the
+  // model has no head, else as forward().
+  std::vector<float> classify(const std::vector<int32_t>& tokens) const;
+
   struct Layer {
     tensor::Matrix attn_q, attn_k, attn_v, attn_output;
     tensor::Matrix attn_q_bias, attn_k_bias, attn_v_bias, attn_output_bias;
@@ -65,6 +73,7 @@ class BertModel {
   std::unique_ptr<gguf::GgufFile> file_;
   BertConfig config_;
   tensor::Matrix token_embd_, token_types_, position_embd_, embd_norm_, embd_norm_bias_;
+  tensor::Matrix cls_, cls_bias_, cls_out_, cls_out_bias_;  // data null when absent
   std::vector<Layer> layers_;
 };
 
