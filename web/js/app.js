@@ -1,12 +1,13 @@
-// Entry point: hash routing between the four views (#/chat, #/documents, #/ask, #/status),
+// Entry point: hash routing between the views (#/chat, #/documents, #/ask, #/models, #/status),
 // the collapsible navigation, and keyboard conveniences.
 import * as chat from './chat.js';
 import * as documents from './documents.js';
 import * as ask from './ask.js';
 import * as status from './status.js';
+import * as models from './models.js';
 import { $ } from './ui.js';
 
-const views = { chat, documents, ask, status };
+const views = { chat, documents, ask, models, status };
 let currentName = null;
 
 function closeNav() {
