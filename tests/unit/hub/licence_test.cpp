@@ -67,7 +67,9 @@ TEST(LicenceTable, EveryEntryAnswersTheFourQuestions) {
     EXPECT_EQ(t->link.rfind("https://", 0), 0u) << t->link;
     EXPECT_FALSE(t->attribution.empty());
     // Whatever limits commercial use is named, so a refusal can quote it.
-    if (t->commercial != Commercial::yes) EXPECT_FALSE(t->clause.empty());
+    if (t->commercial != Commercial::yes) {
+      EXPECT_FALSE(t->clause.empty());
+    }
   }
 }
 
