@@ -317,6 +317,42 @@ LicenceRecord licence_from_model_card(std::string_view readme) {
   return r;
 }
 
+LicenceRecord licence_from_licence_file(std::string_view text) {
+  // Titles as they open the licences' own texts, most specific first (lower case).
+  static const std::pair<const char*, const char*> titles[] = {
+      {"llama 3.3 community license", "llama3.3"},
+      {"llama 3.2 community license", "llama3.2"},
+      {"llama 3.1 community license", "llama3.1"},
+      {"meta llama 3 community license", "llama3"},
+      {"llama 2 community license", "llama2"},
+      {"gemma terms of use", "gemma"},
+      {"qwen research license agreement", "qwen-research"},
+      {"tongyi qianwen research license", "qwen-research"},
+      {"qwen license agreement", "qwen"},
+      {"tongyi qianwen license agreement", "qwen"},
+      {"mistral ai research license", "mrl"},
+      {"attribution-noncommercial-sharealike 4.0 international", "cc-by-nc-sa-4.0"},
+      {"attribution-noncommercial 4.0 international", "cc-by-nc-4.0"},
+      {"attribution-sharealike 4.0 international", "cc-by-sa-4.0"},
+      {"attribution 4.0 international", "cc-by-4.0"},
+      {"bigscience rail license", "bigscience-bloom-rail-1.0"},
+      {"apache license", "apache-2.0"},  // with "version 2.0"
+      {"mit license", "mit"},
+  };
+  // Only the opening matters: a licence's title comes first, later text may quote other licences.
+  std::string head = lower(text.substr(0, std::min<size_t>(text.size(), 2000)));
+  for (char& c : head)
+    if (c == '\r' || c == '\t') c = ' ';
+  for (const auto& [title, id] : titles) {
+    if (head.find(title) == std::string::npos) continue;
+    if (std::string_view(id) == "apache-2.0" && head.find("version 2.0") == std::string::npos) continue;
+    return make_licence_record(id, "", "", "licence file");
+  }
+  if (head.find("permission is hereby granted, free of charge") != std::string::npos)
+    return make_licence_record("mit", "", "", "licence file");
+  return {};
+}
+
 LicenceRecord merge_licence(const LicenceRecord& primary, const LicenceRecord& secondary) {
   LicenceRecord r;
   if (primary.known()) r = primary;

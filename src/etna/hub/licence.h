@@ -79,6 +79,9 @@ LicenceRecord licence_from_gguf(const gguf::GgufFile& file);
 // Reads `license`, `license_name`, `license_link` and `base_model` from a model card's YAML front
 // matter (the block between the leading "---" lines of README.md). Nothing found: source "".
 LicenceRecord licence_from_model_card(std::string_view readme);
+// Recognises a LICENSE file's text by the title lines of the licences in the table (Apache 2.0,
+// MIT, the Llama community licences, Gemma, Qwen, CC, ...). Nothing recognised: source "".
+LicenceRecord licence_from_licence_file(std::string_view text);
 // The first record that knows its licence wins; else the first that declares anything; base
 // models are merged.
 LicenceRecord merge_licence(const LicenceRecord& primary, const LicenceRecord& secondary);

@@ -669,13 +669,19 @@ Manifest pull(const Library& library, const std::string& ref_text, const PullOpt
   }
 
   // The model card's front matter fills in what the GGUF does not say about the licence.
+  // A LICENSE file fills in what neither says.
+  LicenceRecord card, file;
   for (const auto& f : m.files) {
-    if (lower(f.name) != "readme.md") continue;
+    const std::string n = lower(f.name);
+    const bool is_card = n == "readme.md", is_licence = n.rfind("license", 0) == 0 || n.rfind("licence", 0) == 0;
+    if (!is_card && !is_licence) continue;
     std::ifstream in(f.path);
     std::stringstream ss;
     ss << in.rdbuf();
-    m.licence = licence_from_model_card(ss.str());
+    if (is_card) card = licence_from_model_card(ss.str());
+    else if (!file.known()) file = licence_from_licence_file(ss.str());
   }
+  m.licence = merge_licence(card, file);
   const std::string main_path = m.main_path();
   if (!main_path.empty() && ends_with(lower(main_path), ".gguf")) describe_gguf(main_path, m);
   m.owns_files = true;

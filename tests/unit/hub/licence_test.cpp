@@ -198,6 +198,23 @@ TEST(LicenceGguf, ReadsLicenceAndBaseModelKeys) {
   EXPECT_FALSE(none.known());
 }
 
+TEST(LicenceFile, RecognisedByTitle) {
+  auto id = [](const std::string& text) {
+    LicenceRecord r = licence_from_licence_file(text);
+    return r.known() ? std::string(r.terms->id) : std::string("none");
+  };
+  EXPECT_EQ(id("                                 Apache License\n                           Version 2.0, January 2004\n"), "apache-2.0");
+  EXPECT_EQ(id("MIT License\n\nCopyright (c) Microsoft Corporation.\n"), "mit");
+  EXPECT_EQ(id("Copyright 2024\n\nPermission is hereby granted, free of charge, to any person"), "mit");
+  EXPECT_EQ(id("LLAMA 3.2 COMMUNITY LICENSE AGREEMENT\nLlama 3.2 Version Release Date: September 25, 2024"), "llama3.2");
+  EXPECT_EQ(id("META LLAMA 3 COMMUNITY LICENSE AGREEMENT\n"), "llama3");
+  EXPECT_EQ(id("Gemma Terms of Use\n\nLast modified: February 21, 2024"), "gemma");
+  EXPECT_EQ(id("Qwen RESEARCH LICENSE AGREEMENT\n"), "qwen-research");
+  EXPECT_EQ(id("Attribution-NonCommercial 4.0 International\n"), "cc-by-nc-4.0");
+  EXPECT_EQ(id("Some custom terms. You may not use this."), "none");
+  EXPECT_EQ(licence_from_licence_file("").source, "");
+}
+
 TEST(LicenceMerge, KnownWinsAndBaseModelsJoin) {
   LicenceRecord a = make_licence_record("", "", "", "");
   a.base_models = {"x/a"};

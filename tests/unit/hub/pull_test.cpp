@@ -126,6 +126,16 @@ TEST_F(PullTest, ListingQuantChoiceRedirectAndLicenceFromCard) {
   EXPECT_EQ(hub_.downloads(), before);
 }
 
+TEST_F(PullTest, LicenceFileWhenNothingElseDeclaresOne) {
+  hub_.add("org/lic", "lic-Q8_0.gguf", {test::licensed_gguf(""), "", true, 0, false});
+  hub_.add("org/lic", "LICENSE", {"MIT License\n\nCopyright (c) 2024 Someone\n", "", false, 0, false});
+  Manifest m = pull(lib_, "org/lic", opts_);
+  ASSERT_TRUE(m.licence.known());
+  EXPECT_EQ(m.licence.terms->id, "mit");
+  EXPECT_EQ(m.licence.source, "licence file");
+  EXPECT_EQ(m.files.size(), 2u);
+}
+
 TEST_F(PullTest, SplitModelIsOneModel) {
   const std::string second = test::licensed_gguf("apache-2.0", "shard two");
   hub_.add("org/big", "big-Q6_K-00001-of-00002.gguf", {gguf_, "", true, 0, false});
