@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/command.h"
+#include "cli/model_ref.h"
 #include "cli/data_dir.h"
 #include "cli/sampling_options.h"
 #include "etna/base/error.h"
@@ -179,7 +180,7 @@ CommandRegistrar reg(52, [](CLI::App& root) {
   auto* c = root.add_subcommand("ask", "Answer a question from an ingested collection, citing its sources");
   c->add_option("question", a->question, "the question")->required();
   c->add_option("--collection", a->collection, "collection name")->required();
-  c->add_option("-m,--model", a->model, "the chat model (.gguf) that writes the answer");
+  add_model_option(c, a->model, "the chat model (.gguf) that writes the answer");
   c->add_option("-k", a->k, "passages retrieved as sources")->capture_default_str();
   c->add_flag("--json", a->json, "print {answer, citations, retrieved, unmatched} as JSON instead of streaming");
   c->add_option("--embedding-model", a->embedding_model, "embedding model (default: the collection's)");

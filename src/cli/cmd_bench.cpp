@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/command.h"
+#include "cli/model_ref.h"
 #include "etna/base/error.h"
 #include "etna/engine/bench.h"
 #include "etna/model/model.h"
@@ -127,7 +128,8 @@ void bench(const BenchArgs& a) {
 CommandRegistrar reg(60, [](CLI::App& root) {
   auto* c = root.add_subcommand("bench", "Measure prompt-processing and generation speed against the memory roofline");
   auto a = std::make_shared<BenchArgs>();
-  c->add_option("-m,--model", a->model, "the .gguf model file")->required();
+  add_model_option(c, a->model, "the .gguf model file")->required();
+  add_library_option(c);
   c->add_option("-p,--n-prompt", a->n_prompt, "prompt tokens evaluated in one batch (0 = skip)")->capture_default_str();
   c->add_option("-n,--n-gen", a->n_gen, "tokens generated one at a time (0 = skip)")->capture_default_str();
   c->add_option("-t,--threads", a->threads, "threads (default: all cores)");

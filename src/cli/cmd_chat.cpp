@@ -12,6 +12,7 @@
 #include <fmt/format.h>
 
 #include "cli/command.h"
+#include "cli/model_ref.h"
 #include "cli/sampling_options.h"
 #include "etna/base/error.h"
 #include "etna/engine/generator.h"
@@ -136,7 +137,8 @@ void chat(const ChatOptions& o) {
 CommandRegistrar reg(11, [](CLI::App& root) {
   auto* c = root.add_subcommand("chat", "Talk with a model interactively (stdin/stdout), using its chat template");
   auto o = std::make_shared<ChatOptions>();
-  c->add_option("-m,--model", o->model, "the .gguf model file")->required();
+  add_model_option(c, o->model, "the .gguf model file")->required();
+  add_library_option(c);
   c->add_option("--system", o->system, "a system message that starts the conversation");
   c->add_option("-n,--n-predict", o->n_predict, "maximum tokens per reply; -1 = until the context is full")
       ->capture_default_str();

@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 
 #include "cli/command.h"
+#include "cli/model_ref.h"
 #include "etna/base/error.h"
 #include "etna/engine/embedder.h"
 
@@ -66,8 +67,9 @@ void run(const EmbedArgs& a) {
 CommandRegistrar reg(47, [](CLI::App& root) {
   auto args = std::make_shared<EmbedArgs>();
   auto* c = root.add_subcommand("embed", "Print the embedding of each text as one JSON array of vectors");
-  c->add_option("-m,--model", args->model, "GGUF model (bert encoder, or a llama-family model: mean-pooled)")
+  add_model_option(c, args->model, "GGUF model (bert encoder, or a llama-family model: mean-pooled)")
       ->required();
+  add_library_option(c);
   c->add_option("--file", args->file, "read more texts from this file, one per non-empty line ('-': stdin)");
   c->add_flag("--truncate", args->truncate, "cut texts longer than the model's limit instead of failing");
   c->add_option("texts", args->texts, "texts to embed (after those, the --file lines)");

@@ -8,10 +8,13 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/command.h"
+#include "cli/info.h"
 #include "cli/memory_report.h"
 #include "etna/base/cpu_features.h"
 #include "etna/base/error.h"
 #include "etna/gguf/gguf_file.h"
+#include "etna/hub/library.h"
+#include "etna/hub/licence.h"
 #include "etna/tensor/tensor.h"
 
 namespace etna::cli {
@@ -44,18 +47,7 @@ json meta(const gguf::GgufFile& f, const std::string& key) {
   return v ? json(v->to_json(kMaxArrayItems)) : json(nullptr);
 }
 
-// llama.cpp's general.file_type numbering (the dominant quantisation of a file).
-std::string file_type_name(int64_t ft) {
-  static const std::map<int64_t, const char*> names = {
-      {0, "F32"},     {1, "F16"},     {2, "Q4_0"},    {3, "Q4_1"},     {7, "Q8_0"},     {8, "Q5_0"},
-      {9, "Q5_1"},    {10, "Q2_K"},   {11, "Q3_K_S"}, {12, "Q3_K_M"},  {13, "Q3_K_L"},  {14, "Q4_K_S"},
-      {15, "Q4_K_M"}, {16, "Q5_K_S"}, {17, "Q5_K_M"}, {18, "Q6_K"},    {19, "IQ2_XXS"}, {20, "IQ2_XS"},
-      {21, "Q2_K_S"}, {22, "IQ3_XS"}, {23, "IQ3_XXS"}, {24, "IQ1_S"},  {25, "IQ4_NL"},  {26, "IQ3_S"},
-      {27, "IQ3_M"},  {28, "IQ2_S"},  {29, "IQ2_M"},  {30, "IQ4_XS"},  {31, "IQ1_M"},   {32, "BF16"},
-      {36, "TQ1_0"},  {37, "TQ2_0"}};
-  auto it = names.find(ft);
-  return it == names.end() ? fmt::format("unknown ({})", ft) : it->second;
-}
+std::string file_type_name(int64_t ft) { return hub::file_type_name(ft); }
 
 json describe(const gguf::GgufFile& f, bool with_tensors) {
   const std::string arch = f.architecture();
@@ -66,6 +58,7 @@ json describe(const gguf::GgufFile& f, bool with_tensors) {
   out["architecture"] = arch;
   out["name"] = meta(f, "general.name");
   out["license"] = meta(f, "general.license");
+  out["licence"] = json::parse(hub::licence_from_gguf(f).to_json().dump());
   const gguf::Value* ft = f.find("general.file_type");
   out["file_type"] = ft && ft->is_integer() ? json(file_type_name(ft->as_int())) : json(nullptr);
 
@@ -126,7 +119,7 @@ void print_text(const json& d) {
                            d["file_size"].get<uint64_t>(), d["gguf_version"].get<uint32_t>()));
   line("architecture", text_of(d["architecture"]));
   line("name", text_of(d["name"]));
-  line("license", text_of(d["license"]));
+  print_licence_lines(d["licence"], out);
   line("file type", text_of(d["file_type"]));
   line("parameters", fmt::format("{} ({})", human_count(d["parameters"].get<uint64_t>()), d["parameters"].get<uint64_t>()));
   line("context length", text_of(d["context_length"]));
@@ -155,6 +148,34 @@ void print_text(const json& d) {
   }
   std::fwrite(out.data(), 1, out.size(), stdout);
 }
+
+}  // namespace
+
+nlohmann::ordered_json describe_model_file(const std::string& path, bool with_tensors) {
+  auto file = gguf::GgufFile::open(path);
+  return describe(*file, with_tensors);
+}
+
+void print_model_description(const nlohmann::ordered_json& d) { print_text(d); }
+
+void print_licence_lines(const nlohmann::ordered_json& l, std::string& out) {
+  auto line = [&out](std::string_view label, const std::string& value) { out += fmt::format("{:<18} {}\n", label, value); };
+  auto str = [&l](const char* k) { return l.contains(k) && l[k].is_string() ? l[k].get<std::string>() : std::string(); };
+  line("licence", str("summary") + (str("source").empty() ? "" : " [from " + str("source") + "]"));
+  if (!str("link").empty()) line("  link", str("link"));
+  line("  weights", str("weights"));
+  line("  training data", str("training_data"));
+  line("  outputs", str("outputs"));
+  line("  commercial use", str("commercial") + (str("clause").empty() ? "" : ": " + str("clause")));
+  if (!str("attribution").empty()) line("  attribution", str("attribution"));
+  if (l.contains("base_models") && l["base_models"].is_array() && !l["base_models"].empty()) {
+    std::string b;
+    for (const auto& x : l["base_models"]) b += (b.empty() ? "" : ", ") + x.get<std::string>();
+    line("  base models", b);
+  }
+}
+
+namespace {
 
 CommandRegistrar reg(30, [](CLI::App& root) {
   auto* c = root.add_subcommand("info", "Describe a GGUF model file: architecture, size, quantisation, metadata");

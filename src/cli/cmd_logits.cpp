@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/command.h"
+#include "cli/model_ref.h"
 #include "etna/base/error.h"
 #include "etna/model/model.h"
 #include "etna/tokenizer/tokenizer.h"
@@ -78,7 +79,8 @@ void run(const LogitsArgs& a) {
 CommandRegistrar reg(45, [](CLI::App& root) {
   auto args = std::make_shared<LogitsArgs>();
   auto* c = root.add_subcommand("logits", "Print the top logits at every prompt position as JSON");
-  c->add_option("-m,--model", args->model, "GGUF model")->required();
+  add_model_option(c, args->model, "GGUF model")->required();
+  add_library_option(c);
   c->add_option("-p,--prompt", args->prompt, "the prompt (tokenised with BOS as the vocabulary asks)")->required();
   c->add_option("--top", args->top, "logits per position, largest first")->capture_default_str();
   c->add_option("--ctx", args->ctx, "context size: longer prompts are an error")->capture_default_str();

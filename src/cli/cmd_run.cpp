@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/command.h"
+#include "cli/model_ref.h"
 #include "cli/sampling_options.h"
 #include "etna/base/error.h"
 #include "etna/engine/generator.h"
@@ -108,7 +109,8 @@ void run(const RunOptions& o) {
 CommandRegistrar reg(10, [](CLI::App& root) {
   auto* c = root.add_subcommand("run", "Continue a prompt with a model, streaming the text");
   auto o = std::make_shared<RunOptions>();
-  c->add_option("-m,--model", o->model, "the .gguf model file")->required();
+  add_model_option(c, o->model, "the .gguf model file")->required();
+  add_library_option(c);
   auto* p = c->add_option("-p,--prompt", o->prompt, "the prompt text");
   auto* f = c->add_option("-f,--file", o->prompt_file, "read the prompt from this file");
   c->add_option("-n,--n-predict", o->n_predict, "maximum tokens to generate; -1 = until the context is full")

@@ -10,12 +10,14 @@
 #include <vector>
 
 #include "cli/command.h"
+#include "cli/model_ref.h"
 #include "cli/data_dir.h"
 #include "etna/base/error.h"
 #include "etna/base/log.h"
 #include "etna/model/kv_type.h"
 #include "etna/server/docs_api.h"
 #include "etna/server/http_server.h"
+#include "etna/server/models_api.h"
 #include "etna/server/openai_api.h"
 #include "etna/server/eval_api.h"
 #include "etna/server/qdrant_api.h"
@@ -101,6 +103,12 @@ void serve(const ServeArgs& a) {
     oo.cache_type = model::parse_kv_type(a.cache_type);
     oo.n_ctx = a.ctx;
     oo.queue_capacity = queue;
+    // The library's record (it also read the model card) for /v1/models' licence field.
+    const auto lib = model_library(a.data);
+    if (!a.model.empty())
+      if (auto m = lib.find_by_path(a.model)) oo.model_licence = m->licence.to_json();
+    if (!a.embedding_model.empty())
+      if (auto m = lib.find_by_path(a.embedding_model)) oo.embedding_model_licence = m->licence.to_json();
     openai = std::make_unique<server::OpenAIService>(oo);
     server::register_openai_routes(http, *openai);
   }
@@ -111,6 +119,14 @@ void serve(const ServeArgs& a) {
   if (!a.embedding_model.empty()) docs_opt.embedding_model_path = fs::absolute(a.embedding_model).lexically_normal().string();
   server::DocsService docs(docs_opt, openai.get());
   server::register_docs_routes(http, docs);
+  server::ModelsOptions models_opt;
+  models_opt.data_dir = data;
+  models_opt.served_model_path = a.model;
+  models_opt.served_embedding_path = a.embedding_model;
+  for (const char* k : {"ETNA_OFFLINE", "HF_HUB_OFFLINE"})
+    if (const char* v = std::getenv(k); v && *v && std::string(v) != "0") models_opt.offline = true;
+  server::ModelsService models(models_opt);
+  server::register_models_routes(http, models);
   server::EvalService evals({.data_dir = data, .model_path = a.model.empty() ? "" : fs::absolute(a.model).string()});
   server::register_eval_routes(http, evals);
   std::unique_ptr<engine::Reranker> reranker;
@@ -154,8 +170,8 @@ void serve(const ServeArgs& a) {
 CommandRegistrar reg(30, [](CLI::App& root) {
   auto args = std::make_shared<ServeArgs>();
   auto* c = root.add_subcommand("serve", "Run the HTTP server: OpenAI-compatible API (with -m) and Qdrant-compatible vector store");
-  c->add_option("-m,--model", args->model, "GGUF model to serve through the OpenAI-compatible API");
-  c->add_option("--embedding-model", args->embedding_model, "GGUF embedding model for /v1/embeddings");
+  add_model_option(c, args->model, "GGUF model to serve through the OpenAI-compatible API");
+  add_extra_model_option(c, "--embedding-model", args->embedding_model, "GGUF embedding model for /v1/embeddings");
   c->add_option("--reranker", args->reranker, "GGUF cross-encoder for POST /v1/rerank");
   c->add_flag("--no-model", args->no_model, "Serve the vector store only");
   c->add_option("--parallel", args->parallel, "Sequences generated together (continuous batching)")->capture_default_str();

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/command.h"
+#include "cli/model_ref.h"
 #include "etna/base/error.h"
 #include "etna/gguf/gguf_file.h"
 #include "etna/tokenizer/tokenizer.h"
@@ -66,7 +67,8 @@ void run(const TokenizeArgs& a, bool text_given) {
 CommandRegistrar reg(40, [](CLI::App& root) {
   auto args = std::make_shared<TokenizeArgs>();
   auto* c = root.add_subcommand("tokenize", "Print the token ids of a text as a JSON array");
-  c->add_option("-m,--model", args->model, "GGUF model or vocabulary-only file")->required();
+  add_model_option(c, args->model, "GGUF model or vocabulary-only file")->required();
+  add_library_option(c);
   c->add_flag("--no-bos", args->no_bos, "do not add BOS/EOS ([CLS]/[SEP]) tokens");
   c->add_flag("--pieces", args->pieces, "print [id, \"piece\"] pairs instead of bare ids");
   c->add_flag("--parse-special", args->parse_special, "turn control-token text such as <s> into its id");

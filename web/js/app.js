@@ -1,13 +1,14 @@
-// Entry point: hash routing between the views (#/chat, #/documents, #/ask, #/evaluate, #/status),
+// Entry point: hash routing between the views (#/chat, #/documents, #/ask, #/models, #/evaluate, #/status),
 // the collapsible navigation, and keyboard conveniences.
 import * as chat from './chat.js';
 import * as documents from './documents.js';
 import * as ask from './ask.js';
 import * as status from './status.js';
 import * as evaluate from './evaluate.js';
+import * as models from './models.js';
 import { $ } from './ui.js';
 
-const views = { chat, documents, ask, evaluate, status };
+const views = { chat, documents, ask, models, evaluate, status };
 let currentName = null;
 
 function closeNav() {

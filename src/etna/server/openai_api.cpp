@@ -11,6 +11,8 @@
 #include "etna/base/log.h"
 #include "etna/engine/grammar.h"
 #include "etna/engine/json_schema.h"
+#include "etna/gguf/gguf_file.h"
+#include "etna/hub/licence.h"
 #include "etna/engine/memory.h"
 #include "etna/engine/tool_calls.h"
 
@@ -188,6 +190,7 @@ struct OpenAIService::Impl {
   std::unique_ptr<LockedEmbedder> locked_embedder;
   Metrics metrics;
   int64_t created = 0;
+  json model_licence, embedding_licence;  // extra /v1/models fields
 };
 
 OpenAIService::OpenAIService(OpenAIOptions options) : options_(std::move(options)), impl_(std::make_unique<Impl>()) {
@@ -207,6 +210,7 @@ void OpenAIService::load() {
   m.created = unix_now();
   if (!options_.model_path.empty()) {
     m.model = model::Model::load(options_.model_path);
+    m.model_licence = !options_.model_licence.is_null() ? options_.model_licence : hub::licence_from_gguf(m.model->file()).to_json();
     m.tokenizer = tokenizer::Tokenizer::from_gguf(m.model->file());
     try {
       m.chat_template.emplace(tokenizer::ChatTemplate::from_gguf(m.model->file()));
@@ -230,6 +234,9 @@ void OpenAIService::load() {
   if (!options_.embedding_model_path.empty()) {
     m.embedder = engine::Embedder::load(options_.embedding_model_path);
     m.locked_embedder = std::make_unique<LockedEmbedder>(*m.embedder, m.embed_mutex);
+    m.embedding_licence = !options_.embedding_model_licence.is_null()
+                              ? options_.embedding_model_licence
+                              : hub::licence_from_gguf(*gguf::GgufFile::open(options_.embedding_model_path)).to_json();
   }
   ready_ = true;
 }
@@ -1109,8 +1116,17 @@ void handle_embeddings(OpenAIService& service, const httplib::Request& req, http
                   {"usage", {{"prompt_tokens", total}, {"total_tokens", total}}}});
 }
 
-json model_object(const std::string& id, int64_t created) {
-  return {{"id", id}, {"object", "model"}, {"created", created}, {"owned_by", "etna"}};
+json model_object(const std::string& id, int64_t created, const json& licence = nullptr) {
+  json o = {{"id", id}, {"object", "model"}, {"created", created}, {"owned_by", "etna"}};
+  if (!licence.is_null()) o["licence"] = licence;  // Etna's extra field: what the licence allows
+  return o;
+}
+
+// The licence record of a served model id (null when unknown to the service).
+json licence_of(OpenAIService& s, const std::string& id) {
+  if (id == s.model_id() && !s.impl().model_licence.is_null()) return s.impl().model_licence;
+  if (id == s.embedding_model_id()) return s.impl().embedding_licence;
+  return nullptr;
 }
 
 std::string metrics_text(OpenAIService& service) {
@@ -1183,9 +1199,9 @@ void register_openai_routes(HttpServer& server, OpenAIService& service) {
   server.route(Method::get, "/v1/models",
                instrumented(server, service, "/v1/models", [](OpenAIService& s, const httplib::Request&, httplib::Response& res) {
                  json data = json::array();
-                 if (!s.model_id().empty()) data.push_back(model_object(s.model_id(), s.impl().created));
+                 if (!s.model_id().empty()) data.push_back(model_object(s.model_id(), s.impl().created, licence_of(s, s.model_id())));
                  if (!s.embedding_model_id().empty() && s.embedding_model_id() != s.model_id())
-                   data.push_back(model_object(s.embedding_model_id(), s.impl().created));
+                   data.push_back(model_object(s.embedding_model_id(), s.impl().created, licence_of(s, s.embedding_model_id())));
                  send_json(res, {{"object", "list"}, {"data", data}});
                }));
   server.route(Method::get, R"(/v1/models/([^/]+))",
@@ -1193,7 +1209,7 @@ void register_openai_routes(HttpServer& server, OpenAIService& service) {
                  const std::string id = req.matches[1];
                  if (id.empty() || (id != s.model_id() && id != s.embedding_model_id()))
                    throw ApiError(404, "model_not_found", "model", fmt::format("the model '{}' does not exist", id));
-                 send_json(res, model_object(id, s.impl().created));
+                 send_json(res, model_object(id, s.impl().created, licence_of(s, id)));
                }));
   server.route(Method::get, "/health", [&service](const httplib::Request&, httplib::Response& res) {
     if (service.ready())

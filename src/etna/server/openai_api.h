@@ -12,6 +12,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "etna/engine/embedder.h"
 #include "etna/engine/scheduler.h"
 #include "etna/model/model.h"
@@ -29,6 +31,9 @@ struct OpenAIOptions {
   int queue_capacity = 16;
   int step_tokens = 256;
   model::KvType cache_type = model::KvType::f32;  // KV cache rows of every slot: f32, f16 or q8_0
+  // Licence records (hub::LicenceRecord JSON) shown as the extra "licence" field of /v1/models;
+  // null: read from the GGUF's general.license* keys at load.
+  nlohmann::json model_licence, embedding_model_licence;
 };
 
 class OpenAIService {
