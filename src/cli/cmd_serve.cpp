@@ -125,7 +125,7 @@ void serve(const ServeArgs& a) {
     server::ServerOptions oo = opt;
     oo.port = a.ollama_port;
     ollama_http = std::make_unique<server::HttpServer>(oo);
-    server::register_ollama_routes(*ollama_http, openai.get(), ETNA_VERSION);
+    server::register_ollama_routes(*ollama_http, openai.get(), ETNA_VERSION, /*root=*/true);
   }
 
   if (opt.api_keys.empty() && a.host != "127.0.0.1" && a.host != "localhost" && a.host != "::1")

@@ -110,6 +110,7 @@ describe('MCP over Streamable HTTP (/mcp)', { skip: skipReason }, () => {
     await assert.rejects(client.connect(new StreamableHTTPClientTransport(new URL(`${server.url}/mcp`))), /API key/);
     const auth = { authorization: 'Bearer sekret' };
     const bad = await postJson(server, '/mcp', '{"jsonrpc":', auth);
+    assert.equal(bad.status, 400);
     assert.equal(bad.body.error.code, -32700);
     const unknown = await postJson(server, '/mcp', { jsonrpc: '2.0', id: 7, method: 'sampling/createMessage', params: {} }, auth);
     assert.equal(unknown.body.id, 7);

@@ -170,5 +170,7 @@ describe('--ollama-port', { skip: skipReason }, () => {
     const r = await ollama.generate({ model: 'stories260K', prompt: 'Once upon a time', raw: true, options: { ...greedy, num_predict: 8 } });
     assert.equal(r.eval_count, 8);
     await expectError(new Ollama({ host: m[1] }).list(), 401);
+    const root = await fetch(`${m[1]}/`, { headers: { Authorization: 'Bearer sekret' } });
+    assert.equal(await root.text(), 'Ollama is running');
   });
 });

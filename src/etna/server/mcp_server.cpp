@@ -317,7 +317,9 @@ void register_mcp_routes(HttpServer& server, McpServer& mcp, OpenAIService* metr
     if (!reply) {
       res.status = 202;  // notifications and responses only
     } else {
-      res.status = 200;
+      // A message that could not be read at all (no id to answer) is also an HTTP 400.
+      const json r = json::parse(*reply);
+      res.status = r.is_object() && r.contains("error") && r["id"].is_null() ? 400 : 200;
       res.set_content(*reply, "application/json");
     }
     if (metrics) metrics->count_request("/mcp", res.status);

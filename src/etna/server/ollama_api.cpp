@@ -510,7 +510,12 @@ HttpServer::Handler counted(const std::shared_ptr<Ollama>& state, std::string en
 
 }  // namespace
 
-void register_ollama_routes(HttpServer& server, OpenAIService* service, const std::string& version) {
+void register_ollama_routes(HttpServer& server, OpenAIService* service, const std::string& version, bool root) {
+  if (root) {
+    server.route(Method::get, "/", [](const httplib::Request&, httplib::Response& res) {
+      res.set_content("Ollama is running", "text/plain; charset=utf-8");
+    });
+  }
   auto o = std::make_shared<Ollama>();  // shared by the routes, so it lives as long as they do
   o->service = service;
   o->version = version;

@@ -16,6 +16,8 @@ class OpenAIService;
 // Registers the /api/{chat,generate,embed,embeddings,tags,show,ps,version,...} routes on `server`
 // (before start). `service` (may be null: then the model routes answer 404 "model not found") must
 // outlive the server. Requests are counted in the service's /metrics.
-void register_ollama_routes(HttpServer& server, OpenAIService* service, const std::string& version);
+// With `root`, GET / answers "Ollama is running" as Ollama does (for a listener of its own, where
+// clients probe it; the main listener's / is the web app).
+void register_ollama_routes(HttpServer& server, OpenAIService* service, const std::string& version, bool root = false);
 
 }  // namespace etna::server
