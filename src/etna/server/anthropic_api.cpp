@@ -172,7 +172,7 @@ void handle_messages(OpenAIService& s, const httplib::Request& req, httplib::Res
   };
   w.error = [](const std::string& message) { return sse("error", anthropic_error_body(500, message)); };
   w.keep_alive = sse("ping", {{"type", "ping"}});
-  stream_generation(res, s, std::move(p.gr), "text/event-stream", std::move(w));
+  stream_generation(req, res, s, std::move(p.gr), "text/event-stream", std::move(w));
 }
 
 void handle_count_tokens(OpenAIService& s, const httplib::Request& req, httplib::Response& res) {

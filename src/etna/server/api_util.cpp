@@ -123,14 +123,11 @@ std::string matched_stop(const tokenizer::Tokenizer& tok, const engine::Generati
   return best;
 }
 
-void stream_generation(httplib::Response& res, OpenAIService& service, engine::GenerationRequest request,
-                       const std::string& content_type, StreamWriter writer) {
+void stream_generation(const httplib::Request& http_req, httplib::Response& res, OpenAIService& service,
+                       engine::GenerationRequest request, const std::string& content_type, StreamWriter writer) {
   auto req = std::make_shared<engine::GenerationRequest>(std::move(request));
   auto w = std::make_shared<StreamWriter>(std::move(writer));
-  res.status = 200;
-  res.set_header("Cache-Control", "no-cache");
-  res.set_header("X-Accel-Buffering", "no");
-  res.set_chunked_content_provider(content_type, [&service, req, w](size_t, httplib::DataSink& sink) {
+  start_stream(http_req, res, content_type, [&service, req, w](size_t, httplib::DataSink& sink) {
     auto write = [&](const std::string& s) { return s.empty() || sink.write(s.data(), s.size()); };
     if (w->start && !write(w->start())) return false;
     int idle = 0;

@@ -59,10 +59,11 @@ struct StreamWriter {
   std::string keep_alive;  // sent about every second while nothing arrives ("" = nothing)
 };
 
-// Sets `res` to stream `request` through `service.generate` with `content_type`. The generation
-// runs when httplib asks for the body (on the handler's thread); a client that leaves cancels it.
-void stream_generation(httplib::Response& res, OpenAIService& service, engine::GenerationRequest request,
-                       const std::string& content_type, StreamWriter writer);
+// Sets `res` to stream `request` through `service.generate` with `content_type` (start_stream:
+// uncompressed, UTF-8). The generation runs when httplib asks for the body (on the handler's
+// thread); a client that leaves cancels it.
+void stream_generation(const httplib::Request& req, httplib::Response& res, OpenAIService& service,
+                       engine::GenerationRequest request, const std::string& content_type, StreamWriter writer);
 
 }  // namespace api
 }  // namespace etna::server

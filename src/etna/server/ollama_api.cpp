@@ -236,7 +236,7 @@ const char* done_reason(engine::FinishReason f) { return f == engine::FinishReas
 
 // Runs (or streams as NDJSON) one generation. `shape(piece_or_text, done, result)` builds the
 // response object for a piece (done = false) or for the end (done = true, then `extra` is merged).
-void respond(Ollama& o, httplib::Response& res, engine::GenerationRequest gr, bool stream,
+void respond(Ollama& o, const httplib::Request& req, httplib::Response& res, engine::GenerationRequest gr, bool stream,
              std::function<json(const std::string& text)> piece_json,
              std::function<json(const std::string& text, const engine::GenerationEvent& r)> final_json) {
   const int n_ctx = o.service->n_ctx();
@@ -268,7 +268,7 @@ void respond(Ollama& o, httplib::Response& res, engine::GenerationRequest gr, bo
     return dump(out) + "\n";
   };
   w.error = [](const std::string& message) { return dump(json{{"error", message}}) + "\n"; };
-  stream_generation(res, *o.service, std::move(gr), "application/x-ndjson", std::move(w));
+  stream_generation(req, res, *o.service, std::move(gr), "application/x-ndjson", std::move(w));
 }
 
 void handle_chat(Ollama& o, const httplib::Request& req, httplib::Response& res) {
@@ -307,7 +307,7 @@ void handle_chat(Ollama& o, const httplib::Request& req, httplib::Response& res)
   }
   gr.prompt = o.service->chat_prompt(messages);
   respond(
-      o, res, std::move(gr), stream,
+      o, req, res, std::move(gr), stream,
       [model](const std::string& piece) {
         return json{{"model", model},
                     {"created_at", rfc3339_now()},
@@ -368,7 +368,7 @@ void handle_generate(Ollama& o, const httplib::Request& req, httplib::Response& 
   gr.prompt.insert(gr.prompt.end(), tokens.begin(), tokens.end());
   auto prompt_tokens = std::make_shared<std::vector<tokenizer::Token>>(gr.prompt);
   respond(
-      o, res, std::move(gr), stream,
+      o, req, res, std::move(gr), stream,
       [model](const std::string& piece) {
         return json{{"model", model}, {"created_at", rfc3339_now()}, {"response", piece}, {"done", false}};
       },

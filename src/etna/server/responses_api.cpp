@@ -242,7 +242,7 @@ void handle_create(OpenAIService& s, const httplib::Request& req, httplib::Respo
     return event("error", {{"code", "server_error"}, {"message", "generation failed: " + message}, {"param", nullptr}});
   };
   w.keep_alive = ": keep-alive\n\n";
-  stream_generation(res, s, std::move(gr), "text/event-stream", std::move(w));
+  stream_generation(req, res, s, std::move(gr), "text/event-stream", std::move(w));
 }
 
 template <typename F>
