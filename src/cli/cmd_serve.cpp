@@ -17,11 +17,15 @@
 #include "etna/model/kv_type.h"
 #include "etna/server/docs_api.h"
 #include "etna/server/http_server.h"
+#include "etna/server/anthropic_api.h"
+#include "etna/server/mcp_server.h"
 #include "etna/server/models_api.h"
+#include "etna/server/ollama_api.h"
 #include "etna/server/openai_api.h"
 #include "etna/server/eval_api.h"
 #include "etna/server/qdrant_api.h"
 #include "etna/server/rerank_api.h"
+#include "etna/server/responses_api.h"
 #include "etna/server/web_app.h"
 #include "etna/store/database.h"
 
@@ -48,6 +52,7 @@ struct ServeArgs {
   int threads = 0;
   int timeout_s = 30;
   std::vector<std::string> allow_ingest;
+  int ollama_port = -1;
 };
 
 void serve(const ServeArgs& a) {
@@ -111,6 +116,8 @@ void serve(const ServeArgs& a) {
       if (auto m = lib.find_by_path(a.embedding_model)) oo.embedding_model_licence = m->licence.to_json();
     openai = std::make_unique<server::OpenAIService>(oo);
     server::register_openai_routes(http, *openai);
+    server::register_anthropic_routes(http, *openai);
+    server::register_responses_routes(http, *openai);
   }
   server::register_web_routes(http, {.data_dir = data, .openai = openai.get()});
   server::DocsOptions docs_opt;
@@ -134,12 +141,29 @@ void serve(const ServeArgs& a) {
     reranker = engine::Reranker::load(a.reranker);
     server::register_rerank_routes(http, *reranker);
   }
+  server::register_ollama_routes(http, openai.get(), ETNA_VERSION);
+  server::McpServer mcp(docs, ETNA_VERSION);
+  server::register_mcp_routes(http, mcp, openai.get());
+  // Optionally the Ollama API alone where Ollama clients look by default (same keys and limits).
+  std::unique_ptr<server::HttpServer> ollama_http;
+  std::thread ollama_thread;
+  if (a.ollama_port >= 0) {
+    server::ServerOptions oo = opt;
+    oo.port = a.ollama_port;
+    ollama_http = std::make_unique<server::HttpServer>(oo);
+    server::register_ollama_routes(*ollama_http, openai.get(), ETNA_VERSION, /*root=*/true);
+  }
 
   if (opt.api_keys.empty() && a.host != "127.0.0.1" && a.host != "localhost" && a.host != "::1")
     std::cerr << "etna: warning: listening on " << a.host << " without --api-key: anyone who can reach it can use it\n";
 
   http.bind();
   std::cout << "etna: listening on " << http.url() << std::endl;
+  if (ollama_http) {
+    ollama_http->bind();
+    std::cout << "etna: Ollama API also at " << ollama_http->url() << "/api" << std::endl;
+    ollama_thread = std::thread([&] { ollama_http->listen(); });
+  }
   std::cout << "etna: vector store (Qdrant API) at " << http.url() << "/collections, data in " << (data / "vectors").string()
             << std::endl;
   std::cout << "etna: web app at " << http.url() << (opt.api_keys.empty() ? "/" : "/index.html") << std::endl;
@@ -162,6 +186,10 @@ void serve(const ServeArgs& a) {
     });
   }
   http.run_until_signal();
+  if (ollama_http) {
+    ollama_http->stop();
+    ollama_thread.join();
+  }
   if (loader.joinable()) loader.join();
   if (!load_error.empty()) fail(ErrorKind::invalid_argument, "{}", load_error);
   std::cout << "etna: stopped" << std::endl;
@@ -188,6 +216,9 @@ CommandRegistrar reg(30, [](CLI::App& root) {
   c->add_option("--threads", args->threads, "HTTP worker threads (0 = automatic)")->capture_default_str();
   c->add_option("--allow-ingest", args->allow_ingest,
                 "Let POST /api/collections/NAME/ingest read this server folder (repeatable)");
+  c->add_option("--ollama-port", args->ollama_port,
+                "Also serve the Ollama API (/api/chat, ...) on this port, e.g. 11434 where Ollama clients look")
+      ->check(CLI::Range(0, 65535));
   c->add_option("--timeout", args->timeout_s, "Seconds to wait for a slow client before dropping it")->capture_default_str();
   c->callback([args] { serve(*args); });
 });

@@ -7,6 +7,7 @@
 #include <condition_variable>
 #include <deque>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -368,7 +369,7 @@ DocsService::~DocsService() {
 
 namespace {
 
-void list_collections(DocsService::Impl& m, httplib::Response& res) {
+json list_collections(DocsService::Impl& m) {
   json out = json::array();
   std::error_code ec;
   std::vector<std::string> names;
@@ -388,7 +389,7 @@ void list_collections(DocsService::Impl& m, httplib::Response& res) {
       log::warn("documents: cannot read collection '{}': {}", name, e.what());
     }
   }
-  send_json(res, {{"collections", out}});
+  return out;
 }
 
 json file_json(const rag::FileRecord& f) {
@@ -511,6 +512,59 @@ struct AskRequest {
   bool stream = true;
 };
 
+// A prepared answer: the prompt's tokens and sources, and how to turn the generation into JSON.
+struct PreparedAsk {
+  std::shared_ptr<std::vector<tokenizer::Token>> tokens;
+  json retrieved;
+  bool hybrid = false;
+  size_t dropped = 0;
+  std::function<json(const engine::GenerationEvent&)> finish;
+};
+
+PreparedAsk prepare_ask(DocsService::Impl& m, const std::string& name, const AskRequest& a) {
+  m.existing(name);
+  OpenAIService* models = m.models;
+  if (!models || !models->has_chat_model())
+    fail(ErrorKind::unavailable, "asking needs a chat model: start the server with -m MODEL.gguf");
+  if (!models->ready()) fail(ErrorKind::unavailable, "the model is still loading; retry shortly");
+
+  PreparedAsk out;
+  std::vector<rag::SearchHit> hits = m.search(name, a.question, static_cast<size_t>(a.k), &out.hybrid);
+  const tokenizer::ChatTemplate* tmpl = models->own_chat_template();
+  rag::AnswerPromptOptions popt;
+  popt.chat_template = tmpl;
+  const int n_ctx = models->n_ctx();
+  popt.max_prompt_tokens = static_cast<size_t>(n_ctx - std::min(a.params.max_tokens, n_ctx / 2));
+  const bool templated = tmpl != nullptr;
+  auto prompt = std::make_shared<rag::AnswerPrompt>(rag::build_answer_prompt(
+      a.question, std::move(hits), popt,
+      [&](const std::string& t) { return models->encode_prompt(t, templated).size(); }));
+  out.tokens = std::make_shared<std::vector<tokenizer::Token>>(models->encode_prompt(prompt->text, templated));
+  out.retrieved = json::array();
+  for (size_t i = 0; i < prompt->sources.size(); ++i) out.retrieved.push_back(rag::source_json(prompt->sources[i], static_cast<int>(i + 1)));
+  out.dropped = prompt->dropped;
+  out.finish = [prompt](const engine::GenerationEvent& r) {
+    const rag::ResolvedCitations c = rag::resolve_citations(r.text, prompt->sources);
+    json citations = json::array();
+    for (const auto& x : c.citations) citations.push_back(rag::citation_json(x));
+    return json{{"answer", rag::sanitize_utf8(r.text)},
+                {"citations", citations},
+                {"unmatched", c.unmatched},
+                {"finish_reason", engine::finish_reason_name(r.finish)},
+                {"usage", {{"prompt_tokens", r.prompt_tokens}, {"completion_tokens", r.completion_tokens}}}};
+  };
+  return out;
+}
+
+json answer_now(DocsService::Impl& m, const std::string& name, const AskRequest& a) {
+  const PreparedAsk p = prepare_ask(m, name, a);
+  json out = p.finish(m.models->generate(*p.tokens, a.params, {}));
+  out["retrieved"] = p.retrieved;
+  out["hybrid"] = p.hybrid;
+  out["dropped"] = p.dropped;
+  return out;
+}
+
 void ask(DocsService::Impl& m, const httplib::Request& req, httplib::Response& res, const std::string& name) {
   const json body = object_body(req);
   AskRequest a;
@@ -529,50 +583,20 @@ void ask(DocsService::Impl& m, const httplib::Request& req, httplib::Response& r
   a.stream = bool_field(body, "stream", true);
   a.params.validate();
 
-  m.existing(name);
-  OpenAIService* models = m.models;
-  if (!models || !models->has_chat_model())
-    fail(ErrorKind::unavailable, "asking needs a chat model: start the server with -m MODEL.gguf");
-  if (!models->ready()) fail(ErrorKind::unavailable, "the model is still loading; retry shortly");
-
-  bool hybrid = false;
-  std::vector<rag::SearchHit> hits = m.search(name, a.question, static_cast<size_t>(a.k), &hybrid);
-  const tokenizer::ChatTemplate* tmpl = models->own_chat_template();
-  rag::AnswerPromptOptions popt;
-  popt.chat_template = tmpl;
-  const int n_ctx = models->n_ctx();
-  popt.max_prompt_tokens = static_cast<size_t>(n_ctx - std::min(a.params.max_tokens, n_ctx / 2));
-  const bool templated = tmpl != nullptr;
-  auto prompt = std::make_shared<rag::AnswerPrompt>(rag::build_answer_prompt(
-      a.question, std::move(hits), popt,
-      [&](const std::string& t) { return models->encode_prompt(t, templated).size(); }));
-  auto tokens = std::make_shared<std::vector<tokenizer::Token>>(models->encode_prompt(prompt->text, templated));
-  json retrieved = json::array();
-  for (size_t i = 0; i < prompt->sources.size(); ++i) retrieved.push_back(rag::source_json(prompt->sources[i], static_cast<int>(i + 1)));
-
-  auto finish = [prompt](const engine::GenerationEvent& r) {
-    const rag::ResolvedCitations c = rag::resolve_citations(r.text, prompt->sources);
-    json citations = json::array();
-    for (const auto& x : c.citations) citations.push_back(rag::citation_json(x));
-    return json{{"answer", rag::sanitize_utf8(r.text)},
-                {"citations", citations},
-                {"unmatched", c.unmatched},
-                {"finish_reason", engine::finish_reason_name(r.finish)},
-                {"usage", {{"prompt_tokens", r.prompt_tokens}, {"completion_tokens", r.completion_tokens}}}};
-  };
-
   if (!a.stream) {
-    json out = finish(models->generate(*tokens, a.params, {}));
-    out["retrieved"] = retrieved;
-    out["hybrid"] = hybrid;
-    out["dropped"] = prompt->dropped;
-    send_json(res, out);
+    send_json(res, answer_now(m, name, a));
     return;
   }
+  const PreparedAsk p = prepare_ask(m, name, a);
+  OpenAIService* models = m.models;
+  auto tokens = p.tokens;
+  auto finish = p.finish;
+  const json retrieved = p.retrieved;
+  const bool hybrid = p.hybrid;
   auto params = std::make_shared<engine::SamplingParams>(a.params);
   start_stream(
       req, res, "text/event-stream",
-      [models, tokens, params, finish, retrieved, hybrid, dropped = prompt->dropped](size_t, httplib::DataSink& sink) {
+      [models, tokens, params, finish, retrieved, hybrid, dropped = p.dropped](size_t, httplib::DataSink& sink) {
         auto write = [&](const std::string& s) { return sink.write(s.data(), s.size()); };
         if (!write(sse("sources", {{"retrieved", retrieved}, {"hybrid", hybrid}, {"dropped", dropped}}))) return false;
         int idle = 0;
@@ -593,10 +617,69 @@ void ask(DocsService::Impl& m, const httplib::Request& req, httplib::Response& r
 
 }  // namespace
 
+json DocsService::collections() { return list_collections(*impl_); }
+
+json DocsService::files(const std::string& collection) {
+  auto cat = rag::Catalog::open(impl_->existing(collection) / "catalog.db");
+  json files = json::array();
+  for (const auto& f : cat->files()) files.push_back(file_json(f));
+  return files;
+}
+
+json DocsService::search(const std::string& collection, const std::string& query, int k) {
+  if (k < 1 || k > 100) fail(ErrorKind::invalid_argument, "'k' must be between 1 and 100 (got {})", k);
+  bool hybrid = false;
+  const auto hits = impl_->search(collection, query, static_cast<size_t>(k), &hybrid);
+  json out = json::array();
+  for (const auto& h : hits) out.push_back(rag::source_json(h, 0));
+  return {{"hybrid", hybrid}, {"hits", out}};
+}
+
+json DocsService::passage(const std::string& collection, int64_t chunk_id) {
+  auto cat = rag::Catalog::open(impl_->existing(collection) / "catalog.db");
+  const auto rows = cat->chunks({chunk_id});
+  if (rows.empty()) fail(ErrorKind::not_found, "collection '{}' has no chunk {}", collection, chunk_id);
+  rag::SearchHit h;
+  h.chunk = rows[0];
+  return rag::source_json(h, 0);
+}
+
+json DocsService::ask(const std::string& collection, const std::string& question, int k, int max_tokens) {
+  AskRequest a;
+  a.question = question;
+  if (a.question.find_first_not_of(" \t\r\n") == std::string::npos) fail(ErrorKind::invalid_argument, "'question' is empty");
+  if (k < 1 || k > 50) fail(ErrorKind::invalid_argument, "'k' must be between 1 and 50 (got {})", k);
+  if (max_tokens < 1) fail(ErrorKind::invalid_argument, "'max_tokens' must be at least 1");
+  a.k = k;
+  a.params.max_tokens = max_tokens;
+  a.params.temperature = 0.0f;
+  a.params.top_p = 0.95f;
+  a.stream = false;
+  return answer_now(*impl_, collection, a);
+}
+
+std::string DocsService::file_text(const std::string& collection, const std::string& path) {
+  auto cat = rag::Catalog::open(impl_->existing(collection) / "catalog.db");
+  const auto rec = cat->file(path);
+  if (!rec) fail(ErrorKind::not_found, "collection '{}' has no file '{}'", collection, path);
+  if (rec->size > impl_->opt.max_file_bytes) fail(ErrorKind::limit, "'{}' is larger than the file limit", path);
+  std::ifstream f(rec->path, std::ios::binary);
+  if (!f) fail(ErrorKind::not_found, "'{}' is in collection '{}' but no longer on disk", path, collection);
+  std::string bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  rag::Document doc;
+  if (rec->format == "pdf") doc = rag::load_pdf(bytes);
+  else if (rec->format == "html") doc = rag::load_html(bytes);
+  else if (rec->format == "markdown") doc = rag::load_markdown(std::move(bytes));
+  else doc = rag::load_text(std::move(bytes));
+  return rag::sanitize_utf8(doc.text);
+}
+
 void register_docs_routes(HttpServer& server, DocsService& docs) {
   DocsService::Impl& m = docs.impl();
   const std::string col = R"(/api/collections/([^/]+))";
-  server.route(Method::get, "/api/collections", [&m](const httplib::Request&, httplib::Response& res) { list_collections(m, res); });
+  server.route(Method::get, "/api/collections", [&docs](const httplib::Request&, httplib::Response& res) {
+    send_json(res, {{"collections", docs.collections()}});
+  });
   server.route(Method::put, col, [&m](const httplib::Request& req, httplib::Response& res) {
     const std::string name = req.matches[1];
     const fs::path dir = rag::collection_dir(m.opt.data_dir, name);
@@ -622,11 +705,8 @@ void register_docs_routes(HttpServer& server, DocsService& docs) {
   server.route(Method::del, col, [&m](const httplib::Request& req, httplib::Response& res) {
     delete_collection(m, res, req.matches[1]);
   });
-  server.route(Method::get, col + "/files", [&m](const httplib::Request& req, httplib::Response& res) {
-    auto cat = rag::Catalog::open(m.existing(req.matches[1]) / "catalog.db");
-    json files = json::array();
-    for (const auto& f : cat->files()) files.push_back(file_json(f));
-    send_json(res, {{"files", files}});
+  server.route(Method::get, col + "/files", [&docs](const httplib::Request& req, httplib::Response& res) {
+    send_json(res, {{"files", docs.files(req.matches[1])}});
   });
   server.route(Method::post, col + "/files", [&m](const httplib::Request& req, httplib::Response& res) {
     upload(m, req, res, req.matches[1]);
@@ -637,24 +717,13 @@ void register_docs_routes(HttpServer& server, DocsService& docs) {
   server.route(Method::post, col + "/ingest", [&m](const httplib::Request& req, httplib::Response& res) {
     ingest_folder(m, req, res, req.matches[1]);
   });
-  server.route(Method::post, col + "/search", [&m](const httplib::Request& req, httplib::Response& res) {
+  server.route(Method::post, col + "/search", [&docs](const httplib::Request& req, httplib::Response& res) {
     const json body = object_body(req);
     const std::string query = string_field(body, "query", true);
-    const int k = int_field(body, "k", 5, 1, 100);
-    bool hybrid = false;
-    const auto hits = m.search(req.matches[1], query, static_cast<size_t>(k), &hybrid);
-    json out = json::array();
-    for (const auto& h : hits) out.push_back(rag::source_json(h, 0));
-    send_json(res, {{"hybrid", hybrid}, {"hits", out}});
+    send_json(res, docs.search(req.matches[1], query, int_field(body, "k", 5, 1, 100)));
   });
-  server.route(Method::get, col + R"(/chunks/(\d{1,18}))", [&m](const httplib::Request& req, httplib::Response& res) {
-    auto cat = rag::Catalog::open(m.existing(req.matches[1]) / "catalog.db");
-    const int64_t id = std::stoll(req.matches[2]);
-    const auto rows = cat->chunks({id});
-    if (rows.empty()) fail(ErrorKind::not_found, "collection '{}' has no chunk {}", std::string(req.matches[1]), id);
-    rag::SearchHit h;
-    h.chunk = rows[0];
-    send_json(res, rag::source_json(h, 0));
+  server.route(Method::get, col + R"(/chunks/(\d{1,18}))", [&docs](const httplib::Request& req, httplib::Response& res) {
+    send_json(res, docs.passage(req.matches[1], std::stoll(req.matches[2])));
   });
   server.route(Method::post, col + "/ask", [&m](const httplib::Request& req, httplib::Response& res) {
     ask(m, req, res, req.matches[1]);

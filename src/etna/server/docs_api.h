@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "etna/rag/chunker.h"
 #include "etna/server/http_server.h"
 
@@ -39,6 +41,21 @@ class DocsService {
   ~DocsService();
   DocsService(const DocsService&) = delete;
   DocsService& operator=(const DocsService&) = delete;
+
+  // ---- The documents layer for other front ends (the MCP server); failures throw etna::Error ----
+  // [{"name", "files", "chunks", "embedding_model"}] sorted by name.
+  nlohmann::json collections();
+  // [{"path", "name", "size", "format", "chunks", "mtime"}] of one collection (not_found).
+  nlohmann::json files(const std::string& collection);
+  // {"hybrid", "hits": [source]} as POST .../search answers; k in 1..100.
+  nlohmann::json search(const std::string& collection, const std::string& query, int k);
+  // One chunk as a source (as GET .../chunks/{id}); not_found when the collection has none.
+  nlohmann::json passage(const std::string& collection, int64_t chunk_id);
+  // A cited answer as POST .../ask with stream false answers ({"answer", "citations", ...,
+  // "retrieved"}). Throws unavailable without a chat model.
+  nlohmann::json ask(const std::string& collection, const std::string& question, int k, int max_tokens);
+  // The extracted text of one ingested file (its "path" in files()), read again from disk.
+  std::string file_text(const std::string& collection, const std::string& path);
 
   struct Impl;
   Impl& impl() { return *impl_; }

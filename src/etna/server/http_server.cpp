@@ -281,6 +281,8 @@ bool HttpServer::authorized(const httplib::Request& req) const {
     presented = auth.substr(7);
   } else if (req.has_header("api-key")) {
     presented = req.get_header_value("api-key");
+  } else if (req.has_header("x-api-key")) {  // Anthropic's clients
+    presented = req.get_header_value("x-api-key");
   } else {
     return false;
   }

@@ -260,14 +260,28 @@ std::vector<tokenizer::Token> OpenAIService::encode_prompt(const std::string& te
 
 engine::GenerationEvent OpenAIService::generate(std::vector<tokenizer::Token> prompt, const engine::SamplingParams& params,
                                                 const std::function<bool(const std::string&)>& on_text) {
-  if (!ready_) fail(ErrorKind::unavailable, "the model is still loading; retry shortly");
-  Impl& m = *impl_;
-  if (!m.scheduler) fail(ErrorKind::unavailable, "this server has no chat model (start it with -m)");
-  if (prompt.size() > static_cast<size_t>(n_ctx_))
-    fail(ErrorKind::limit, "the prompt has {} tokens; this model's context is {} tokens", prompt.size(), n_ctx_);
   engine::GenerationRequest gr;
   gr.prompt = std::move(prompt);
   gr.params = params;
+  return generate(std::move(gr), on_text);
+}
+
+std::vector<tokenizer::Token> OpenAIService::chat_prompt(const std::vector<tokenizer::ChatMessage>& messages) const {
+  if (!ready_ || !impl_->model) fail(ErrorKind::unavailable, "no chat model is loaded");
+  return encode_prompt(impl_->chat_template->render(messages, /*add_generation_prompt=*/true), /*templated=*/true);
+}
+
+const model::Model* OpenAIService::chat_model() const { return ready_ ? impl_->model.get() : nullptr; }
+const tokenizer::Tokenizer* OpenAIService::chat_tokenizer() const { return ready_ ? impl_->tokenizer.get() : nullptr; }
+void OpenAIService::count_request(const std::string& endpoint, int status) { impl_->metrics.request(endpoint, status); }
+
+engine::GenerationEvent OpenAIService::generate(engine::GenerationRequest gr,
+                                                const std::function<bool(const std::string&)>& on_text) {
+  if (!ready_) fail(ErrorKind::unavailable, "the model is still loading; retry shortly");
+  Impl& m = *impl_;
+  if (!m.scheduler) fail(ErrorKind::unavailable, "this server has no chat model (start it with -m)");
+  if (gr.prompt.size() > static_cast<size_t>(n_ctx_))
+    fail(ErrorKind::limit, "the prompt has {} tokens; this model's context is {} tokens", gr.prompt.size(), n_ctx_);
   if (!m.own_template) {
     gr.params.stop.push_back("<|im_end|>");
     gr.params.stop.push_back("<|im_start|>");
@@ -287,6 +301,7 @@ engine::GenerationEvent OpenAIService::generate(std::vector<tokenizer::Token> pr
     }
     clock.on_event(m.metrics, e);
     result.text += e.text;
+    result.tokens.insert(result.tokens.end(), e.tokens.begin(), e.tokens.end());
     if (!e.text.empty() && on_text && !on_text(e.text) && !e.done) {
       stream->cancel();
       result.done = true;

@@ -77,6 +77,19 @@ class OpenAIService {
   // when the prompt does not fit the context, QueueFullError when the queue is full.
   engine::GenerationEvent generate(std::vector<tokenizer::Token> prompt, const engine::SamplingParams& params,
                                    const std::function<bool(const std::string& piece)>& on_text);
+  // The same for a whole request (json_object, logprobs). The returned event's `tokens` holds
+  // every generated token (for Ollama's `context`).
+  engine::GenerationEvent generate(engine::GenerationRequest request,
+                                   const std::function<bool(const std::string& piece)>& on_text);
+  // `messages` rendered with the model's chat template (ChatML when it has none) and encoded as
+  // /v1/chat/completions does. Throws the template's invalid_argument. REQUIRES ready() and a chat model.
+  std::vector<tokenizer::Token> chat_prompt(const std::vector<tokenizer::ChatMessage>& messages) const;
+  // The loaded chat model and its tokenizer; null before load() or without one.
+  const model::Model* chat_model() const;
+  const tokenizer::Tokenizer* chat_tokenizer() const;
+  // Counts a request of another API (Ollama, Anthropic, Responses, MCP) in /metrics'
+  // etna_requests_total{endpoint, status}.
+  void count_request(const std::string& endpoint, int status);
   // The embedding model behind the lock /v1/embeddings uses (callable from any thread); null
   // without one or before load().
   const engine::Embedder* shared_embedder() const;
