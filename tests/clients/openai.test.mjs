@@ -10,13 +10,16 @@ import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import OpenAI from 'openai';
+import Ajv from 'ajv';
+import addFormats from 'ajv-formats';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const BINARY = process.env.ETNA_BINARY;
 const SHARED = process.env.ETNA_SHARED_DIR || path.resolve(here, '../../../shared');
 const MODEL = path.join(SHARED, 'models/stories260K.gguf');
 const EMB_MODEL = path.join(SHARED, 'models/tiny-bert-bge-f32.gguf');
-const haveShared = existsSync(MODEL) && existsSync(EMB_MODEL);
+const RANDOM_MODEL = path.join(SHARED, 'models/tiny-llama-spm-q8_0.gguf');
+const haveShared = existsSync(MODEL) && existsSync(EMB_MODEL) && existsSync(RANDOM_MODEL);
 const skip = haveShared ? false : `skipped: ../shared not found (${MODEL})`;
 if (skip) console.log(`# openai suite ${skip}`);
 const REF = haveShared ? JSON.parse(readFileSync(path.join(SHARED, 'reference/stories260K.json'), 'utf8')) : null;
@@ -247,7 +250,7 @@ describe('etna serve with the OpenAI client', { skip }, () => {
     await expectApiError(client.chat.completions.create({ messages: 'Hi' }), 400);
     await expectApiError(client.chat.completions.create({ messages: [{ role: 'user', content: 5 }] }), 400);
     await expectApiError(client.chat.completions.create({ messages: [{ role: 'wizard', content: 'x' }] }), 400);
-    await expectApiError(client.chat.completions.create({ messages: msgs, n: 2 }), 400);
+    await expectApiError(client.chat.completions.create({ messages: msgs, n: 17 }), 400);
     await expectApiError(client.chat.completions.create({ messages: msgs, temperature: -1 }), 400);
     await expectApiError(client.chat.completions.create({ messages: msgs, max_tokens: -5 }), 400);
     await expectApiError(client.chat.completions.create({ messages: msgs, response_format: { type: 'xml' } }), 400);
@@ -399,5 +402,240 @@ describe('limits: cancellation, queue, API keys', { skip }, () => {
     rmSync(data, { recursive: true, force: true });
     assert.equal(bad.status, 1, bad.stderr);
     assert.match(bad.stderr, /q3/);
+  });
+});
+
+// ---- Structured output and tools ------------------------------------------------------------
+
+const SCHEMAS = [
+  { name: 'person', strict: true, schema: {
+    type: 'object',
+    properties: { name: { type: 'string', maxLength: 12 }, age: { type: 'integer', minimum: 0, maximum: 120 },
+      pet: { enum: ['cat', 'dog', 'none'] }, nick: { type: ['string', 'null'], maxLength: 6 } },
+    required: ['name', 'age', 'pet', 'nick'], additionalProperties: false } },
+  { name: 'list', schema: {
+    type: 'object',
+    properties: { items: { type: 'array', items: { type: 'integer', minimum: -5, maximum: 5 }, minItems: 1, maxItems: 4 },
+      done: { type: 'boolean' } },
+    required: ['items', 'done'], additionalProperties: false } },
+  { name: 'formats', schema: {
+    type: 'object',
+    properties: { day: { type: 'string', format: 'date' }, at: { type: 'string', format: 'date-time' },
+      id: { type: 'string', format: 'uuid' }, mail: { type: 'string', format: 'email' },
+      code: { type: 'string', pattern: '^[A-Z]{2}-[0-9]{3}$' } },
+    required: ['day', 'at', 'id', 'mail', 'code'], additionalProperties: false } },
+  { name: 'tree', schema: {
+    $defs: { node: { type: 'object', properties: { v: { type: 'integer', minimum: 0, maximum: 9 },
+      kids: { type: 'array', items: { $ref: '#/$defs/node' }, maxItems: 2 } }, required: ['v'], additionalProperties: false } },
+    anyOf: [{ $ref: '#/$defs/node' }, { type: 'object', properties: { leaf: { const: 'yes' } }, required: ['leaf'], additionalProperties: false }] } },
+  { name: 'score', schema: {
+    type: 'object', properties: { score: { type: 'number', minimum: 0 }, label: { type: 'string', minLength: 1, maxLength: 5 } },
+    required: ['score', 'label'], additionalProperties: false } },
+];
+
+const WEATHER_TOOLS = [
+  { type: 'function', function: { name: 'get_weather', description: 'Current weather in a city',
+    parameters: { type: 'object', properties: { city: { type: 'string', maxLength: 16 }, unit: { enum: ['C', 'F'] } },
+      required: ['city', 'unit'], additionalProperties: false } } },
+  { type: 'function', function: { name: 'get_time', description: 'Local time in a time zone',
+    parameters: { type: 'object', properties: { zone: { type: 'string', maxLength: 12 } }, required: ['zone'], additionalProperties: false } } },
+];
+
+function newAjv() {
+  const ajv = new Ajv({ strict: false, allErrors: true });
+  addFormats(ajv);
+  return ajv;
+}
+
+describe('structured output and tools with the OpenAI client', { skip }, () => {
+  let stories;
+  let random;
+  before(async () => {
+    stories = await startServer(['-m', MODEL, '--parallel', '4']);
+    random = await startServer(['-m', RANDOM_MODEL, '--parallel', '4']);
+  });
+
+  for (const which of ['stories260K', 'random-weight']) {
+    test(`json_schema: 50 sampled generations with ${which} all validate with ajv`, async () => {
+      const client = clientFor(which === 'stories260K' ? stories : random);
+      const ajv = newAjv();
+      let failures = [];
+      let count = 0;
+      for (let round = 0; round < 10; ++round) {
+        const jobs = SCHEMAS.map(async (s, i) => {
+          const r = await client.chat.completions.create({
+            messages: [{ role: 'user', content: `Reply with a ${s.name} as JSON.` }],
+            response_format: { type: 'json_schema', json_schema: s },
+            temperature: 1, max_tokens: 150, seed: 1000 * round + i,
+          });
+          const text = r.choices[0].message.content;
+          let doc;
+          try { doc = JSON.parse(text); } catch (e) { failures.push(`${s.name}: not JSON: ${text}`); return; }
+          const validate = ajv.compile(s.schema);
+          if (!validate(doc)) failures.push(`${s.name}: ${ajv.errorsText(validate.errors)}: ${text}`);
+          ++count;
+        });
+        await Promise.all(jobs);
+      }
+      assert.deepEqual(failures, []);
+      assert.equal(count, 50);
+    });
+  }
+
+  test('json_schema streamed equals non-streamed; json_object still works', async () => {
+    const client = clientFor(stories);
+    const params = { messages: [{ role: 'user', content: 'A list.' }], response_format: { type: 'json_schema', json_schema: SCHEMAS[1] },
+      temperature: 0, max_tokens: 80 };
+    const whole = (await client.chat.completions.create(params)).choices[0].message.content;
+    let streamed = '';
+    for await (const c of await client.chat.completions.create({ ...params, stream: true })) streamed += c.choices[0]?.delta?.content ?? '';
+    assert.equal(streamed, whole);
+    const obj = await client.chat.completions.create({ messages: [{ role: 'user', content: 'x' }], response_format: { type: 'json_object' },
+      temperature: 1, seed: 3, max_tokens: 40 });
+    assert.equal(typeof JSON.parse(obj.choices[0].message.content), 'object');
+  });
+
+  test('grammar (GBNF) field, and schema / grammar errors name the problem', async () => {
+    const client = clientFor(stories);
+    for (let seed = 0; seed < 5; ++seed) {
+      const r = await client.chat.completions.create({ messages: [{ role: 'user', content: 'Yes or no?' }], temperature: 1, seed,
+        max_tokens: 10, grammar: 'root ::= ("yes" | "no") "!"' });
+      assert.match(r.choices[0].message.content, /^(yes|no)!$/);
+      assert.equal(r.choices[0].finish_reason, 'stop');
+    }
+    const msgs = [{ role: 'user', content: 'x' }];
+    let e = await expectApiError(client.chat.completions.create({ messages: msgs,
+      response_format: { type: 'json_schema', json_schema: { name: 'x', schema: { type: 'object', patternProperties: { a: {} } } } } }), 400);
+    assert.match(e.message, /patternProperties/);
+    assert.equal(e.param, 'response_format.json_schema.schema');
+    e = await expectApiError(client.chat.completions.create({ messages: msgs, grammar: 'root ::= root "a" | "b"' }), 400);
+    assert.match(e.message, /left-recursive/);
+    const deep = { type: 'string' };
+    let d = deep;
+    for (let i = 0; i < 100; ++i) d = { type: 'array', items: d };
+    e = await expectApiError(client.chat.completions.create({ messages: msgs,
+      response_format: { type: 'json_schema', json_schema: { name: 'deep', schema: d } } }), 400);
+    assert.match(e.message, /deeper/);
+  });
+
+  for (const which of ['stories260K', 'random-weight']) {
+    test(`forced tool calls (required and named) with ${which} have schema-valid arguments`, async () => {
+      const client = clientFor(which === 'stories260K' ? stories : random);
+      const ajv = newAjv();
+      const validators = Object.fromEntries(WEATHER_TOOLS.map((t) => [t.function.name, ajv.compile(t.function.parameters)]));
+      for (let seed = 0; seed < 6; ++seed) {
+        const named = seed % 2 === 1;
+        const r = await client.chat.completions.create({
+          messages: [{ role: 'user', content: 'What is the weather in Paris?' }], tools: WEATHER_TOOLS, temperature: 1, seed, max_tokens: 120,
+          tool_choice: named ? { type: 'function', function: { name: 'get_time' } } : 'required', parallel_tool_calls: seed % 3 === 0,
+        });
+        const choice = r.choices[0];
+        assert.equal(choice.finish_reason, 'tool_calls', JSON.stringify(choice));
+        const calls = choice.message.tool_calls;
+        assert.ok(calls.length >= 1);
+        if (seed % 3 !== 0) assert.equal(calls.length, 1);
+        for (const call of calls) {
+          assert.equal(call.type, 'function');
+          assert.match(call.id, /^call_/);
+          if (named) assert.equal(call.function.name, 'get_time');
+          const validate = validators[call.function.name];
+          assert.ok(validate, call.function.name);
+          const args = JSON.parse(call.function.arguments);
+          assert.ok(validate(args), `${call.function.arguments}: ${ajv.errorsText(validate.errors)}`);
+        }
+      }
+    });
+  }
+
+  test('streamed tool-call deltas assemble into the same calls', async () => {
+    const client = clientFor(stories);
+    const params = { messages: [{ role: 'user', content: 'Weather?' }], tools: WEATHER_TOOLS, tool_choice: 'required',
+      temperature: 0, max_tokens: 120 };
+    const whole = (await client.chat.completions.create(params)).choices[0];
+    const calls = [];
+    let finish = null;
+    let deltas = 0;
+    for await (const c of await client.chat.completions.create({ ...params, stream: true })) {
+      const ch = c.choices[0];
+      if (!ch) continue;
+      if (ch.finish_reason) finish = ch.finish_reason;
+      for (const d of ch.delta?.tool_calls ?? []) {
+        ++deltas;
+        calls[d.index] ??= { id: '', type: 'function', function: { name: '', arguments: '' } };
+        if (d.id) calls[d.index].id = d.id;
+        if (d.function?.name) calls[d.index].function.name += d.function.name;
+        if (d.function?.arguments) calls[d.index].function.arguments += d.function.arguments;
+      }
+    }
+    assert.equal(finish, 'tool_calls');
+    assert.ok(deltas >= 2 * calls.length);
+    assert.deepEqual(calls.map((c) => [c.function.name, c.function.arguments]),
+      whole.message.tool_calls.map((c) => [c.function.name, c.function.arguments]));
+    for (const c of calls) assert.match(c.id, /^call_/);
+    // The SDK's own stream helper assembles the same calls.
+    const runner = client.chat.completions.stream(params);
+    const final = await runner.finalChatCompletion();
+    assert.deepEqual(final.choices[0].message.tool_calls.map((c) => [c.function.name, c.function.arguments]),
+      whole.message.tool_calls.map((c) => [c.function.name, c.function.arguments]));
+  });
+
+  test('tool results round-trip: assistant tool_calls and role "tool" messages render into the prompt', async () => {
+    const client = clientFor(stories);
+    const first = await client.chat.completions.create({ messages: [{ role: 'user', content: 'Weather in Oslo?' }], tools: WEATHER_TOOLS,
+      tool_choice: { type: 'function', function: { name: 'get_weather' } }, temperature: 0, max_tokens: 120 });
+    const call = first.choices[0].message.tool_calls[0];
+    const history = [{ role: 'user', content: 'Weather in Oslo?' }, first.choices[0].message,
+      { role: 'tool', tool_call_id: call.id, content: '{"temperature": 3, "sky": "snow"}' }];
+    const second = await client.chat.completions.create({ messages: history, tools: WEATHER_TOOLS, temperature: 0, max_tokens: 20 });
+    assert.ok(['stop', 'length', 'tool_calls'].includes(second.choices[0].finish_reason));
+    assert.ok(second.usage.prompt_tokens > first.usage.prompt_tokens + 20, JSON.stringify(second.usage));
+    const none = await client.chat.completions.create({ messages: history.slice(0, 1), tools: WEATHER_TOOLS, tool_choice: 'none',
+      temperature: 0, max_tokens: 10 });
+    assert.equal(none.choices[0].message.tool_calls, undefined);
+    assert.ok(none.usage.prompt_tokens < first.usage.prompt_tokens, 'tool_choice none leaves the tools out of the prompt');
+    await expectApiError(client.chat.completions.create({ messages: history.slice(0, 1), tools: WEATHER_TOOLS,
+      tool_choice: { type: 'function', function: { name: 'nope' } } }), 400);
+    await expectApiError(client.chat.completions.create({ messages: history.slice(0, 1), tools: [{ type: 'retrieval' }] }), 400);
+  });
+
+  test('n = 3: three choices, non-streamed and streamed; usage counts the prompt once', async () => {
+    const client = clientFor(stories);
+    const params = { messages: [{ role: 'user', content: 'Tell me a story.' }], n: 3, temperature: 1, seed: 11, max_tokens: 12 };
+    const r = await client.chat.completions.create(params);
+    assert.deepEqual(r.choices.map((c) => c.index), [0, 1, 2]);
+    const texts = r.choices.map((c) => c.message.content);
+    assert.ok(new Set(texts).size >= 2, `the choices use different seeds: ${JSON.stringify(texts)}`);
+    const one = await client.chat.completions.create({ ...params, n: 1 });
+    assert.equal(r.usage.prompt_tokens, one.usage.prompt_tokens);
+    assert.ok(r.usage.completion_tokens > one.usage.completion_tokens);
+    const streamed = ['', '', ''];
+    let usage = null;
+    for await (const c of await client.chat.completions.create({ ...params, stream: true, stream_options: { include_usage: true } })) {
+      for (const ch of c.choices) streamed[ch.index] += ch.delta?.content ?? '';
+      if (c.usage) usage = c.usage;
+    }
+    assert.deepEqual(streamed, texts);
+    assert.deepEqual(usage.completion_tokens, r.usage.completion_tokens);
+    const js = await client.chat.completions.create({ ...params, response_format: { type: 'json_schema', json_schema: SCHEMAS[0] }, max_tokens: 100 });
+    const validate = newAjv().compile(SCHEMAS[0].schema);
+    for (const c of js.choices) assert.ok(validate(JSON.parse(c.message.content)), c.message.content);
+  });
+
+  test('logit_bias and max_completion_tokens', async () => {
+    const client = clientFor(stories);
+    const plain = await client.chat.completions.create({ messages: [{ role: 'user', content: 'Hi' }], temperature: 0, max_completion_tokens: 6 });
+    assert.ok(plain.usage.completion_tokens <= 6);
+    const c = REF.cases[0];
+    const base = { prompt: c.prompt, max_tokens: c.greedy.length, temperature: 0 };
+    assert.equal((await client.completions.create(base)).choices[0].text, c.greedy_text);
+    // Banning the first greedy token changes the text; a +100 bias makes sampling pick one token.
+    const banned = await client.completions.create({ ...base, logit_bias: { [c.greedy[0]]: -100 } });
+    assert.notEqual(banned.choices[0].text, c.greedy_text);
+    const f1 = await client.completions.create({ ...base, temperature: 1, seed: 1, logit_bias: { [c.greedy[2]]: 100 } });
+    const f2 = await client.completions.create({ ...base, temperature: 1, seed: 2, logit_bias: { [c.greedy[2]]: 100 } });
+    assert.equal(f1.choices[0].text, f2.choices[0].text);
+    await expectApiError(client.chat.completions.create({ messages: [{ role: 'user', content: 'Hi' }], logit_bias: { abc: 1 } }), 400);
+    await expectApiError(client.chat.completions.create({ messages: [{ role: 'user', content: 'Hi' }], logit_bias: { 5: 1000 } }), 400);
+    await expectApiError(client.chat.completions.create({ messages: [{ role: 'user', content: 'Hi' }], logit_bias: { 99999999: 1 } }), 400);
   });
 });

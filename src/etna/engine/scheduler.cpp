@@ -4,7 +4,7 @@
 #include <optional>
 
 #include "etna/base/log.h"
-#include "etna/engine/json_constraint.h"
+#include "etna/engine/json_schema.h"
 #include "etna/engine/stop_strings.h"
 
 namespace etna::engine {
@@ -31,13 +31,11 @@ void RequestStream::push(GenerationEvent event) {
 
 // The request occupying a slot and everything needed to continue it.
 struct Scheduler::Active {
-  Active(GenerationRequest r, std::shared_ptr<RequestStream> s, const tokenizer::Tokenizer& tok, uint64_t order)
+  Active(GenerationRequest r, std::shared_ptr<RequestStream> s, const tokenizer::Tokenizer& tok, uint64_t order,
+         std::shared_ptr<GrammarMasker> m)
       : request(std::move(r)), stream(std::move(s)), sampler(request.params), detok(tok), stops(request.params.stop),
-        admitted(order) {
-    if (request.json_object) {
-      json_tokens.emplace(true);
-      json_text.emplace(true);
-    }
+        admitted(order), masker(std::move(m)) {
+    if (request.grammar) grammar.emplace(request.grammar);
   }
 
   GenerationRequest request;
@@ -45,9 +43,9 @@ struct Scheduler::Active {
   Sampler sampler;
   tokenizer::Detokenizer detok;
   StopStringFilter stops;
-  std::optional<JsonPrefixValidator> json_tokens;  // over sampled token texts: drives the mask
-  std::optional<JsonPrefixValidator> json_text;    // over emitted text: what must be closed
+  std::optional<GrammarState> grammar;  // over sampled token texts: drives the mask
   uint64_t admitted;
+  std::shared_ptr<GrammarMasker> masker;  // shared with requests using the same grammar
   size_t next_prompt = 0;          // index of the next prompt token to evaluate
   Token pending = tokenizer::kNoToken;  // sampled, evaluated in the next step
   int generated = 0;               // tokens sampled (end-of-generation included)
@@ -87,6 +85,10 @@ Scheduler::Scheduler(const model::Model& model, const tokenizer::Tokenizer& toke
   pieces_.resize(static_cast<size_t>(n_vocab));
   for (int t = 0; t < n_vocab && static_cast<size_t>(t) < tokenizer.vocab().size(); ++t)
     if (!tokenizer.vocab().is_control(t)) pieces_[static_cast<size_t>(t)] = tokenizer.token_to_piece(t);
+  for (int t = 0; t < n_vocab && static_cast<size_t>(t) < tokenizer.vocab().size(); ++t)
+    if (tokenizer.vocab().is_end_of_generation(t)) eog_.push_back(t);
+  trie_ = std::make_shared<TokenTrie>(pieces_);
+  json_object_grammar_ = Grammar::parse(json_any_gbnf(true));
   for (int i = 0; i < options_.n_parallel; ++i) {
     slots_.push_back(std::make_unique<Slot>());
     slots_.back()->id = i;
@@ -122,6 +124,10 @@ std::shared_ptr<RequestStream> Scheduler::submit(GenerationRequest request) {
     fail(ErrorKind::limit, "the prompt has {} tokens but the context holds only {} per sequence", request.prompt.size(),
          options_.n_ctx);
   request.params.validate();
+  if (request.json_object && !request.grammar) request.grammar = json_object_grammar_;
+  for (const auto& [t, bias] : request.logit_bias)
+    if (t < 0 || t >= n_vocab) fail(ErrorKind::invalid_argument, "logit_bias: token id {} is outside the vocabulary (0..{})", t, n_vocab - 1);
+  if (request.grammar) (void)GrammarState(request.grammar);  // an ambiguous start fails here, not in a step
 
   auto stream = std::make_shared<RequestStream>();
   {
@@ -172,6 +178,15 @@ void Scheduler::run() {
   }
 }
 
+std::shared_ptr<GrammarMasker> Scheduler::masker_for(const std::shared_ptr<const Grammar>& g) {
+  std::erase_if(maskers_, [](const auto& e) { return e.first.expired(); });
+  for (const auto& [weak, masker] : maskers_)
+    if (weak.lock() == g) return masker;
+  auto masker = std::make_shared<GrammarMasker>(trie_);
+  maskers_.emplace_back(g, masker);
+  return masker;
+}
+
 // REQUIRES: mutex_ held.
 void Scheduler::admit_locked() {
   while (!queue_.empty()) {
@@ -217,7 +232,8 @@ void Scheduler::admit_locked() {
       dst->cached.resize(common);
     }
 
-    auto active = std::make_unique<Active>(std::move(p.request), std::move(p.stream), tokenizer_, ++clock_);
+    auto masker = p.request.grammar ? masker_for(p.request.grammar) : nullptr;
+    auto active = std::make_unique<Active>(std::move(p.request), std::move(p.stream), tokenizer_, ++clock_, std::move(masker));
     queue_.pop_front();
     active->next_prompt = common;
     active->cached = static_cast<int>(common);
@@ -315,13 +331,27 @@ void Scheduler::process_token(Slot& slot, const float* row) {
   std::span<const float> raw(row, n_vocab);
   std::span<const float> use = raw;
   std::vector<float> masked;
-  if (a.json_tokens) {
+  if (!a.request.logit_bias.empty() || a.grammar) {
     masked.assign(raw.begin(), raw.end());
-    if (mask_json_logits(*a.json_tokens, pieces_, masked) == 0) {
-      finish(slot, FinishReason::length);  // nothing can continue the document: close it
+    for (const auto& [t, bias] : a.request.logit_bias) masked[static_cast<size_t>(t)] += bias;
+    use = masked;
+  }
+  if (a.grammar) {
+    if (!a.grammar->can_continue()) {
+      finish(slot, FinishReason::stop);  // the sentence is complete and nothing may follow
       return;
     }
-    use = masked;
+    size_t allowed = 0;
+    try {
+      allowed = a.masker->apply(*a.grammar, masked, eog_);
+    } catch (const Error& e) {
+      finish(slot, FinishReason::cancelled, e.what());
+      return;
+    }
+    if (allowed == 0) {
+      finish(slot, FinishReason::length);  // no token can continue the sentence: close it
+      return;
+    }
   }
   const Token t = a.sampler.sample(use);
   ++a.generated;
@@ -337,13 +367,19 @@ void Scheduler::process_token(Slot& slot, const float* row) {
   ++a.output_tokens;
   a.out.tokens.push_back(t);
   if (a.request.logprobs) a.out.logprobs.push_back(logprobs_of(raw, t, a.request.params.n_logprobs));
-  if (a.json_tokens) a.json_tokens->feed(pieces_[static_cast<size_t>(t)]);
+  if (a.grammar) {
+    try {
+      a.grammar->feed(pieces_[static_cast<size_t>(t)]);  // allowed by the mask, so accepted
+    } catch (const Error& e) {
+      finish(slot, FinishReason::cancelled, e.what());
+      return;
+    }
+  }
 
   const std::string text = a.stops.push(a.detok.push(t));
   a.out.text += text;
-  if (a.json_text) a.json_text->feed(text);
 
-  if (a.stops.stopped() || (a.json_tokens && a.json_tokens->complete())) {
+  if (a.stops.stopped() || (a.grammar && !a.grammar->can_continue())) {
     finish(slot, FinishReason::stop);
     return;
   }
@@ -367,9 +403,8 @@ void Scheduler::finish(Slot& slot, FinishReason reason, const std::string& error
     if (!a.stops.stopped()) tail += a.stops.flush();
     if (a.stops.stopped()) reason = FinishReason::stop;
     e.text += tail;
-    if (a.json_text) a.json_text->feed(tail);
   }
-  if (error.empty() && reason != FinishReason::cancelled && a.json_text) e.text += a.json_text->closing_text();
+  if (error.empty() && reason == FinishReason::length && a.grammar && !a.stops.stopped()) e.text += a.grammar->closing_text();
   e.done = true;
   e.finish = reason;
   e.error = error;

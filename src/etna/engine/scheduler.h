@@ -18,6 +18,7 @@
 
 #include "etna/base/error.h"
 #include "etna/engine/generator.h"
+#include "etna/engine/grammar.h"
 #include "etna/engine/sampler.h"
 #include "etna/model/model.h"
 #include "etna/tokenizer/tokenizer.h"
@@ -37,6 +38,13 @@ struct GenerationRequest {
   std::vector<Token> prompt;  // BOS included when wanted; non-empty
   SamplingParams params;      // max_tokens < 0: until the context is full
   bool json_object = false;   // constrain the output to one JSON object (closed at the end)
+  // Constrain the output to a sentence of this grammar (engine/grammar.h): only tokens that keep
+  // the text a valid prefix are sampled, the end of generation only once it is complete, and
+  // generation stops when nothing can follow. A reply cut short by max_tokens or the context gets
+  // the grammar's shortest closing text appended. Wins over json_object.
+  std::shared_ptr<const Grammar> grammar;
+  // Added to the logits of these tokens before sampling (OpenAI's logit_bias, -100..100).
+  std::vector<std::pair<Token, float>> logit_bias;
   bool logprobs = false;      // report each token's log-probability (and n_logprobs alternatives)
 };
 
@@ -128,7 +136,14 @@ class Scheduler {
   const tokenizer::Tokenizer& tokenizer_;
   SchedulerOptions options_;
   std::unique_ptr<model::KvCache> cache_;
-  std::vector<std::string> pieces_;  // token_to_piece of every token (JSON constraint)
+  std::vector<std::string> pieces_;  // token_to_piece of every token (grammar constraint)
+  std::shared_ptr<const TokenTrie> trie_;  // pieces_ as a prefix trie
+  std::shared_ptr<const Grammar> json_object_grammar_;
+  std::vector<Token> eog_;  // end-of-generation tokens
+  // Token masks per grammar, shared by the requests using the same Grammar object (the scheduler
+  // thread is their only user); entries go when their grammar is no longer used.
+  std::shared_ptr<GrammarMasker> masker_for(const std::shared_ptr<const Grammar>& g);
+  std::vector<std::pair<std::weak_ptr<const Grammar>, std::shared_ptr<GrammarMasker>>> maskers_;
   std::vector<std::unique_ptr<Slot>> slots_;
 
   mutable std::mutex mutex_;

@@ -9,11 +9,15 @@
 #include <random>
 
 #include "etna/base/log.h"
+#include "etna/engine/grammar.h"
+#include "etna/engine/json_schema.h"
 #include "etna/engine/memory.h"
+#include "etna/engine/tool_calls.h"
 
 namespace etna::server {
 
 using json = nlohmann::json;
+using ojson = nlohmann::ordered_json;
 using engine::FinishReason;
 using engine::GenerationEvent;
 using engine::RequestStream;
@@ -374,9 +378,30 @@ struct Common {
   bool include_usage = false;
   bool json_object = false;
   bool logprobs = false;
+  int n = 1;                                      // choices
+  std::shared_ptr<const engine::Grammar> grammar; // response_format json_schema or grammar
+  std::vector<std::pair<Token, float>> logit_bias;
 };
 
-Common parse_common(const json& body, bool chat) {
+// Compiles GBNF for a request; a bad grammar or schema is the client's 400 naming `param`.
+std::shared_ptr<const engine::Grammar> compile_grammar(const std::function<std::string()>& gbnf, const std::string& param) {
+  try {
+    return engine::Grammar::cached(gbnf());
+  } catch (const Error& e) {
+    throw ApiError(400, e.kind() == ErrorKind::unsupported ? "unsupported_value" : "invalid_value", param, e.what());
+  }
+}
+
+// The body again with its keys in the client's order (schemas: properties are generated in order).
+ojson ordered_body(const httplib::Request& req) {
+  try {
+    return ojson::parse(req.body);
+  } catch (const ojson::exception&) {
+    return ojson::object();  // parse_object already accepted it; cannot happen
+  }
+}
+
+Common parse_common(const json& body, const ojson& obody, bool chat) {
   Common c;
   auto& p = c.params;
   p.temperature = static_cast<float>(number_field(body, "temperature", 1.0, 0.0, 2.0));
@@ -411,7 +436,7 @@ Common parse_common(const json& body, bool chat) {
     for (const auto& x : p.stop)
       if (x.empty()) bad_request("stop", "stop strings must not be empty");
   }
-  if (int_field(body, "n", 1, 1, 128) != 1) bad_request("n", "only n = 1 is supported");
+  c.n = static_cast<int>(int_field(body, "n", 1, 1, 16));
   if (int_field(body, "best_of", 1, 1, 128) != 1) bad_request("best_of", "only best_of = 1 is supported");
   c.stream = bool_field(body, "stream", false);
   if (const json* so = field(body, "stream_options")) {
@@ -435,13 +460,46 @@ Common parse_common(const json& body, bool chat) {
     const json* t = field(*rf, "type");
     if (!t || !t->is_string()) bad_request("response_format.type", "'response_format.type' must be a string");
     const std::string type = t->get<std::string>();
-    if (type == "json_object")
+    if (type == "json_object") {
       c.json_object = true;
-    else if (type != "text")
-      bad_request("response_format.type", "response_format type '{}' is not supported (use 'text' or 'json_object')", type);
+    } else if (type == "json_schema") {
+      const ojson& orf = obody["response_format"];
+      auto js = orf.find("json_schema");
+      if (js == orf.end() || !js->is_object())
+        bad_request("response_format.json_schema", "'response_format.json_schema' must be an object with a 'schema'");
+      auto schema = js->find("schema");
+      if (schema == js->end()) bad_request("response_format.json_schema.schema", "'response_format.json_schema.schema' is required");
+      engine::JsonSchemaOptions o;
+      if (auto strict = js->find("strict"); strict != js->end() && strict->is_boolean()) o.strict = strict->get<bool>();
+      c.grammar = compile_grammar([&] { return engine::json_schema_to_gbnf(*schema, o); }, "response_format.json_schema.schema");
+    } else if (type != "text") {
+      bad_request("response_format.type", "response_format type '{}' is not supported (use 'text', 'json_object' or 'json_schema')", type);
+    }
   }
-  if (const json* tools = field(body, "tools"); tools && !(tools->is_array() && tools->empty()))
-    bad_request("tools", "tools (function calling) are not supported by this server");
+  if (const json* gr = field(body, "grammar")) {  // llama.cpp's extension: GBNF
+    if (!gr->is_string()) bad_type("grammar", "a string (GBNF)", *gr);
+    if (c.grammar || c.json_object) bad_request("grammar", "'grammar' cannot be combined with a JSON response_format");
+    const std::string text = gr->get<std::string>();
+    c.grammar = compile_grammar([&] { return text; }, "grammar");
+  }
+  if (const json* lb = field(body, "logit_bias")) {
+    if (!lb->is_object()) bad_type("logit_bias", "an object mapping token ids to numbers", *lb);
+    if (lb->size() > 1024) bad_request("logit_bias", "at most 1024 tokens may be biased");
+    for (const auto& [k, v] : lb->items()) {
+      size_t used = 0;
+      long long id = -1;
+      try {
+        id = std::stoll(k, &used);
+      } catch (const std::exception&) {
+        used = 0;
+      }
+      if (used != k.size() || id < 0 || id > INT32_MAX) bad_request("logit_bias", "logit_bias keys must be token ids (got '{}')", k);
+      if (!v.is_number()) bad_type("logit_bias", "numbers between -100 and 100", v);
+      const double b = v.get<double>();
+      if (!(b >= -100.0 && b <= 100.0)) bad_request("logit_bias", "logit_bias values must be between -100 and 100 (got {})", b);
+      c.logit_bias.emplace_back(static_cast<Token>(id), static_cast<float>(b));
+    }
+  }
   try {
     p.validate();
   } catch (const Error& e) {
@@ -469,12 +527,13 @@ std::string content_text(const json& content, size_t index) {
   return text;
 }
 
-std::vector<tokenizer::ChatMessage> parse_messages(const json& body) {
+// Messages in OpenAI's shape, content flattened to text: {role, content[, tool_calls][, tool_call_id][, name]}.
+ojson parse_messages(const json& body) {
   const json* msgs = field(body, "messages");
   if (!msgs) bad_request("messages", "'messages' is required");
   if (!msgs->is_array()) bad_type("messages", "an array", *msgs);
   if (msgs->empty()) bad_request("messages", "'messages' must contain at least one message");
-  std::vector<tokenizer::ChatMessage> out;
+  ojson out = ojson::array();
   for (size_t i = 0; i < msgs->size(); ++i) {
     const json& m = (*msgs)[i];
     if (!m.is_object()) bad_type(fmt::format("messages[{}]", i), "an object", m);
@@ -482,11 +541,33 @@ std::vector<tokenizer::ChatMessage> parse_messages(const json& body) {
     if (!role || !role->is_string()) bad_request(fmt::format("messages[{}].role", i), "each message needs a string 'role'");
     std::string r = role->get<std::string>();
     if (r == "developer") r = "system";
-    if (r != "system" && r != "user" && r != "assistant")
-      bad_request(fmt::format("messages[{}].role", i), "role '{}' is not supported (system, developer, user, assistant)", r);
+    if (r != "system" && r != "user" && r != "assistant" && r != "tool")
+      bad_request(fmt::format("messages[{}].role", i), "role '{}' is not supported (system, developer, user, assistant, tool)", r);
     const json* content = field(m, "content");
+    const json* calls = r == "assistant" ? field(m, "tool_calls") : nullptr;
     if (!content && r != "assistant") bad_request(fmt::format("messages[{}].content", i), "message {} has no content", i);
-    out.push_back({r, content ? content_text(*content, i) : std::string()});
+    ojson msg = {{"role", r}, {"content", content ? content_text(*content, i) : std::string()}};
+    if (calls) {
+      if (!calls->is_array()) bad_type(fmt::format("messages[{}].tool_calls", i), "an array", *calls);
+      ojson list = ojson::array();
+      for (const auto& c : *calls) {
+        const json* fn = c.is_object() ? field(c, "function") : nullptr;
+        if (!fn || !fn->is_object() || !field(*fn, "name") || !(*fn)["name"].is_string())
+          bad_request(fmt::format("messages[{}].tool_calls", i), "each tool call needs a function with a name");
+        const json* args = field(*fn, "arguments");
+        list.push_back({{"id", c.value("id", "")},
+                        {"type", "function"},
+                        {"function", {{"name", (*fn)["name"]}, {"arguments", args && args->is_string() ? args->get<std::string>() : std::string("{}")}}}});
+      }
+      msg["tool_calls"] = std::move(list);
+    }
+    if (r == "tool") {
+      const json* id = field(m, "tool_call_id");
+      if (!id || !id->is_string()) bad_request(fmt::format("messages[{}].tool_call_id", i), "a tool message needs a string 'tool_call_id'");
+      msg["tool_call_id"] = id->get<std::string>();
+    }
+    if (const json* name = field(m, "name"); name && name->is_string()) msg["name"] = name->get<std::string>();
+    out.push_back(std::move(msg));
   }
   return out;
 }
@@ -538,76 +619,131 @@ json usage_json(const GenerationEvent& done) {
 
 enum class Kind { chat, completion };
 
+// How a chat request uses tools.
+struct ToolSetup {
+  bool active = false;  // tools given and tool_choice is not "none": replies are parsed for calls
+  engine::ToolFormat format = engine::ToolFormat::generic;
+};
+
 struct GenerationSetup {
   Kind kind;
   std::string id;
   std::string model;
   int64_t created;
   Common common;
+  ToolSetup tools;
 };
 
-// Waits for the whole generation (non-streamed responses).
-json collect(OpenAIService::Impl& m, const GenerationSetup& g, const std::shared_ptr<RequestStream>& stream) {
-  std::string text;
-  std::vector<engine::SampledToken> lps;
-  GenerationEvent e;
-  TokenClock clock;
-  for (;;) {
-    if (!stream->next(e, std::chrono::milliseconds(1000))) continue;
-    clock.on_event(m.metrics, e);
-    text += e.text;
-    for (auto& l : e.logprobs) lps.push_back(std::move(l));
-    if (e.done) break;
-  }
-  if (!e.error.empty()) throw Error(ErrorKind::internal, "generation failed: " + e.error);
-  {
-    std::lock_guard lock(m.metrics.mutex);
-    m.metrics.prompt_tokens += static_cast<uint64_t>(e.prompt_tokens);
-    m.metrics.generated_tokens += static_cast<uint64_t>(e.completion_tokens);
-  }
-  json choice;
-  if (g.kind == Kind::chat) {
-    choice = {{"index", 0},
-              {"message", {{"role", "assistant"}, {"content", text}, {"refusal", nullptr}}},
-              {"logprobs", g.common.logprobs ? chat_logprobs(*m.tokenizer, lps) : json(nullptr)},
-              {"finish_reason", finish_name(e.finish)}};
-  } else {
-    choice = {{"index", 0},
-              {"text", text},
-              {"logprobs", g.common.logprobs ? completion_logprobs(*m.tokenizer, lps, 0) : json(nullptr)},
-              {"finish_reason", finish_name(e.finish)}};
+// Totals of all choices: the prompt counted once, completions summed.
+GenerationEvent total_usage(const std::vector<GenerationEvent>& done) {
+  GenerationEvent t;
+  if (done.empty()) return t;
+  t.prompt_tokens = done[0].prompt_tokens;
+  t.cached_tokens = done[0].cached_tokens;
+  for (const auto& e : done) t.completion_tokens += e.completion_tokens;
+  return t;
+}
+
+json tool_calls_json(const std::vector<engine::ToolCall>& calls) {
+  json out = json::array();
+  for (const auto& c : calls)
+    out.push_back({{"id", c.id}, {"type", "function"}, {"function", {{"name", c.name}, {"arguments", c.arguments}}}});
+  return out;
+}
+
+// Waits for every choice's whole generation (non-streamed responses).
+json collect(OpenAIService::Impl& m, const GenerationSetup& g, const std::vector<std::shared_ptr<RequestStream>>& streams) {
+  json choices = json::array();
+  std::vector<GenerationEvent> finals;
+  for (size_t i = 0; i < streams.size(); ++i) {
+    std::string text;
+    std::vector<engine::SampledToken> lps;
+    GenerationEvent e;
+    TokenClock clock;
+    for (;;) {
+      if (!streams[i]->next(e, std::chrono::milliseconds(1000))) continue;
+      clock.on_event(m.metrics, e);
+      text += e.text;
+      for (auto& l : e.logprobs) lps.push_back(std::move(l));
+      if (e.done) break;
+    }
+    if (!e.error.empty()) {
+      for (auto& s : streams) s->cancel();
+      throw Error(ErrorKind::internal, "generation failed: " + e.error);
+    }
+    {
+      std::lock_guard lock(m.metrics.mutex);
+      m.metrics.prompt_tokens += static_cast<uint64_t>(i == 0 ? e.prompt_tokens : 0);
+      m.metrics.generated_tokens += static_cast<uint64_t>(e.completion_tokens);
+    }
+    json choice;
+    if (g.kind == Kind::chat) {
+      json message = {{"role", "assistant"}, {"content", text}, {"refusal", nullptr}};
+      std::string finish = finish_name(e.finish);
+      if (g.tools.active) {
+        engine::ParsedReply r = engine::parse_tool_calls(g.tools.format, text);
+        if (!r.calls.empty()) {
+          message["content"] = r.content.empty() ? json(nullptr) : json(r.content);
+          message["tool_calls"] = tool_calls_json(r.calls);
+          finish = "tool_calls";
+        }
+      }
+      choice = {{"index", i},
+                {"message", message},
+                {"logprobs", g.common.logprobs ? chat_logprobs(*m.tokenizer, lps) : json(nullptr)},
+                {"finish_reason", finish}};
+    } else {
+      choice = {{"index", i},
+                {"text", text},
+                {"logprobs", g.common.logprobs ? completion_logprobs(*m.tokenizer, lps, 0) : json(nullptr)},
+                {"finish_reason", finish_name(e.finish)}};
+    }
+    choices.push_back(std::move(choice));
+    finals.push_back(std::move(e));
   }
   return {{"id", g.id},
           {"object", g.kind == Kind::chat ? "chat.completion" : "text_completion"},
           {"created", g.created},
           {"model", g.model},
           {"system_fingerprint", "etna"},
-          {"choices", json::array({choice})},
-          {"usage", usage_json(e)}};
+          {"choices", choices},
+          {"usage", usage_json(total_usage(finals))}};
 }
 
-// Server-sent events as OpenAI sends them.
-void stream_response(OpenAIService::Impl& m, const GenerationSetup& setup, std::shared_ptr<RequestStream> stream,
-                     httplib::Response& res) {
-  struct State {
-    GenerationSetup g;
+// Server-sent events as OpenAI sends them; the choices' chunks interleave as they are produced.
+void stream_response(OpenAIService::Impl& m, const GenerationSetup& setup, std::vector<std::shared_ptr<RequestStream>> streams,
+                     const httplib::Request& req, httplib::Response& res) {
+  struct Choice {
     std::shared_ptr<RequestStream> stream;
-    bool started = false;
+    bool done = false;
     size_t text_offset = 0;
     TokenClock clock;
+    std::optional<engine::ToolCallFilter> filter;
+  };
+  struct State {
+    GenerationSetup g;
+    std::vector<Choice> choices;
+    std::vector<GenerationEvent> finals;
+    bool started = false;
+    int idle = 0;
+    void cancel() {
+      for (auto& c : choices) c.stream->cancel();
+    }
   };
   auto st = std::make_shared<State>();
   st->g = setup;
-  st->stream = std::move(stream);
-  res.status = 200;
-  res.set_header("Cache-Control", "no-cache");
-  res.set_header("X-Accel-Buffering", "no");
-  res.set_chunked_content_provider(
-      "text/event-stream",
+  for (auto& s : streams) {
+    Choice c;
+    c.stream = std::move(s);
+    if (setup.tools.active) c.filter.emplace(setup.tools.format);
+    st->choices.push_back(std::move(c));
+  }
+  start_stream(
+      req, res, "text/event-stream",
       [st, &m](size_t, httplib::DataSink& sink) {
         auto write = [&](const std::string& s) {
           if (sink.write(s.data(), s.size())) return true;
-          st->stream->cancel();  // the client went away
+          st->cancel();  // the client went away
           return false;
         };
         const GenerationSetup& g = st->g;
@@ -621,60 +757,106 @@ void stream_response(OpenAIService::Impl& m, const GenerationSetup& setup, std::
           if (with_usage_null && g.common.include_usage) c["usage"] = nullptr;
           return "data: " + dump(c) + "\n\n";
         };
+        auto delta_chunk = [&](size_t i, json delta) {
+          return chunk(json::array({{{"index", i}, {"delta", std::move(delta)}, {"logprobs", nullptr}, {"finish_reason", nullptr}}}), true);
+        };
         if (!st->started) {
           st->started = true;
           if (g.kind == Kind::chat) {
-            json delta = {{"role", "assistant"}, {"content", ""}, {"refusal", nullptr}};
-            return write(chunk(json::array({{{"index", 0}, {"delta", delta}, {"logprobs", nullptr}, {"finish_reason", nullptr}}}), true));
+            std::string out;
+            for (size_t i = 0; i < st->choices.size(); ++i)
+              out += delta_chunk(i, {{"role", "assistant"}, {"content", ""}, {"refusal", nullptr}});
+            return write(out);
           }
         }
-        GenerationEvent e;
-        int idle = 0;
-        while (!st->stream->next(e, std::chrono::milliseconds(250))) {
-          // An SSE comment now and then: the only way to notice a client that left while the
-          // request waits for a slot or its prompt is evaluated.
-          if (++idle % 4 == 0 && !write(": keep-alive\n\n")) return false;
+        // One event of choice i; false when the response is over (written or failed).
+        auto process = [&](size_t i, GenerationEvent& e) {
+          Choice& c = st->choices[i];
+          c.clock.on_event(m.metrics, e);
+          std::string text = c.filter ? c.filter->push(e.text) : e.text;
+          if (!text.empty() || !e.logprobs.empty()) {
+            json lp = nullptr;
+            if (g.common.logprobs)
+              lp = g.kind == Kind::chat ? chat_logprobs(*m.tokenizer, e.logprobs)
+                                        : completion_logprobs(*m.tokenizer, e.logprobs, c.text_offset);
+            c.text_offset += text.size();
+            json choice = g.kind == Kind::chat
+                              ? json{{"index", i}, {"delta", {{"content", text}}}, {"logprobs", lp}, {"finish_reason", nullptr}}
+                              : json{{"index", i}, {"text", text}, {"logprobs", lp}, {"finish_reason", nullptr}};
+            if (!write(chunk(json::array({choice}), true))) return false;
+          }
+          if (!e.done) return true;
+          c.done = true;
+          if (!e.error.empty()) {
+            st->cancel();
+            json err = openai_error_body(500, "generation failed: " + e.error);
+            write("data: " + dump(err) + "\n\n");
+            sink.done();
+            return false;
+          }
+          {
+            std::lock_guard lock(m.metrics.mutex);
+            m.metrics.prompt_tokens += static_cast<uint64_t>(st->finals.empty() ? e.prompt_tokens : 0);
+            m.metrics.generated_tokens += static_cast<uint64_t>(e.completion_tokens);
+          }
+          std::string finish = finish_name(e.finish);
+          std::string out;
+          if (c.filter) {
+            engine::ParsedReply r = c.filter->finish();
+            if (!r.content.empty()) out += delta_chunk(i, {{"content", r.content}});
+            for (size_t k = 0; k < r.calls.size(); ++k) {
+              // The name first, then the arguments, as OpenAI streams them.
+              out += delta_chunk(i, {{"tool_calls", json::array({{{"index", k}, {"id", r.calls[k].id}, {"type", "function"},
+                                                                  {"function", {{"name", r.calls[k].name}, {"arguments", ""}}}}})}});
+              out += delta_chunk(i, {{"tool_calls", json::array({{{"index", k}, {"function", {{"arguments", r.calls[k].arguments}}}}})}});
+            }
+            if (!r.calls.empty()) finish = "tool_calls";
+          }
+          out += g.kind == Kind::chat
+                     ? chunk(json::array({{{"index", i}, {"delta", json::object()}, {"logprobs", nullptr}, {"finish_reason", finish}}}), true)
+                     : chunk(json::array({{{"index", i}, {"text", ""}, {"logprobs", nullptr}, {"finish_reason", finish}}}), true);
+          st->finals.push_back(std::move(e));
+          return write(out);
+        };
+        bool progressed = false;
+        for (size_t i = 0; i < st->choices.size(); ++i) {
+          GenerationEvent e;
+          while (!st->choices[i].done && st->choices[i].stream->next(e, std::chrono::milliseconds(0))) {
+            progressed = true;
+            if (!process(i, e)) return false;
+          }
         }
-        st->clock.on_event(m.metrics, e);
-        if (!e.text.empty() || !e.logprobs.empty()) {
-          json lp = nullptr;
-          if (g.common.logprobs)
-            lp = g.kind == Kind::chat ? chat_logprobs(*m.tokenizer, e.logprobs)
-                                      : completion_logprobs(*m.tokenizer, e.logprobs, st->text_offset);
-          st->text_offset += e.text.size();
-          json choice = g.kind == Kind::chat
-                            ? json{{"index", 0}, {"delta", {{"content", e.text}}}, {"logprobs", lp}, {"finish_reason", nullptr}}
-                            : json{{"index", 0}, {"text", e.text}, {"logprobs", lp}, {"finish_reason", nullptr}};
-          if (!write(chunk(json::array({choice}), true))) return false;
-        }
-        if (!e.done) return true;
-        if (!e.error.empty()) {
-          json err = openai_error_body(500, "generation failed: " + e.error);
-          write("data: " + dump(err) + "\n\n");
+        const bool all_done = std::all_of(st->choices.begin(), st->choices.end(), [](const Choice& c) { return c.done; });
+        if (all_done) {
+          std::string out;
+          if (g.common.include_usage) {
+            json u = json::parse(chunk(json::array(), false).substr(6));
+            u["usage"] = usage_json(total_usage(st->finals));
+            out += "data: " + dump(u) + "\n\n";
+          }
+          out += "data: [DONE]\n\n";
+          if (!write(out)) return false;
           sink.done();
           return true;
         }
-        {
-          std::lock_guard lock(m.metrics.mutex);
-          m.metrics.prompt_tokens += static_cast<uint64_t>(e.prompt_tokens);
-          m.metrics.generated_tokens += static_cast<uint64_t>(e.completion_tokens);
+        if (!progressed) {
+          for (size_t i = 0; i < st->choices.size(); ++i) {
+            if (st->choices[i].done) continue;
+            GenerationEvent e;
+            if (st->choices[i].stream->next(e, std::chrono::milliseconds(250))) {
+              st->idle = 0;
+              return process(i, e) || true;
+            }
+            break;
+          }
+          // An SSE comment now and then: the only way to notice a client that left while the
+          // request waits for a slot or its prompt is evaluated.
+          if (++st->idle % 4 == 0 && !write(": keep-alive\n\n")) return false;
         }
-        json last = g.kind == Kind::chat
-                        ? json{{"index", 0}, {"delta", json::object()}, {"logprobs", nullptr}, {"finish_reason", finish_name(e.finish)}}
-                        : json{{"index", 0}, {"text", ""}, {"logprobs", nullptr}, {"finish_reason", finish_name(e.finish)}};
-        std::string out = chunk(json::array({last}), true);
-        if (g.common.include_usage) {
-          json u = json::parse(chunk(json::array(), false).substr(6));
-          u["usage"] = usage_json(e);
-          out += "data: " + dump(u) + "\n\n";
-        }
-        out += "data: [DONE]\n\n";
-        if (!write(out)) return false;
-        sink.done();
         return true;
       },
       [st](bool success) {
-        if (!success) st->stream->cancel();
+        if (!success) st->cancel();
       });
 }
 
@@ -694,18 +876,73 @@ void check_model(const json& body, const std::string& loaded, const char* what) 
 }
 
 void submit_and_respond(OpenAIService& service, const GenerationSetup& g, engine::GenerationRequest gr,
-                        const char* prompt_param, httplib::Response& res) {
+                        const char* prompt_param, const httplib::Request& req, httplib::Response& res) {
   auto& m = service.impl();
   if (gr.prompt.size() > static_cast<size_t>(service.n_ctx()))
     throw ApiError(400, "context_length_exceeded", prompt_param,
                    fmt::format("this model's maximum context length is {} tokens, but the prompt has {} tokens",
                                service.n_ctx(), gr.prompt.size()));
-  std::shared_ptr<RequestStream> stream;
-  stream = m.scheduler->submit(std::move(gr));
+  gr.grammar = g.common.grammar;
+  gr.logit_bias = g.common.logit_bias;
+  // n choices are n requests on the scheduler (their common prompt is evaluated once and shared
+  // through the prefix cache when they land on different slots); seeds differ per choice.
+  std::vector<std::shared_ptr<RequestStream>> streams;
+  try {
+    for (int i = 0; i < g.common.n; ++i) {
+      engine::GenerationRequest r = gr;
+      if (r.params.seed != engine::kRandomSeed) r.params.seed += static_cast<uint64_t>(i);
+      streams.push_back(m.scheduler->submit(std::move(r)));
+    }
+  } catch (...) {
+    for (auto& s : streams) s->cancel();
+    throw;
+  }
   if (g.common.stream)
-    stream_response(m, g, stream, res);
+    stream_response(m, g, std::move(streams), req, res);
   else
-    send_json(res, collect(m, g, stream));
+    send_json(res, collect(m, g, streams));
+}
+
+// tools / tool_choice / parallel_tool_calls: what the template gets and how the reply is read.
+struct ToolRequest {
+  ojson tools = ojson::array();
+  std::string choice = "auto";  // auto, none, required, or "function" with `name`
+  std::string name;
+  bool parallel = true;
+};
+
+ToolRequest parse_tools(const json& body, const ojson& obody) {
+  ToolRequest t;
+  if (const json* tools = field(body, "tools")) {
+    if (!tools->is_array()) bad_type("tools", "an array", *tools);
+    t.tools = obody["tools"];
+    try {
+      engine::validate_tools(t.tools);
+    } catch (const Error& e) {
+      bad_request("tools", "{}", e.what());
+    }
+    if (t.tools.size() > 128) bad_request("tools", "at most 128 tools are allowed");
+  }
+  t.choice = t.tools.empty() ? "none" : "auto";
+  if (const json* c = field(body, "tool_choice")) {
+    if (c->is_string()) {
+      t.choice = c->get<std::string>();
+      if (t.choice != "auto" && t.choice != "none" && t.choice != "required")
+        bad_request("tool_choice", "tool_choice must be 'auto', 'none', 'required' or a named function (got '{}')", t.choice);
+    } else if (c->is_object()) {
+      const json* fn = field(*c, "function");
+      if (!field(*c, "type") || (*c)["type"] != "function" || !fn || !fn->is_object() || !field(*fn, "name") ||
+          !(*fn)["name"].is_string())
+        bad_request("tool_choice", "a named tool_choice is {{\"type\": \"function\", \"function\": {{\"name\": ...}}}}");
+      t.choice = "function";
+      t.name = (*fn)["name"].get<std::string>();
+    } else {
+      bad_type("tool_choice", "a string or an object", *c);
+    }
+    if (t.choice != "none" && t.tools.empty()) bad_request("tool_choice", "tool_choice '{}' needs 'tools'", t.choice);
+  }
+  t.parallel = bool_field(body, "parallel_tool_calls", true);
+  return t;
 }
 
 void handle_chat(OpenAIService& service, const httplib::Request& req, httplib::Response& res) {
@@ -714,14 +951,35 @@ void handle_chat(OpenAIService& service, const httplib::Request& req, httplib::R
   json body = parse_object(req);
   if (!m.scheduler) throw ApiError(404, "model_not_found", "model", "this server has no chat model (start it with -m)");
   check_model(body, service.model_id(), "chat");
-  auto messages = parse_messages(body);
-  GenerationSetup g{Kind::chat, random_id("chatcmpl-"), service.model_id(), unix_now(), parse_common(body, true)};
+  const ojson obody = ordered_body(req);
+  const ojson messages = parse_messages(body);
+  GenerationSetup g{Kind::chat, random_id("chatcmpl-"), service.model_id(), unix_now(), parse_common(body, obody, true), {}};
+  const ToolRequest tools = parse_tools(body, obody);
+  g.tools.format = engine::detect_tool_format(m.chat_template->source(), m.own_template);
+  g.tools.active = tools.choice != "none";
+  if (tools.choice == "required" || tools.choice == "function") {
+    if (g.common.grammar || g.common.json_object)
+      bad_request("tool_choice", "a required or named tool_choice cannot be combined with response_format or grammar");
+    g.common.grammar = compile_grammar(
+        [&] { return engine::forced_tool_call_gbnf(g.tools.format, tools.tools, tools.name, tools.parallel); }, "tools");
+  }
   if (!m.own_template) {
     // ChatML stand-in: the model may not know its end marker as a token.
     g.common.params.stop.push_back("<|im_end|>");
     g.common.params.stop.push_back("<|im_start|>");
   }
-  const std::string text = m.chat_template->render(messages, /*add_generation_prompt=*/true);
+  bool uses_tools = g.tools.active;
+  for (const auto& msg : messages)
+    if (msg["role"] == "tool" || msg.contains("tool_calls")) uses_tools = true;
+  std::string text;
+  if (uses_tools) {
+    ojson ctx = engine::tool_template_context(g.tools.format, messages, g.tools.active ? tools.tools : ojson::array());
+    text = m.chat_template->render_context(ctx);
+  } else {
+    std::vector<tokenizer::ChatMessage> plain;
+    for (const auto& msg : messages) plain.push_back({msg["role"].get<std::string>(), msg["content"].get<std::string>()});
+    text = m.chat_template->render(plain, /*add_generation_prompt=*/true);
+  }
   tokenizer::EncodeOptions enc;
   enc.parse_special = true;
   enc.add_special = m.bos_text.empty() || text.compare(0, m.bos_text.size(), m.bos_text) != 0;
@@ -730,7 +988,7 @@ void handle_chat(OpenAIService& service, const httplib::Request& req, httplib::R
   gr.params = g.common.params;
   gr.json_object = g.common.json_object;
   gr.logprobs = g.common.logprobs;
-  submit_and_respond(service, g, std::move(gr), "messages", res);
+  submit_and_respond(service, g, std::move(gr), "messages", req, res);
 }
 
 void handle_completion(OpenAIService& service, const httplib::Request& req, httplib::Response& res) {
@@ -739,7 +997,8 @@ void handle_completion(OpenAIService& service, const httplib::Request& req, http
   json body = parse_object(req);
   if (!m.scheduler) throw ApiError(404, "model_not_found", "model", "this server has no completion model (start it with -m)");
   check_model(body, service.model_id(), "completion");
-  GenerationSetup g{Kind::completion, random_id("cmpl-"), service.model_id(), unix_now(), parse_common(body, false)};
+  GenerationSetup g{Kind::completion, random_id("cmpl-"), service.model_id(), unix_now(),
+                    parse_common(body, ordered_body(req), false), {}};
   const json* prompt = field(body, "prompt");
   if (!prompt) bad_request("prompt", "'prompt' is required");
   json p = *prompt;
@@ -764,7 +1023,7 @@ void handle_completion(OpenAIService& service, const httplib::Request& req, http
   gr.params = g.common.params;
   gr.json_object = g.common.json_object;
   gr.logprobs = g.common.logprobs;
-  submit_and_respond(service, g, std::move(gr), "prompt", res);
+  submit_and_respond(service, g, std::move(gr), "prompt", req, res);
 }
 
 std::string base64(const void* data, size_t n) {

@@ -25,6 +25,9 @@
   ETNA_X86_DECLARE_TILE(q4_k)                                         \
   ETNA_X86_DECLARE_TILE(q5_k)                                         \
   ETNA_X86_DECLARE_TILE(q6_k)                                         \
+  ETNA_X86_DECLARE_TILE(iq4_nl)                                       \
+  ETNA_X86_DECLARE_TILE(iq4_xs)                                       \
+  ETNA_X86_DECLARE_TILE(iq3_s)                                        \
   float vec_dot_q8_k(int64_t n, const void* w, const void* a);        \
   void quantize_q8_0(const float* src, void* dst, int64_t n);         \
   void quantize_q8_1(const float* src, void* dst, int64_t n);         \

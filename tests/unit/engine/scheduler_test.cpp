@@ -219,5 +219,28 @@ TEST_F(SchedulerTest, JsonObjectModeProducesJson) {
   }
 }
 
+TEST_F(SchedulerTest, GrammarConstrainsSamplingAndClosesTruncatedOutput) {
+  auto s = make(2);
+  auto grammar = Grammar::parse(R"(root ::= "{\"n\": " [0-9]{1,3} ", \"w\": \"" [a-z ]{0,30} "\"}")");
+  for (int max_tokens : {2, 6, 200}) {
+    for (uint64_t seed : {1, 2, 3}) {
+      auto r = greedy_request(ref_["cases"][0]["tokens"], max_tokens);
+      r.grammar = grammar;
+      r.params.temperature = 1.0f;
+      r.params.seed = seed;
+      const auto got = collect(*s->submit(r));
+      GrammarState check(grammar);
+      EXPECT_TRUE(check.feed(got.text) && check.accepting()) << got.text;
+    }
+  }
+  // logit_bias: a +100 bias on one token makes it the only choice (until the grammar says no).
+  auto r = greedy_request(ref_["cases"][0]["tokens"], 5);
+  const Token forced = ref_["cases"][0]["greedy"][3].get<Token>();
+  r.logit_bias = {{forced, 100.0f}};
+  r.params.temperature = 1.0f;
+  const auto got = collect(*s->submit(r));
+  EXPECT_EQ(got.tokens, std::vector<Token>(5, forced));
+}
+
 }  // namespace
 }  // namespace etna::engine
