@@ -307,6 +307,10 @@ void HttpServer::route(Method method, const std::string& pattern, Handler handle
       return;
     }
     wrapped(full, res);
+    // start_stream drops Accept-Encoding so cpp-httplib leaves the stream uncompressed; it read the
+    // copy, and cpp-httplib reads its own (mutable, handed to handlers const) request afterwards.
+    if (!full.has_header("Accept-Encoding") && req.has_header("Accept-Encoding"))
+      const_cast<httplib::Request&>(req).headers.erase("Accept-Encoding");
   };
   switch (method) {
     case Method::get: server_->Get(pattern, wrapped); break;

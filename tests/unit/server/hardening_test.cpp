@@ -387,5 +387,35 @@ TEST(Hardening, ImpossibleContentLengthIs400) {
   }
 }
 
+// The body wrapper (item 3) hands handlers a copy of the request: a stream started from a POST
+// must still go out uncompressed (start_stream's Accept-Encoding removal reaches cpp-httplib).
+TEST(Hardening, PostedStreamIsNotCompressed) {
+  ServerOptions opt;
+  opt.host = "127.0.0.1";
+  opt.port = 0;
+  opt.idle_timeout = std::chrono::milliseconds(1000);
+  HttpServer server(opt);
+  server.route(Method::post, "/stream", [](const httplib::Request& req, httplib::Response& res) {
+    start_stream(req, res, "text/event-stream", [](size_t, httplib::DataSink& sink) {
+      sink.write("data: hello\n\n", 13);
+      sink.done();
+      return true;
+    });
+  });
+  server.bind();
+  std::thread t([&] { server.listen(); });
+  server.wait_until_ready();
+  {
+    RawSocket sock(server.port());
+    sock.send_text("POST /stream HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept-Encoding: gzip, br\r\nContent-Type: application/json\r\n"
+                   "Content-Length: 2\r\nConnection: close\r\n\r\n{}");
+    std::string reply = sock.read_until_closed();
+    EXPECT_EQ(reply.find("Content-Encoding"), std::string::npos) << reply;
+    EXPECT_NE(reply.find("data: hello"), std::string::npos) << reply;
+  }
+  server.stop();
+  t.join();
+}
+
 }  // namespace
 }  // namespace etna::server
