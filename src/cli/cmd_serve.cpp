@@ -48,6 +48,7 @@ struct ServeArgs {
   std::string data;
   std::vector<std::string> api_keys;
   std::vector<std::string> cors;
+  std::vector<std::string> allowed_hosts;
   double max_body_mb = 32;
   int threads = 0;
   int timeout_s = 30;
@@ -93,6 +94,7 @@ void serve(const ServeArgs& a) {
     if (const char* env_key = std::getenv("ETNA_API_KEY"); env_key && *env_key) opt.api_keys.push_back(env_key);
   }
   opt.cors_origins = a.cors;
+  opt.allowed_hosts = a.allowed_hosts;
   opt.version = ETNA_VERSION;
 
   auto db = store::Database::open(data / "vectors");
@@ -212,6 +214,8 @@ CommandRegistrar reg(30, [](CLI::App& root) {
   c->add_option("--api-key", args->api_keys,
                 "Require this key ('Authorization: Bearer KEY' or 'api-key: KEY'); repeatable; default $ETNA_API_KEY");
   c->add_option("--cors", args->cors, "Allow browser requests from this origin (repeatable, '*' for any)");
+  c->add_option("--allowed-host", args->allowed_hosts,
+                "Host name clients may use besides localhost and IP addresses (repeatable, '*' for any; DNS-rebinding guard)");
   c->add_option("--max-body-mb", args->max_body_mb, "Largest accepted request body in MiB")->capture_default_str();
   c->add_option("--threads", args->threads, "HTTP worker threads (0 = automatic)")->capture_default_str();
   c->add_option("--allow-ingest", args->allow_ingest,

@@ -2,10 +2,18 @@
 // <noscript>, <template> and comments is dropped; block-level elements end paragraphs; <h1>..<h6>
 // become heading blocks; whitespace collapses except inside <pre>. Each block records the source
 // lines and bytes its text nodes came from (entity-decoded text, so blocks are not verbatim).
+// Bounded: a memory budget for gumbo (its allocator hooks), an iterative walk with depth and node
+// limits; a file over them is refused with etna::Error(limit) and skipped by ingestion.
 #include <gumbo.h>
 
 #include <algorithm>
-#include <memory>
+#include <cctype>
+#include <csetjmp>
+#include <string_view>
+#include <cstdlib>
+#include <vector>
+
+#include "etna/base/error.h"
 
 #include "etna/rag/loader.h"
 
@@ -46,40 +54,216 @@ int heading_level(GumboTag t) {
 
 int count_newlines(const char* p, size_t n) { return static_cast<int>(std::count(p, p + n, '\n')); }
 
+// Limits on one file's parse: gumbo builds the whole tree first (an HTML5 parser reopens every
+// open formatting element for each new block, so 60 KB of unclosed <b> become gigabytes of
+// nodes), then the tree is walked with an explicit stack.
+constexpr std::size_t kBudgetBase = 256u << 20;  // bytes gumbo may allocate: this + 16 x file size
+constexpr std::size_t kBudgetPerByte = 16;
+constexpr std::size_t kMaxDepth = 1024;       // element nesting
+constexpr std::size_t kMaxNodes = 4'000'000;  // nodes walked
+constexpr int kMaxParseErrors = 1000;         // gumbo keeps every parse error in memory otherwise
+
+// gumbo's allocator hooks with a byte budget. Every block is on one list, so the whole tree is
+// freed in one loop (gumbo_destroy_output recurses once per nesting level) and a parse that runs
+// over the budget can be abandoned: the allocator longjmps back to parse_in_budget, whose caller
+// then frees the partial tree. gumbo is plain C (no destructors are skipped) and keeps no state
+// outside the memory it allocates.
+struct alignas(16) BlockHeader {
+  BlockHeader* prev;
+  BlockHeader* next;
+  std::size_t size;
+};
+
+struct Budget {
+  std::size_t used = 0;
+  std::size_t limit = 0;
+  BlockHeader* head = nullptr;
+  std::jmp_buf* escape = nullptr;
+
+  ~Budget() {
+    while (head) {
+      BlockHeader* next = head->next;
+      std::free(head);
+      head = next;
+    }
+  }
+};
+
+void* budget_allocate(void* userdata, size_t size) {
+  auto* b = static_cast<Budget*>(userdata);
+  void* p = size <= b->limit - b->used ? std::malloc(sizeof(BlockHeader) + size) : nullptr;
+  if (!p) std::longjmp(*b->escape, 1);
+  auto* h = static_cast<BlockHeader*>(p);
+  h->prev = nullptr;
+  h->next = b->head;
+  h->size = size;
+  if (b->head) b->head->prev = h;
+  b->head = h;
+  b->used += size;
+  return h + 1;
+}
+
+void budget_deallocate(void* userdata, void* ptr) {
+  if (!ptr) return;
+  auto* b = static_cast<Budget*>(userdata);
+  auto* h = static_cast<BlockHeader*>(ptr) - 1;
+  if (h->prev) h->prev->next = h->next;
+  else b->head = h->next;
+  if (h->next) h->next->prev = h->prev;
+  b->used -= h->size;
+  std::free(h);
+}
+
+// Only trivially destructible locals here (longjmp target). Null when the budget ran out.
+GumboOutput* parse_in_budget(const std::string& bytes, Budget& budget) {
+  std::jmp_buf escape;
+  budget.escape = &escape;
+  if (setjmp(escape) != 0) return nullptr;
+  GumboOptions options = kGumboDefaultOptions;
+  options.allocator = budget_allocate;
+  options.deallocator = budget_deallocate;
+  options.userdata = &budget;
+  options.max_errors = kMaxParseErrors;
+  return gumbo_parse_with_options(&options, bytes.data(), bytes.size());
+}
+
+// Elements that never stay open (void) or that the parser closes implicitly when a sibling starts;
+// the pre-scan below does not count them as nesting.
+bool never_nests(std::string_view tag) {
+  static constexpr std::string_view kTags[] = {
+      "area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param", "source", "track",
+      "wbr", "p", "li", "dt", "dd", "tr", "td", "th", "option", "optgroup", "thead", "tbody", "tfoot", "colgroup",
+      "rb", "rt", "rp", "rtc", "html", "head", "body", "!doctype", "basefont", "bgsound", "frame", "keygen"};
+  for (std::string_view t : kTags)
+    if (t == tag) return true;
+  return false;
+}
+
+// The deepest element nesting the markup asks for, from its tags alone (comments and the raw text
+// of script, style, textarea and title skipped). An HTML5 parser checks the stack of open elements
+// for every tag, so its time grows with the square of the nesting: 100 000 nested <div> took
+// minutes, and 20 000 unclosed <b> gigabytes of per-error stack copies. Checked before parsing.
+std::size_t tag_nesting(std::string_view html) {
+  std::size_t depth = 0, deepest = 0, i = 0;
+  auto lower = [](char c) { return static_cast<char>(c >= 'A' && c <= 'Z' ? c + 32 : c); };
+  while ((i = html.find('<', i)) != std::string_view::npos) {
+    if (html.compare(i, 4, "<!--") == 0) {
+      std::size_t end = html.find("-->", i + 4);
+      if (end == std::string_view::npos) break;
+      i = end + 3;
+      continue;
+    }
+    std::size_t j = i + 1;
+    const bool closing = j < html.size() && html[j] == '/';
+    if (closing) ++j;
+    std::size_t name_start = j;
+    while (j < html.size() && (std::isalnum(static_cast<unsigned char>(html[j])) || html[j] == '!')) ++j;
+    if (j == name_start || !(std::isalpha(static_cast<unsigned char>(html[name_start])) || html[name_start] == '!')) {
+      i = j;
+      continue;
+    }
+    std::string tag;
+    for (std::size_t k = name_start; k < j && tag.size() < 16; ++k) tag += lower(html[k]);
+    std::size_t gt = html.find('>', j);
+    if (gt == std::string_view::npos) break;
+    const bool self_closing = gt > 0 && html[gt - 1] == '/';
+    i = gt + 1;
+    if (never_nests(tag) || self_closing) continue;
+    if (closing) {
+      if (depth > 0) --depth;
+      continue;
+    }
+    deepest = std::max(deepest, ++depth);
+    if (tag == "script" || tag == "style" || tag == "textarea" || tag == "title" || tag == "xmp") {
+      const std::string end_tag = "</" + tag;
+      std::size_t k = i;
+      for (;;) {  // case-insensitive search for the end tag
+        k = html.find("</", k);
+        if (k == std::string_view::npos) break;
+        bool match = true;
+        for (std::size_t m = 2; m < end_tag.size() && match; ++m)
+          match = k + m < html.size() && lower(html[k + m]) == end_tag[m];
+        if (match) break;
+        k += 2;
+      }
+      if (k == std::string_view::npos) break;
+      i = k;
+    }
+  }
+  return deepest;
+}
+
+const GumboVector& children_of(const GumboNode* node) {
+  return node->type == GUMBO_NODE_DOCUMENT ? node->v.document.children : node->v.element.children;
+}
+
 class Extractor {
  public:
   explicit Extractor(Document& doc) : doc_(doc) {}
 
-  void walk(const GumboNode* node, bool pre) {
-    switch (node->type) {
-      case GUMBO_NODE_TEXT:
-      case GUMBO_NODE_WHITESPACE:
-      case GUMBO_NODE_CDATA:
-        add_text(node->v.text, pre);
-        return;
-      case GUMBO_NODE_ELEMENT:
-      case GUMBO_NODE_TEMPLATE: {
-        const GumboElement& e = node->v.element;
-        if (is_dropped(e.tag)) {
-          if (e.tag == GUMBO_TAG_HEAD) walk_title(node);
+  // Depth-first over the tree with an explicit stack (no recursion, whatever the nesting).
+  void walk(const GumboNode* root) {
+    struct Frame {
+      const GumboNode* node;
+      unsigned next_child;
+      bool pre;
+      bool block;
+      bool head;  // inside <head>: only <title> is entered
+    };
+    std::vector<Frame> stack;
+    std::size_t nodes = 0;
+    auto enter = [&](const GumboNode* node, bool pre, bool in_head) {
+      if (++nodes > kMaxNodes)
+        fail(ErrorKind::limit, "the HTML has more than {} nodes (the limit for one file)", kMaxNodes);
+      switch (node->type) {
+        case GUMBO_NODE_TEXT:
+        case GUMBO_NODE_WHITESPACE:
+        case GUMBO_NODE_CDATA:
+          if (!in_head) add_text(node->v.text, pre);
+          return;
+        case GUMBO_NODE_DOCUMENT:
+          stack.push_back({node, 0, pre, false, false});
+          return;
+        case GUMBO_NODE_ELEMENT:
+        case GUMBO_NODE_TEMPLATE: {
+          const GumboElement& e = node->v.element;
+          if (in_head) {
+            // <title> inside <head> is kept as a heading; the rest of <head> is dropped.
+            if (e.tag != GUMBO_TAG_TITLE) return;
+            flush();
+            heading_ = 1;
+            stack.push_back({node, 0, false, true, false});
+            return;
+          }
+          if (is_dropped(e.tag)) {
+            if (e.tag == GUMBO_TAG_HEAD) stack.push_back({node, 0, false, false, true});
+            return;
+          }
+          const int level = heading_level(e.tag);
+          const bool block = level > 0 || is_block(e.tag);
+          if (block) flush();
+          if (level > 0) heading_ = level;
+          if (stack.size() >= kMaxDepth)
+            fail(ErrorKind::limit, "the HTML nests elements deeper than {} levels (the limit for one file)", kMaxDepth);
+          stack.push_back({node, 0, pre || e.tag == GUMBO_TAG_PRE || e.tag == GUMBO_TAG_TEXTAREA, block, false});
           return;
         }
-        const int level = heading_level(e.tag);
-        const bool block = level > 0 || is_block(e.tag);
-        if (block) flush();
-        if (level > 0) heading_ = level;
-        const bool in_pre = pre || e.tag == GUMBO_TAG_PRE || e.tag == GUMBO_TAG_TEXTAREA;
-        for (unsigned i = 0; i < e.children.length; ++i)
-          walk(static_cast<const GumboNode*>(e.children.data[i]), in_pre);
-        if (block) flush();
-        return;
+        default:
+          return;  // comments
       }
-      case GUMBO_NODE_DOCUMENT:
-        for (unsigned i = 0; i < node->v.document.children.length; ++i)
-          walk(static_cast<const GumboNode*>(node->v.document.children.data[i]), pre);
-        return;
-      default:
-        return;  // comments
+    };
+    enter(root, false, false);
+    while (!stack.empty()) {
+      Frame& top = stack.back();
+      const GumboVector& children = children_of(top.node);
+      if (top.next_child < children.length) {
+        const auto* child = static_cast<const GumboNode*>(children.data[top.next_child++]);
+        enter(child, top.pre, top.head);  // may grow the stack: `top` is not used after this
+        continue;
+      }
+      const bool block = top.block;
+      stack.pop_back();
+      if (block) flush();
     }
   }
 
@@ -104,21 +288,6 @@ class Extractor {
   }
 
  private:
-  // <title> inside <head> is kept as a heading; the rest of <head> is dropped.
-  void walk_title(const GumboNode* head) {
-    const GumboElement& e = head->v.element;
-    for (unsigned i = 0; i < e.children.length; ++i) {
-      auto* c = static_cast<const GumboNode*>(e.children.data[i]);
-      if (c->type == GUMBO_NODE_ELEMENT && c->v.element.tag == GUMBO_TAG_TITLE) {
-        flush();
-        heading_ = 1;
-        for (unsigned k = 0; k < c->v.element.children.length; ++k)
-          walk(static_cast<const GumboNode*>(c->v.element.children.data[k]), false);
-        flush();
-      }
-    }
-  }
-
   void add_text(const GumboText& t, bool pre) {
     const std::string_view s(t.text);
     bool any = false;
@@ -159,14 +328,19 @@ class Extractor {
 Document load_html(const std::string& bytes) {
   Document doc;
   doc.format = Format::html;
-  std::unique_ptr<GumboOutput, void (*)(GumboOutput*)> out(
-      gumbo_parse_with_options(&kGumboDefaultOptions, bytes.data(), bytes.size()),
-      [](GumboOutput* o) { gumbo_destroy_output(&kGumboDefaultOptions, o); });
-  if (!out) return doc;
+  if (tag_nesting(bytes) > kMaxDepth)
+    fail(ErrorKind::limit, "the HTML nests elements deeper than {} levels (the limit for one file)", kMaxDepth);
+  Budget budget;
+  budget.limit = kBudgetBase + kBudgetPerByte * bytes.size();
+  GumboOutput* out = parse_in_budget(bytes, budget);
+  if (!out) {
+    fail(ErrorKind::limit, "parsing this HTML needs more than {} MiB of memory (the limit for a {} KiB file)",
+         budget.limit >> 20, bytes.size() >> 10);
+  }
   Extractor ex(doc);
-  ex.walk(out->document, false);
+  ex.walk(out->document);
   ex.flush();
-  return doc;
+  return doc;  // the tree is freed with `budget`
 }
 
 }  // namespace etna::rag

@@ -242,7 +242,15 @@ IngestReport ingest(const fs::path& dir, const std::vector<fs::path>& paths, con
     present.insert(key);
     prog.current = key;
     struct stat st{};
-    if (::stat(p.c_str(), &st) != 0) {
+    bool confined = opt.confine_to.empty();
+    if (!confined) {
+      std::error_code ec;
+      const fs::path real = fs::canonical(p, ec);
+      for (const fs::path& root : opt.confine_to) confined = confined || (!ec && under(real, root));
+    }
+    if (!confined) {
+      skip({key, "a symbolic link to a file outside the allowed folders"});
+    } else if (::stat(p.c_str(), &st) != 0) {
       skip({key, fmt::format("cannot stat: {}", std::strerror(errno))});
     } else if (static_cast<uint64_t>(st.st_size) > opt.max_file_bytes) {
       skip({key, fmt::format("too large ({} > {} limit)", mb(st.st_size), mb(opt.max_file_bytes))});

@@ -31,6 +31,9 @@ struct IngestOptions {
   const engine::Embedder* embedder = nullptr;  // null: BM25 only (chunks are left to embed later)
   std::string embedder_path;                    // recorded so `search` can find the model again
   size_t embed_batch = 16;
+  // When non-empty, a file is read only when its real path (symbolic links resolved) lies under
+  // one of these canonical folders; others are skipped ("outside the allowed folders").
+  std::vector<std::filesystem::path> confine_to;
 };
 
 struct IngestProgress {

@@ -43,7 +43,9 @@ std::optional<Format> format_from_extension(const std::filesystem::path& path);
 bool looks_binary(std::string_view bytes);
 
 // Parsers over the whole file content. They never throw on odd input except load_pdf, which
-// throws etna::Error(corrupt) when the bytes are not a readable PDF (or it is encrypted).
+// throws etna::Error(corrupt) when the bytes are not a readable PDF (or it is encrypted), and
+// load_html, which throws etna::Error(limit) when parsing would need more than 256 MiB + 16 x the
+// file's size, or the elements nest deeper than 1024 levels, or there are more than 4 M nodes.
 Document load_text(std::string bytes);
 Document load_markdown(std::string bytes);
 Document load_html(const std::string& bytes);

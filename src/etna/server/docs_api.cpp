@@ -259,7 +259,9 @@ struct DocsService::Impl {
   }
 
   // Starts an ingestion job over `paths` and returns it.
-  std::shared_ptr<Job> start_job(const std::string& name, const fs::path& dir, std::vector<fs::path> paths) {
+  // `confine`: canonical folders every file's real path must lie in (empty for uploads).
+  std::shared_ptr<Job> start_job(const std::string& name, const fs::path& dir, std::vector<fs::path> paths,
+                                 std::vector<fs::path> confine = {}) {
     auto job = std::make_shared<Job>();
     job->id = random_hex(16);
     job->collection = name;
@@ -277,8 +279,8 @@ struct DocsService::Impl {
     }
     jobs[job->id] = job;
     ++running[name];
-    workers.push_back({std::thread([this, job, name, dir, paths = std::move(paths), finished] {
-                         run_job(job, name, dir, paths);
+    workers.push_back({std::thread([this, job, name, dir, paths = std::move(paths), confine = std::move(confine), finished] {
+                         run_job(job, name, dir, paths, confine);
                          *finished = true;
                        }),
                        finished});
@@ -286,7 +288,7 @@ struct DocsService::Impl {
   }
 
   void run_job(const std::shared_ptr<Job>& job, const std::string& name, const fs::path& dir,
-               const std::vector<fs::path>& paths) {
+               const std::vector<fs::path>& paths, const std::vector<fs::path>& confine) {
     rag::IngestReport report;
     std::string error;
     try {
@@ -295,6 +297,7 @@ struct DocsService::Impl {
       rag::IngestOptions io;
       io.chunk = opt.chunk;
       io.max_file_bytes = opt.max_file_bytes;
+      io.confine_to = confine;
       if (const engine::Embedder* emb = embedder()) {
         io.embedder = emb;
         io.embedder_path = opt.embedding_model_path;
@@ -458,7 +461,7 @@ void ingest_folder(DocsService::Impl& m, const httplib::Request& req, httplib::R
   }
   if (!ok) throw HttpError(403, ErrorKind::invalid_argument, fmt::format("'{}' is not inside a folder the server allows (--allow-ingest)", path));
   if (!fs::exists(canon, ec)) fail(ErrorKind::not_found, "'{}' does not exist on the server", path);
-  m.respond_job(req, res, m.start_job(name, dir, {canon}));
+  m.respond_job(req, res, m.start_job(name, dir, {canon}, m.allowed));
 }
 
 void delete_file(DocsService::Impl& m, const httplib::Request& req, httplib::Response& res, const std::string& name) {

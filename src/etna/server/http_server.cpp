@@ -3,10 +3,13 @@
 #include <algorithm>
 #include <csignal>
 #include <ctime>
+#include <cctype>
 #include <thread>
 
+#include <arpa/inet.h>
 #include <pthread.h>
 
+#include "etna/base/json_limits.h"
 #include "etna/base/log.h"
 
 namespace etna::server {
@@ -75,15 +78,17 @@ nlohmann::json parse_json_body(const httplib::Request& req, bool allow_empty) {
     if (allow_empty) return nlohmann::json::object();
     fail(ErrorKind::invalid_argument, "request body is empty; expected a JSON object");
   }
-  try {
-    return nlohmann::json::parse(body);
-  } catch (const nlohmann::json::parse_error& e) {
-    // nlohmann's message starts with "[json.exception.parse_error.101] parse error at line 1, ..."
-    std::string what = e.what();
-    auto pos = what.find("] ");
-    if (pos != std::string::npos) what = what.substr(pos + 2);
-    fail(ErrorKind::invalid_argument, "malformed JSON in request body: {}", what);
+  // A JSON route takes JSON only: text/plain and form encodings are what a cross-site page can
+  // send without a CORS preflight.
+  if (req.has_header("Content-Type")) {
+    std::string type = req.get_header_value("Content-Type");
+    type = type.substr(0, type.find(';'));
+    std::transform(type.begin(), type.end(), type.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    while (!type.empty() && type.back() == ' ') type.pop_back();
+    const bool json = type == "application/json" || (type.size() > 5 && type.compare(type.size() - 5, 5, "+json") == 0);
+    if (!json) throw HttpError(415, ErrorKind::invalid_argument, fmt::format("the body must be JSON: send Content-Type: application/json (got '{}')", type));
   }
+  return parse_json_bounded(body, kMaxJsonDepth, "request body");
 }
 
 void send_json(httplib::Response& res, const nlohmann::json& body, int status) {
@@ -161,6 +166,11 @@ void HttpServer::install_hooks() {
       }
       return httplib::Server::HandlerResponse::Handled;
     }
+    if (std::string why = cross_site_refusal(req); !why.empty()) {
+      res.set_header("Connection", "close");  // the body (if any) is left unread
+      send_error(req, res, 403, why);
+      return httplib::Server::HandlerResponse::Handled;
+    }
     if (!authorized(req)) {
       res.set_header("WWW-Authenticate", "Bearer");
       // The body (if any) is left unread: close the connection rather than parse it as a request.
@@ -195,6 +205,7 @@ void HttpServer::install_hooks() {
 
   server_->set_post_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
     if (options_.cors_origins.empty()) return;
+    if (res.has_header("Access-Control-Allow-Origin")) return;  // a preflight, answered already
     std::string origin = allowed_origin(req);
     if (origin.empty()) return;
     res.set_header("Access-Control-Allow-Origin", origin);
@@ -227,12 +238,86 @@ void HttpServer::route(Method method, const std::string& pattern, Handler handle
       send_error(req, res, 500, std::string("internal error: ") + e.what());
     }
   };
+  // Routes with a body read it through cpp-httplib's content reader, which hands over the body
+  // decoded (de-chunked, inflated) piece by piece: the limit then holds for what the handler
+  // would get. cpp-httplib 0.11's own payload limit only checks Content-Length, so a chunked or
+  // gzip body of any decoded size was buffered whole.
+  httplib::Server::HandlerWithContentReader with_body = [this, wrapped](const httplib::Request& req,
+                                                                        httplib::Response& res,
+                                                                        const httplib::ContentReader& reader) {
+    const std::size_t limit = options_.max_body_bytes;
+    httplib::Request full = req;  // the handlers' view: body (or files) filled in below
+    std::size_t total = 0;
+    bool over = false;
+    auto fits = [&](std::size_t n) {
+      total += n;
+      over = over || total > limit;
+      return !over;
+    };
+    const bool chunked = req.has_header("Transfer-Encoding");
+    if (req.has_header("Content-Length")) {
+      // One plain decimal that fits a signed 64-bit size; anything else cannot be framed.
+      const std::string cl = req.get_header_value("Content-Length");
+      const bool digits = !cl.empty() && cl.size() <= 19 && std::all_of(cl.begin(), cl.end(), [](char c) { return c >= '0' && c <= '9'; });
+      unsigned long long value = digits ? std::stoull(cl) : 0;
+      if (!digits || value > 9223372036854775807ull || chunked || req.get_header_value_count("Content-Length") != 1) {
+        res.set_header("Connection", "close");
+        send_error(req, res, 400, fmt::format("invalid Content-Length '{}'", cl.substr(0, 40)));
+        return;
+      }
+      if (value > limit) {  // refused unread (cpp-httplib would try to skip that many bytes)
+        res.set_header("Connection", "close");
+        send_error(req, res, 413, reason_message(413, req, limit));
+        return;
+      }
+    } else if (!chunked) {
+      // HTTP/1.1: a request with neither Content-Length nor Transfer-Encoding has no body
+      // (cpp-httplib would read until the client closes, a 30 s wait for a bodiless POST).
+      wrapped(full, res);
+      return;
+    }
+    bool read_ok = false;
+    if (req.is_multipart_form_data()) {
+      httplib::MultipartFormDataMap::iterator current = full.files.end();
+      read_ok = reader(
+          [&](const httplib::MultipartFormData& part) {
+            current = full.files.emplace(part.name, part);
+            return true;
+          },
+          [&](const char* data, std::size_t n) {
+            if (!fits(n)) return false;
+            if (current != full.files.end()) current->second.content.append(data, n);
+            return true;
+          });
+    } else {
+      read_ok = reader([&](const char* data, std::size_t n) {
+        if (!fits(n)) return false;
+        full.body.append(data, n);
+        return true;
+      });
+    }
+    if (over || res.status == 413) {
+      res.set_header("Connection", "close");  // the rest of the body is left unread
+      send_error(req, res, 413, reason_message(413, req, limit));
+      return;
+    }
+    if (!read_ok) {  // timed out, or malformed chunking or compression
+      res.set_header("Connection", "close");
+      send_error(req, res, 400, "the request body could not be read (malformed, or the client stalled)");
+      return;
+    }
+    wrapped(full, res);
+    // start_stream drops Accept-Encoding so cpp-httplib leaves the stream uncompressed; it read the
+    // copy, and cpp-httplib reads its own (mutable, handed to handlers const) request afterwards.
+    if (!full.has_header("Accept-Encoding") && req.has_header("Accept-Encoding"))
+      const_cast<httplib::Request&>(req).headers.erase("Accept-Encoding");
+  };
   switch (method) {
     case Method::get: server_->Get(pattern, wrapped); break;
-    case Method::post: server_->Post(pattern, wrapped); break;
-    case Method::put: server_->Put(pattern, wrapped); break;
-    case Method::patch: server_->Patch(pattern, wrapped); break;
-    case Method::del: server_->Delete(pattern, wrapped); break;
+    case Method::post: server_->Post(pattern, with_body); break;
+    case Method::put: server_->Put(pattern, with_body); break;
+    case Method::patch: server_->Patch(pattern, with_body); break;
+    case Method::del: server_->Delete(pattern, with_body); break;
   }
 }
 
@@ -297,6 +382,61 @@ std::string HttpServer::allowed_origin(const httplib::Request& req) const {
   for (const auto& allowed : options_.cors_origins) {
     if (allowed == "*") return "*";
     if (allowed == origin) return origin;
+  }
+  return "";
+}
+
+namespace {
+
+// "host" of a Host header value "host", "host:port", "[v6]" or "[v6]:port", lower-cased.
+std::string host_name_of(const std::string& value) {
+  std::string h = value;
+  if (!h.empty() && h[0] == '[') {
+    auto close = h.find(']');
+    h = close == std::string::npos ? h : h.substr(0, close + 1);
+  } else if (auto colon = h.rfind(':'); colon != std::string::npos) {
+    h = h.substr(0, colon);
+  }
+  std::transform(h.begin(), h.end(), h.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return h;
+}
+
+// IP address literals cannot be re-pointed by DNS, so they are never a rebinding risk.
+bool is_ip_literal(const std::string& host) {
+  unsigned char buf[sizeof(in6_addr)];
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']')
+    return inet_pton(AF_INET6, host.substr(1, host.size() - 2).c_str(), buf) == 1;
+  return inet_pton(AF_INET, host.c_str(), buf) == 1;
+}
+
+}  // namespace
+
+std::string HttpServer::cross_site_refusal(const httplib::Request& req) const {
+  // DNS rebinding: a page on attacker.example re-pointed at 127.0.0.1 sends Host: attacker.example.
+  if (req.has_header("Host")) {
+    const std::string host = host_name_of(req.get_header_value("Host"));
+    bool ok = host == "localhost" || (host.size() > 10 && host.compare(host.size() - 10, 10, ".localhost") == 0) ||
+              is_ip_literal(host);
+    for (const auto& allowed : options_.allowed_hosts) ok = ok || allowed == "*" || host_name_of(allowed) == host;
+    if (!ok)
+      return fmt::format("Host '{}' is not a name of this server: use localhost or its IP address, or start it with "
+                         "--allowed-host {}", host, host);
+  }
+  // Cross-site requests: browsers send Origin on every cross-origin POST/PUT/PATCH/DELETE, also
+  // the "simple" ones (form posts, text/plain) that need no preflight.
+  const bool changes_state = req.method == "POST" || req.method == "PUT" || req.method == "PATCH" || req.method == "DELETE";
+  if (changes_state && req.has_header("Origin")) {
+    const std::string origin = req.get_header_value("Origin");
+    bool ok = !allowed_origin(req).empty();
+    if (!ok && req.has_header("Host")) {
+      std::string own = "http://" + req.get_header_value("Host");
+      std::transform(own.begin(), own.end(), own.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+      std::string o = origin;
+      std::transform(o.begin(), o.end(), o.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+      ok = o == own;
+    }
+    if (!ok)
+      return fmt::format("cross-site request from origin '{}' refused: allow it with --cors {}", origin, origin);
   }
   return "";
 }

@@ -33,6 +33,9 @@ struct ServerOptions {
   std::chrono::milliseconds idle_timeout{5000};    // keep-alive: idle connection is closed after this
   std::vector<std::string> api_keys;          // empty = no authentication
   std::vector<std::string> cors_origins;      // empty = no CORS headers at all; "*" = any origin
+  // Host names (beyond localhost and IP addresses) that requests may name in their Host header;
+  // "*" = any. Guards against DNS rebinding.
+  std::vector<std::string> allowed_hosts;
   std::string version = "dev";                // Etna's version, reported by informational routes
 };
 
@@ -60,8 +63,10 @@ using ErrorFormat = std::function<nlohmann::json(int status, const std::string& 
 // The default error body: {"error": {"message", "type", "code"}} (OpenAI's shape).
 nlohmann::json default_error_body(int status, const std::string& message);
 
-// Parses the request body as JSON. Throws etna::Error(invalid_argument) naming the position of the
-// problem when it is malformed; an empty body is an error unless allow_empty (then `{}`).
+// Parses the request body as JSON (Content-Type, when given, must be application/json or
+// */*+json: 415 otherwise). Throws etna::Error(invalid_argument) naming the position of the
+// problem when it is malformed, or naming the limit when it nests deeper than kMaxJsonDepth (128)
+// levels; an empty body is an error unless allow_empty (then `{}`).
 nlohmann::json parse_json_body(const httplib::Request& req, bool allow_empty = false);
 
 // Sends `body` as application/json with the given status.
@@ -143,6 +148,9 @@ class HttpServer {
   bool authorized(const httplib::Request& req) const;
   bool is_public(const std::string& path) const;
   std::string allowed_origin(const httplib::Request& req) const;
+  // Why a request is refused as cross-site (Host not naming this server, or a state-changing
+  // request from a foreign Origin); "" when it is fine.
+  std::string cross_site_refusal(const httplib::Request& req) const;
   void install_hooks();
 
   ServerOptions options_;

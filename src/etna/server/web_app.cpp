@@ -200,7 +200,8 @@ class Conversations {
     }
     c["created"] = created_ms;
     c["updated"] = unix_ms();
-    write_atomically(p, c.dump(1, ' ', false, json::error_handler_t::replace));
+    // Compact: indentation grows with nesting, so pretty-printing multiplied a deep body's size.
+    write_atomically(p, c.dump(-1, ' ', false, json::error_handler_t::replace));
     return {c, created};
   }
 

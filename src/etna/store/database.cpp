@@ -22,6 +22,12 @@ void check_name(const std::string& name) {
          name);
 }
 
+// The store's working folders (a drop or restore in progress) start with '.', which no collection
+// name may, so they can never be mistaken for (or collide with) a user's collection.
+fs::path working_dir(const fs::path& collections, const char* purpose, const std::string& name) {
+  return collections / fmt::format(".{}-{}", purpose, name);
+}
+
 void remove_tree(const fs::path& p) {
   std::error_code ec;
   fs::remove_all(p, ec);
@@ -43,8 +49,8 @@ std::unique_ptr<Database> Database::open(const fs::path& dir, Collection::Option
   for (const auto& entry : fs::directory_iterator(dir / "collections")) {
     if (!entry.is_directory()) continue;
     std::string name = entry.path().filename().string();
-    if (name.find(".tmp") != std::string::npos || name.find(".old") != std::string::npos) {
-      remove_tree(entry.path());  // an interrupted restore or drop
+    if (!name.empty() && name[0] == '.') {
+      remove_tree(entry.path());  // a working folder of an interrupted restore or drop
       continue;
     }
     try {
@@ -79,9 +85,9 @@ bool Database::drop_collection(const std::string& name) {
     collections_.erase(it);
     c->mark_dropped();
     // Rename first so a crash mid-removal never leaves a half-deleted collection that reopens.
-    fs::path dir = dir_ / "collections" / name, old = dir;
-    old += ".old";
+    fs::path dir = dir_ / "collections" / name, old = working_dir(dir_ / "collections", "dropped", name);
     std::error_code ec;
+    if (fs::exists(old)) remove_tree(old);
     fs::rename(dir, old, ec);
     remove_tree(ec ? dir : old);
   }
@@ -147,10 +153,11 @@ Collection& Database::restore(const std::string& name, const fs::path& snapshot_
   auto bytes = detail::read_file(snapshot_path);
   std::lock_guard<std::mutex> lock(mu_);
   // Build the restored collection beside the live one, prove it opens, then swap directories.
-  fs::path dir = dir_ / "collections" / name, tmp = dir, old = dir;
-  tmp += ".restore.tmp";
-  old += ".old";
+  fs::path dir = dir_ / "collections" / name;
+  const fs::path tmp = working_dir(dir_ / "collections", "restoring", name);
+  const fs::path old = working_dir(dir_ / "collections", "replaced", name);
   if (fs::exists(tmp)) remove_tree(tmp);
+  if (fs::exists(old)) remove_tree(old);
   std::error_code ec;
   fs::create_directories(tmp, ec);
   if (ec) fail(ErrorKind::io, "cannot create {}: {}", tmp.string(), ec.message());
@@ -164,10 +171,14 @@ Collection& Database::restore(const std::string& name, const fs::path& snapshot_
   }
   probe.reset();
   if (auto it = collections_.find(name); it != collections_.end()) {
+    // Move the live folder aside first: if that fails, the running collection stays as it was.
+    fs::rename(dir, old, ec);
+    if (ec) {
+      remove_tree(tmp);
+      fail(ErrorKind::io, "cannot move {} aside: {}", dir.string(), ec.message());
+    }
     it->second->mark_dropped();
     collections_.erase(it);
-    fs::rename(dir, old, ec);
-    if (ec) fail(ErrorKind::io, "cannot move {} aside: {}", dir.string(), ec.message());
   }
   fs::rename(tmp, dir, ec);
   if (ec) fail(ErrorKind::io, "cannot move restored collection into place: {}", ec.message());

@@ -312,7 +312,24 @@ KeyPath parse_key_object(const json& j, const std::string& where) {
   return parse_key(j["key"], where + ".key");
 }
 
+// Filters recurse once per nesting level (and build a path string per level): bounded here.
+constexpr int kMaxFilterDepth = 64;
+thread_local int t_filter_depth = 0;
+struct FilterDepthGuard {
+  explicit FilterDepthGuard(const std::string& where) {
+    if (++t_filter_depth > kMaxFilterDepth) {
+      --t_filter_depth;
+      fail(ErrorKind::invalid_argument, "{}: filters nest deeper than {} levels (the limit)",
+           where.size() > 80 ? where.substr(0, 80) + "..." : where, kMaxFilterDepth);
+    }
+  }
+  ~FilterDepthGuard() { --t_filter_depth; }
+  FilterDepthGuard(const FilterDepthGuard&) = delete;
+  FilterDepthGuard& operator=(const FilterDepthGuard&) = delete;
+};
+
 Condition parse_condition(const json& j, const std::string& where) {
+  FilterDepthGuard guard(where);
   if (!j.is_object() || j.empty()) bad(where, "expected a condition object");
   if (j.contains("key")) return parse_field(j, where);
   if (j.size() != 1 && !(j.contains("must") || j.contains("should") || j.contains("must_not") || j.contains("min_should")))

@@ -98,6 +98,28 @@ class Parser {
     e->kind = kind;
     return e;
   }
+  // Records the height of a freshly built compound expression; refuses one taller than the limit.
+  ExprPtr seal(ExprPtr e) {
+    int h = 0;
+    auto see = [&h](const ExprPtr& c) {
+      if (c) h = std::max(h, c->depth);
+    };
+    see(e->object);
+    see(e->left);
+    see(e->right);
+    for (const auto& c : e->items) see(c);
+    for (const auto& c : e->keys) see(c);
+    for (const auto& [k, c] : e->kwargs) see(c);
+    e->depth = h + 1;
+    if (e->depth > options_.max_nesting) {
+      Token at{};
+      at.line = e->line;
+      at.column = e->column;
+      error(at, "expression nested too deeply (more than " + std::to_string(options_.max_nesting) +
+                    " levels of operators, filters, tests, attributes or calls)");
+    }
+    return e;
+  }
   static NodePtr make_node(Node::Kind kind, const Token& t) {
     auto n = at<Node>(t);
     n->kind = kind;
@@ -350,7 +372,7 @@ class Parser {
       c->items.push_back(std::move(e));
       if (skip_name("else")) c->items.push_back(parse_expression());
       else c->items.push_back(nullptr);
-      e = std::move(c);
+      e = seal(std::move(c));
     }
     return e;
   }
@@ -360,7 +382,7 @@ class Parser {
     b->name = std::move(op);
     b->left = std::move(l);
     b->right = std::move(r);
-    return b;
+    return seal(std::move(b));
   }
 
   ExprPtr parse_or() {
@@ -388,7 +410,7 @@ class Parser {
       auto u = make_expr(Expr::Kind::unary, t);
       u->name = "not";
       u->object = parse_not();
-      return u;
+      return seal(std::move(u));
     }
     return parse_compare();
   }
@@ -421,7 +443,7 @@ class Parser {
       cmp->ops.push_back(op);
       cmp->items.push_back(parse_math1());
     }
-    return cmp ? std::move(cmp) : std::move(first);
+    return cmp ? seal(std::move(cmp)) : std::move(first);
   }
 
   ExprPtr parse_math1() {
@@ -468,6 +490,7 @@ class Parser {
       e = make_expr(Expr::Kind::unary, t);
       e->name = t.text;
       e->object = parse_unary(false);
+      e = seal(std::move(e));
     } else {
       e = parse_primary();
     }
@@ -524,7 +547,7 @@ class Parser {
             tuple->items.push_back(parse_expression());
           }
           expect_op(")");
-          return tuple;
+          return seal(std::move(tuple));
         }
         if (t.text == "[") {
           next();
@@ -534,7 +557,7 @@ class Parser {
             if (!skip_op(",")) break;
           }
           expect_op("]");
-          return list;
+          return seal(std::move(list));
         }
         if (t.text == "{") {
           next();
@@ -546,7 +569,7 @@ class Parser {
             if (!skip_op(",")) break;
           }
           expect_op("}");
-          return dict;
+          return seal(std::move(dict));
         }
         break;
       default: break;
@@ -565,7 +588,7 @@ class Parser {
           auto a = make_expr(Expr::Kind::attr, t);
           a->object = std::move(e);
           a->name = name.text;
-          e = std::move(a);
+          e = seal(std::move(a));
         } else if (name.kind == TokenKind::integer) {  // foo.0 is foo[0]
           next();
           auto it = make_expr(Expr::Kind::item, t);
@@ -573,7 +596,7 @@ class Parser {
           auto lit = make_expr(Expr::Kind::literal, name);
           lit->value = Value(name.int_value);
           it->items.push_back(std::move(lit));
-          e = std::move(it);
+          e = seal(std::move(it));
         } else {
           error(name, "expected an attribute name after '.', got " + describe(name));
         }
@@ -601,12 +624,12 @@ class Parser {
       auto it = make_expr(Expr::Kind::item, t);
       it->object = std::move(object);
       it->items.push_back(std::move(parts[0]));
-      return it;
+      return seal(std::move(it));
     }
     auto s = make_expr(Expr::Kind::slice, t);
     s->object = std::move(object);
     for (auto& p : parts) s->items.push_back(std::move(p));
-    return s;
+    return seal(std::move(s));
   }
 
   void parse_args(Expr& into) {
@@ -630,7 +653,7 @@ class Parser {
     auto c = make_expr(Expr::Kind::call, peek());
     c->object = std::move(callee);
     parse_args(*c);
-    return c;
+    return seal(std::move(c));
   }
 
   ExprPtr parse_filter(ExprPtr object) {
@@ -640,7 +663,7 @@ class Parser {
     f->name = expect_name();
     while (skip_op(".")) f->name += "." + expect_name();
     if (is_op("(")) parse_args(*f);
-    return f;
+    return seal(std::move(f));
   }
 
   ExprPtr parse_filter_expr(ExprPtr e) {
@@ -665,7 +688,7 @@ class Parser {
           // A single unparenthesised argument: "x is divisibleby 3", "x is sameas none".
           test->items.push_back(parse_postfix(parse_primary()));
         }
-        e = std::move(test);
+        e = seal(std::move(test));
       } else if (is_op("(")) {
         e = parse_call(std::move(e));
       } else {

@@ -46,6 +46,7 @@ struct Expr {
   std::vector<ExprPtr> keys;
   std::vector<std::pair<std::string, ExprPtr>> kwargs;
   std::vector<std::string> ops;  // compare
+  int depth = 1;                 // height of this subtree (bounded by ParseOptions::max_nesting)
 };
 
 struct MacroParam {
@@ -83,7 +84,10 @@ struct Node {
 };
 
 struct ParseOptions {
-  int max_nesting = 128;  // bounds recursion on hostile input (deep parentheses or nested blocks)
+  // Bounds recursion on hostile input: deep parentheses or nested blocks, and the height of any
+  // expression tree, so chains built by loops (filters, tests, attributes, calls, operators)
+  // cannot outgrow what the interpreter's recursion (and the tree's destructor) can walk.
+  int max_nesting = 128;
 };
 
 // Parses a whole template. Throws etna::Error (invalid_argument)
