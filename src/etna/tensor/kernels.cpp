@@ -18,7 +18,7 @@ namespace {
 
 void add(KernelTable& t, GgmlType type, int block_size, size_t block_bytes, GgmlType vd, DequantizeFn dq,
          QuantizeFn q, VecDotFn dot) {
-  t[static_cast<size_t>(type)] = TypeKernels{type, block_size, block_bytes, vd, dq, q, dot, nullptr};
+  t[static_cast<size_t>(type)] = TypeKernels{type, block_size, block_bytes, vd, dq, q, dot, nullptr, nullptr};
 }
 
 KernelTable build_scalar_table() {
@@ -66,6 +66,8 @@ KernelTable build_scalar_table() {
     set(T::Q4_K, ns::vec_dot_q4_k, ns::tile_q4_k);                          \
     set(T::Q5_K, ns::vec_dot_q5_k, ns::tile_q5_k);                          \
     set(T::Q6_K, ns::vec_dot_q6_k, ns::tile_q6_k);                          \
+    t[static_cast<size_t>(T::Q4_0)].packed_tile = ns::packed_tile_q4_0;     \
+    t[static_cast<size_t>(T::Q8_0)].packed_tile = ns::packed_tile_q8_0;     \
     t[static_cast<size_t>(T::Q8_K)].vec_dot = ns::vec_dot_q8_k;             \
     t[static_cast<size_t>(T::Q8_0)].quantize = ns::quantize_q8_0;           \
     t[static_cast<size_t>(T::Q8_1)].quantize = ns::quantize_q8_1;           \
@@ -127,6 +129,17 @@ const KernelTable* kernel_table_for(const std::string& name) {
     static const KernelTable table = ETNA_X86_TABLE(avx512);
     return &table;
   }
+#endif
+  return nullptr;
+}
+
+Int8PeakFn int8_peak_kernel(const std::string& name) {
+#if defined(__x86_64__)
+  if (!kernel_table_for(name)) return nullptr;
+  if (name == "avx2") return avx2::int8_madd_peak;
+  if (name == "avx512") return base::cpu_features().avx512vnni ? avx512vnni::int8_madd_peak : avx512::int8_madd_peak;
+#else
+  (void)name;
 #endif
   return nullptr;
 }
