@@ -135,7 +135,8 @@ describe('the web app in Chromium', { skip }, () => {
     const response = page.waitForResponse((r) => r.url().endsWith('/v1/chat/completions'));
     await page.press('#chat-input', 'Enter');
     const r = await response;
-    assert.match(r.headers()['content-type'], /text\/event-stream/);
+    // The stream names its charset, so any client (Playwright's text() included) decodes it as UTF-8.
+    assert.match(r.headers()['content-type'], /^text\/event-stream; charset=utf-8$/);
     const reply = page.locator('.msg-bubble.assistant[data-done="true"]');
     await reply.waitFor();
     const text = (await reply.locator('.body').innerText()).trim();
@@ -149,9 +150,7 @@ describe('the web app in Chromium', { skip }, () => {
     const conv = await (await fetch(`${server.url}/api/conversations/${list.conversations[0].id}`)).json();
     assert.deepEqual(conv.messages.map((m) => m.role), ['user', 'assistant']);
     // The server sent the reply as several OpenAI-format deltas; the page kept exactly their text.
-    // Decoded as UTF-8 explicitly (SSE is UTF-8 by definition; the header names no charset, and
-    // Playwright's text() would then read the bytes as Latin-1).
-    const deltas = (await r.body()).toString('utf8').split('\n').filter((l) => l.startsWith('data: ') && l !== 'data: [DONE]')
+    const deltas = (await r.text()).split('\n').filter((l) => l.startsWith('data: ') && l !== 'data: [DONE]')
       .map((l) => JSON.parse(l.slice(6)).choices[0]?.delta?.content ?? '');
     assert.ok(deltas.filter(Boolean).length >= 2, `only ${deltas.length} deltas streamed`);
     assert.equal(conv.messages[1].content, deltas.join(''));

@@ -105,7 +105,7 @@ size_t GgufWriter::alignment() const {
 }
 
 template <typename Sink>
-void GgufWriter::emit(Sink& out) const {
+void GgufWriter::emit(Sink& out, const TensorSource& source) const {
   const size_t align = alignment();
   struct Counting {
     Sink& sink;
@@ -144,9 +144,15 @@ void GgufWriter::emit(Sink& out) const {
   pad_to(align_up(pos, align));
   const uint64_t data_start = pos;
   offset = 0;
-  for (const auto& t : tensors_) {
+  for (size_t i = 0; i < tensors_.size(); ++i) {
+    const auto& t = tensors_[i];
     pad_to(data_start + offset);
-    put(t.data, t.n_bytes);
+    const void* data = t.data;
+    if (!data) {
+      if (!source) fail(ErrorKind::invalid_argument, "tensor '{}' has no data and no source was given", t.name);
+      data = source(i);
+    }
+    put(data, t.n_bytes);
     offset = align_up(offset + t.n_bytes, align);
   }
   pad_to(data_start + offset);
@@ -155,17 +161,24 @@ void GgufWriter::emit(Sink& out) const {
 std::vector<uint8_t> GgufWriter::to_bytes() const {
   std::vector<uint8_t> bytes;
   VectorSink sink{bytes};
-  emit(sink);
+  emit(sink, {});
   return bytes;
 }
 
-void GgufWriter::write(const std::string& path) const {
+void GgufWriter::write(const std::string& path, const TensorSource& source) const {
   std::string tmp = path + ".tmp";
   std::unique_ptr<FILE, int (*)(FILE*)> f(std::fopen(tmp.c_str(), "wb"), &std::fclose);
   if (!f) fail(ErrorKind::io, "{}: cannot create: {}", tmp, std::strerror(errno));
   FileSink sink{f.get(), path};
-  emit(sink);
-  if (std::fflush(f.get()) != 0) fail(ErrorKind::io, "{}: write failed: {}", path, std::strerror(errno));
+  try {
+    emit(sink, source);
+    if (std::fflush(f.get()) != 0) fail(ErrorKind::io, "{}: write failed: {}", path, std::strerror(errno));
+  } catch (...) {
+    f.reset();
+    std::error_code ignored;
+    std::filesystem::remove(tmp, ignored);  // no half-written file left behind
+    throw;
+  }
   f.reset();
   std::error_code ec;
   std::filesystem::rename(tmp, path, ec);

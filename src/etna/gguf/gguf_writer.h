@@ -4,6 +4,7 @@
 // gives identical bytes.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -25,10 +26,18 @@ class GgufWriter {
   void set(const std::string& key, Value value);
   void remove(const std::string& key);
   // Adds a tensor. `data` must hold ggml_row_bytes(type, n_elements) bytes and outlive write().
+  // A null `data` defers the bytes to the TensorSource given to write() (streamed writing).
   void add_tensor(const std::string& name, std::vector<uint64_t> dims, GgmlType type, const void* data);
 
+  // Produces the bytes of deferred tensor `index` (in add order) just before they are written;
+  // the pointer must stay valid until the source is called again or write() returns.
+  using TensorSource = std::function<const void*(size_t index)>;
+
   // Writes the file atomically (to path + ".tmp", then renamed). Throws etna::Error (io).
-  void write(const std::string& path) const;
+  void write(const std::string& path) const { write(path, {}); }
+  // As write(), asking `source` for the tensors added without data, one at a time in file order,
+  // so a file larger than memory can be written.
+  void write(const std::string& path, const TensorSource& source) const;
   // The whole file as bytes.
   std::vector<uint8_t> to_bytes() const;
 
@@ -41,7 +50,7 @@ class GgufWriter {
     uint64_t n_bytes;
   };
   template <typename Sink>
-  void emit(Sink& out) const;
+  void emit(Sink& out, const TensorSource& source) const;
   size_t alignment() const;
 
   uint32_t version_ = 3;

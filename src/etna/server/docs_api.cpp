@@ -569,12 +569,9 @@ void ask(DocsService::Impl& m, const httplib::Request& req, httplib::Response& r
     send_json(res, out);
     return;
   }
-  res.status = 200;
-  res.set_header("Cache-Control", "no-cache");
-  res.set_header("X-Accel-Buffering", "no");
   auto params = std::make_shared<engine::SamplingParams>(a.params);
-  res.set_chunked_content_provider(
-      "text/event-stream",
+  start_stream(
+      req, res, "text/event-stream",
       [models, tokens, params, finish, retrieved, hybrid, dropped = prompt->dropped](size_t, httplib::DataSink& sink) {
         auto write = [&](const std::string& s) { return sink.write(s.data(), s.size()); };
         if (!write(sse("sources", {{"retrieved", retrieved}, {"hybrid", hybrid}, {"dropped", dropped}}))) return false;

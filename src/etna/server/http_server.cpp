@@ -92,6 +92,18 @@ void send_json(httplib::Response& res, const nlohmann::json& body, int status) {
   res.set_content(body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), "application/json");
 }
 
+void start_stream(const httplib::Request& req, httplib::Response& res, const std::string& content_type,
+                  httplib::ContentProviderWithoutLength provider,
+                  httplib::ContentProviderResourceReleaser releaser) {
+  // The Request object is cpp-httplib's own mutable one (handlers only see it const); its
+  // Accept-Encoding is read again after the handler returns, to choose the response's encoding.
+  const_cast<httplib::Request&>(req).headers.erase("Accept-Encoding");
+  res.status = 200;
+  res.set_header("Cache-Control", "no-cache");
+  res.set_header("X-Accel-Buffering", "no");
+  res.set_chunked_content_provider(content_type + "; charset=utf-8", std::move(provider), std::move(releaser));
+}
+
 bool constant_time_equals(const std::string& a, const std::string& b) {
   // Walk the longer length so the time depends only on the sizes, never on the contents.
   std::size_t n = std::max(a.size(), b.size());

@@ -67,6 +67,16 @@ nlohmann::json parse_json_body(const httplib::Request& req, bool allow_empty = f
 // Sends `body` as application/json with the given status.
 void send_json(httplib::Response& res, const nlohmann::json& body, int status = 200);
 
+// Starts a streamed response (server-sent events, NDJSON): status 200, `content_type` with
+// "; charset=utf-8" appended, no caching or proxy buffering, and never compressed. A compressed
+// stream sits in the compressor's buffer, so the client would not see tokens as they come and a
+// client that left would go unnoticed. cpp-httplib 0.11 compresses any text/* body whose request
+// accepts gzip or br, with no per-response switch, so this drops the request's Accept-Encoding.
+// `provider` and `releaser` are as for Response::set_chunked_content_provider.
+void start_stream(const httplib::Request& req, httplib::Response& res, const std::string& content_type,
+                  httplib::ContentProviderWithoutLength provider,
+                  httplib::ContentProviderResourceReleaser releaser = nullptr);
+
 // Seconds since the server started handling the current request (on a handler's thread).
 double request_elapsed_seconds();
 

@@ -588,7 +588,7 @@ json collect(OpenAIService::Impl& m, const GenerationSetup& g, const std::shared
 
 // Server-sent events as OpenAI sends them.
 void stream_response(OpenAIService::Impl& m, const GenerationSetup& setup, std::shared_ptr<RequestStream> stream,
-                     httplib::Response& res) {
+                     const httplib::Request& req, httplib::Response& res) {
   struct State {
     GenerationSetup g;
     std::shared_ptr<RequestStream> stream;
@@ -599,11 +599,8 @@ void stream_response(OpenAIService::Impl& m, const GenerationSetup& setup, std::
   auto st = std::make_shared<State>();
   st->g = setup;
   st->stream = std::move(stream);
-  res.status = 200;
-  res.set_header("Cache-Control", "no-cache");
-  res.set_header("X-Accel-Buffering", "no");
-  res.set_chunked_content_provider(
-      "text/event-stream",
+  start_stream(
+      req, res, "text/event-stream",
       [st, &m](size_t, httplib::DataSink& sink) {
         auto write = [&](const std::string& s) {
           if (sink.write(s.data(), s.size())) return true;
@@ -694,7 +691,7 @@ void check_model(const json& body, const std::string& loaded, const char* what) 
 }
 
 void submit_and_respond(OpenAIService& service, const GenerationSetup& g, engine::GenerationRequest gr,
-                        const char* prompt_param, httplib::Response& res) {
+                        const char* prompt_param, const httplib::Request& req, httplib::Response& res) {
   auto& m = service.impl();
   if (gr.prompt.size() > static_cast<size_t>(service.n_ctx()))
     throw ApiError(400, "context_length_exceeded", prompt_param,
@@ -703,7 +700,7 @@ void submit_and_respond(OpenAIService& service, const GenerationSetup& g, engine
   std::shared_ptr<RequestStream> stream;
   stream = m.scheduler->submit(std::move(gr));
   if (g.common.stream)
-    stream_response(m, g, stream, res);
+    stream_response(m, g, stream, req, res);
   else
     send_json(res, collect(m, g, stream));
 }
@@ -730,7 +727,7 @@ void handle_chat(OpenAIService& service, const httplib::Request& req, httplib::R
   gr.params = g.common.params;
   gr.json_object = g.common.json_object;
   gr.logprobs = g.common.logprobs;
-  submit_and_respond(service, g, std::move(gr), "messages", res);
+  submit_and_respond(service, g, std::move(gr), "messages", req, res);
 }
 
 void handle_completion(OpenAIService& service, const httplib::Request& req, httplib::Response& res) {
@@ -764,7 +761,7 @@ void handle_completion(OpenAIService& service, const httplib::Request& req, http
   gr.params = g.common.params;
   gr.json_object = g.common.json_object;
   gr.logprobs = g.common.logprobs;
-  submit_and_respond(service, g, std::move(gr), "prompt", res);
+  submit_and_respond(service, g, std::move(gr), "prompt", req, res);
 }
 
 std::string base64(const void* data, size_t n) {

@@ -92,4 +92,35 @@ static_assert(sizeof(BlockQ2_K) == 84 && sizeof(BlockQ3_K) == 110);
 static_assert(sizeof(BlockQ4_K) == 144 && sizeof(BlockQ5_K) == 176);
 static_assert(sizeof(BlockQ6_K) == 210 && sizeof(BlockQ8_K) == 292);
 
+// ---- the imatrix-era "IQ" formats: non-linear value tables and lattice grids ----
+
+// 32 elements: x = d * kIQ4NLValues[q], q 4 bits; element j in the low nibble of qs[j], j+16
+// in the high one (the Q4_0 packing with a non-uniform value table instead of q - 8).
+struct BlockIQ4_NL {
+  uint16_t d;
+  uint8_t qs[kQK / 2];
+};
+// 8 sub-blocks of 32 as IQ4_NL, each scaled by d * (ls - 32) with a 6-bit ls: low 4 bits in
+// the nibbles of scales_l (sub-block s: byte s/2, high nibble when s is odd), top 2 bits at
+// bits 2s..2s+1 of scales_h. Sub-block s packs its 32 values in qs[16s..16s+15].
+struct BlockIQ4_XS {
+  uint16_t d;
+  uint16_t scales_h;
+  uint8_t scales_l[kQK_K / 64];
+  uint8_t qs[kQK_K / 2];
+};
+// 64 groups of 4: x = d * (1 + 2 * sc) * sign * grid[index][k]. A group's 9-bit index into the
+// 512-point IQ3_S grid is qs[g] with bit 8 taken from bit g%8 of qh[g/8]; the sign of element
+// e is bit e%8 of signs[e/8] (set: negative); the 4-bit sc of 32-element sub-block s is the
+// nibble s%2 of scales[s/2].
+struct BlockIQ3_S {
+  uint16_t d;
+  uint8_t qs[kQK_K / 4];
+  uint8_t qh[kQK_K / 32];
+  uint8_t signs[kQK_K / 8];
+  uint8_t scales[kQK_K / 64];
+};
+
+static_assert(sizeof(BlockIQ4_NL) == 18 && sizeof(BlockIQ4_XS) == 136 && sizeof(BlockIQ3_S) == 110);
+
 }  // namespace etna::tensor

@@ -40,6 +40,10 @@ KernelTable build_scalar_table() {
   add(t, T::Q5_K, kQK_K, sizeof(BlockQ5_K), T::Q8_K, s::dequantize_q5_k, nullptr, s::vec_dot_q5_k_q8_k);
   add(t, T::Q6_K, kQK_K, sizeof(BlockQ6_K), T::Q8_K, s::dequantize_q6_k, nullptr, s::vec_dot_q6_k_q8_k);
   add(t, T::Q8_K, kQK_K, sizeof(BlockQ8_K), T::Q8_K, s::dequantize_q8_k, s::quantize_q8_k, s::vec_dot_q8_k_q8_k);
+  // The IQ formats take the activation types llama.cpp pairs them with.
+  add(t, T::IQ4_NL, kQK, sizeof(BlockIQ4_NL), T::Q8_0, s::dequantize_iq4_nl, s::quantize_iq4_nl, s::vec_dot_iq4_nl_q8_0);
+  add(t, T::IQ4_XS, kQK_K, sizeof(BlockIQ4_XS), T::Q8_K, s::dequantize_iq4_xs, s::quantize_iq4_xs, s::vec_dot_iq4_xs_q8_k);
+  add(t, T::IQ3_S, kQK_K, sizeof(BlockIQ3_S), T::Q8_K, s::dequantize_iq3_s, nullptr, s::vec_dot_iq3_s_q8_k);
   return t;
 }
 
@@ -68,6 +72,9 @@ KernelTable build_scalar_table() {
     set(T::Q6_K, ns::vec_dot_q6_k, ns::tile_q6_k);                          \
     t[static_cast<size_t>(T::Q4_0)].packed_tile = ns::packed_tile_q4_0;     \
     t[static_cast<size_t>(T::Q8_0)].packed_tile = ns::packed_tile_q8_0;     \
+    set(T::IQ4_NL, ns::vec_dot_iq4_nl, ns::tile_iq4_nl);                    \
+    set(T::IQ4_XS, ns::vec_dot_iq4_xs, ns::tile_iq4_xs);                    \
+    set(T::IQ3_S, ns::vec_dot_iq3_s, ns::tile_iq3_s);                       \
     t[static_cast<size_t>(T::Q8_K)].vec_dot = ns::vec_dot_q8_k;             \
     t[static_cast<size_t>(T::Q8_0)].quantize = ns::quantize_q8_0;           \
     t[static_cast<size_t>(T::Q8_1)].quantize = ns::quantize_q8_1;           \

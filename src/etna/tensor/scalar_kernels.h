@@ -51,4 +51,14 @@ float vec_dot_q5_k_q8_k(int64_t n, const void* w, const void* a);
 float vec_dot_q6_k_q8_k(int64_t n, const void* w, const void* a);
 float vec_dot_q8_k_q8_k(int64_t n, const void* w, const void* a);
 
+// iquants_scalar.cpp: IQ4_NL (32-element blocks), IQ4_XS and IQ3_S (256-element super-blocks)
+void dequantize_iq4_nl(const void* src, float* dst, int64_t n);
+void dequantize_iq4_xs(const void* src, float* dst, int64_t n);
+void dequantize_iq3_s(const void* src, float* dst, int64_t n);
+void quantize_iq4_nl(const float* src, void* dst, int64_t n);
+void quantize_iq4_xs(const float* src, void* dst, int64_t n);
+float vec_dot_iq4_nl_q8_0(int64_t n, const void* w, const void* a);
+float vec_dot_iq4_xs_q8_k(int64_t n, const void* w, const void* a);
+float vec_dot_iq3_s_q8_k(int64_t n, const void* w, const void* a);
+
 }  // namespace etna::tensor::scalar

@@ -25,6 +25,9 @@
   ETNA_X86_DECLARE_TILE(q4_k)                                         \
   ETNA_X86_DECLARE_TILE(q5_k)                                         \
   ETNA_X86_DECLARE_TILE(q6_k)                                         \
+  ETNA_X86_DECLARE_TILE(iq4_nl)                                       \
+  ETNA_X86_DECLARE_TILE(iq4_xs)                                       \
+  ETNA_X86_DECLARE_TILE(iq3_s)                                        \
   float vec_dot_q8_k(int64_t n, const void* w, const void* a);        \
   int64_t int8_madd_peak(int64_t rounds, int32_t* sink);             \
   void packed_tile_q4_0(int64_t n, const uint8_t* g, const uint8_t* a, size_t as, float* y, size_t ys, int nr, \

@@ -91,6 +91,7 @@ class RawSocket {
   }
   ~RawSocket() { ::close(fd_); }
   bool connected() const { return connected_; }
+  int fd() const { return fd_; }
   void send_text(const std::string& s) { ASSERT_EQ(::send(fd_, s.data(), s.size(), MSG_NOSIGNAL), static_cast<ssize_t>(s.size())); }
   // Reads until the peer closes; returns what was read, or nullopt when the guard timer fired.
   std::optional<std::string> read_until_closed() {
@@ -317,6 +318,51 @@ TEST(HttpServer, SlowHeadersClientTimesOut) {
   auto r = s.client().Get("/hello");
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 200);
+}
+
+// Streams carry their charset and are never compressed, even when the client accepts gzip: the
+// first event must reach the client while the handler is still producing (a compressor would hold
+// it back), and non-ASCII text must arrive as the UTF-8 bytes sent.
+TEST(HttpServer, StreamsAreUtf8AndUncompressedEvenWhenGzipIsAccepted) {
+  auto first_seen = std::make_shared<std::promise<void>>();
+  std::shared_future<void> seen = first_seen->get_future().share();
+  const std::string quote = "\xE2\x80\x9C" "curly" "\xE2\x80\x9D";  // “curly”
+  Running s({}, [&](HttpServer& server) {
+    server.route(Method::get, "/stream", [seen, quote](const httplib::Request& req, httplib::Response& res) {
+      start_stream(req, res, "text/event-stream", [seen, quote, step = 0](size_t, httplib::DataSink& sink) mutable {
+        const std::string event = "data: " + quote + std::to_string(step) + "\n\n";
+        if (!sink.write(event.data(), event.size())) return false;
+        // Guard against hanging, not a timing assertion: the client reads the first event first.
+        if (step == 0 && seen.wait_for(std::chrono::seconds(20)) != std::future_status::ready) {
+          const std::string late = "data: first event was not delivered\n\n";
+          sink.write(late.data(), late.size());
+        }
+        if (++step == 3) sink.done();
+        return true;
+      });
+    });
+  });
+  RawSocket sock(s.port());
+  ASSERT_TRUE(sock.connected());
+  sock.send_text("GET /stream HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept-Encoding: gzip, deflate, br\r\nConnection: close\r\n\r\n");
+  // Read until the first event's bytes are in, then let the handler go on.
+  std::string got;
+  char buf[4096];
+  while (got.find(quote + "0") == std::string::npos) {
+    ssize_t n = ::recv(sock.fd(), buf, sizeof buf, 0);
+    if (n <= 0) break;
+    got.append(buf, static_cast<size_t>(n));
+  }
+  EXPECT_NE(got.find(quote + "0"), std::string::npos) << "the first event did not arrive while streaming:\n" << got;
+  first_seen->set_value();
+  auto rest = sock.read_until_closed();
+  ASSERT_TRUE(rest.has_value());
+  got += *rest;
+  EXPECT_NE(got.find("Content-Type: text/event-stream; charset=utf-8\r\n"), std::string::npos) << got;
+  EXPECT_EQ(got.find("Content-Encoding"), std::string::npos) << got;
+  EXPECT_NE(got.find("Cache-Control: no-cache"), std::string::npos);
+  EXPECT_NE(got.find("data: " + quote + "2"), std::string::npos) << got;
+  EXPECT_EQ(got.find("not delivered"), std::string::npos) << got;
 }
 
 TEST(HttpServer, StopEndsListenAndBindErrorsAreClear) {

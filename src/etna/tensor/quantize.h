@@ -1,0 +1,34 @@
+// Quantising weights for model files: the encoders GGML's reference quantisers define, which
+// llama.cpp's quantize tool uses when no importance matrix is given. Every scale search, every
+// float operation and its order follow those reference encoders, so a row quantised here has
+// the same bytes as the peer's (tests/unit/hub/quantize_test.cpp compares whole files).
+//
+// These are slower than the activation quantisers behind tensor.h's quantize_row (which may be
+// SIMD and round differently); use them to write files, not in forward passes.
+#pragma once
+#include <cstdint>
+
+#include "etna/gguf/ggml_type.h"
+
+namespace etna::tensor {
+
+using gguf::GgmlType;
+
+// True when quantize_for_file can produce `type`: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1,
+// Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K.
+bool can_quantize_for_file(GgmlType type);
+
+// Encodes n floats (one or more whole rows) into `type` blocks at dst (ggml_row_bytes(type, n)
+// bytes). Deterministic and independent of the CPU's kernel set.
+// REQUIRES: can_quantize_for_file(type); n a multiple of the type's block size.
+// Throws etna::Error (unsupported) for other types, (invalid_argument) for a bad n.
+void quantize_for_file(GgmlType type, const float* src, void* dst, int64_t n);
+
+// The K-quant reference encoders (quantize_kquants.cpp). REQUIRES: n a multiple of 256.
+void quantize_q2_k_ref(const float* x, void* dst, int64_t n);
+void quantize_q3_k_ref(const float* x, void* dst, int64_t n);
+void quantize_q4_k_ref(const float* x, void* dst, int64_t n);
+void quantize_q5_k_ref(const float* x, void* dst, int64_t n);
+void quantize_q6_k_ref(const float* x, void* dst, int64_t n);
+
+}  // namespace etna::tensor

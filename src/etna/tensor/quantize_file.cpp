@@ -1,0 +1,46 @@
+// Dispatch of the file quantisers. The 32-element formats and the float formats use the scalar
+// kernels' encoders, which already round as GGML's reference ones do; the active (SIMD) kernel
+// set is deliberately not used, so files do not depend on the CPU.
+#include "etna/base/error.h"
+#include "etna/tensor/quantize.h"
+#include "etna/tensor/scalar_kernels.h"
+
+namespace etna::tensor {
+namespace {
+
+using QuantizeFn = void (*)(const float*, void*, int64_t);
+
+QuantizeFn file_quantizer(GgmlType type) {
+  switch (type) {
+    case GgmlType::F32: return scalar::quantize_f32;
+    case GgmlType::F16: return scalar::quantize_f16;
+    case GgmlType::BF16: return scalar::quantize_bf16;
+    case GgmlType::Q4_0: return scalar::quantize_q4_0;
+    case GgmlType::Q4_1: return scalar::quantize_q4_1;
+    case GgmlType::Q5_0: return scalar::quantize_q5_0;
+    case GgmlType::Q5_1: return scalar::quantize_q5_1;
+    case GgmlType::Q8_0: return scalar::quantize_q8_0;
+    case GgmlType::Q2_K: return quantize_q2_k_ref;
+    case GgmlType::Q3_K: return quantize_q3_k_ref;
+    case GgmlType::Q4_K: return quantize_q4_k_ref;
+    case GgmlType::Q5_K: return quantize_q5_k_ref;
+    case GgmlType::Q6_K: return quantize_q6_k_ref;
+    default: return nullptr;
+  }
+}
+
+}  // namespace
+
+bool can_quantize_for_file(GgmlType type) { return file_quantizer(type) != nullptr; }
+
+void quantize_for_file(GgmlType type, const float* src, void* dst, int64_t n) {
+  const QuantizeFn fn = file_quantizer(type);
+  if (!fn) fail(ErrorKind::unsupported, "quantising to {} is not supported", gguf::ggml_type_name(type));
+  const auto info = gguf::ggml_type_info(static_cast<uint32_t>(type));
+  if (n < 0 || n % info->block_size != 0)
+    fail(ErrorKind::invalid_argument, "quantize_for_file: {} values are not a whole number of {} blocks ({})", n,
+         gguf::ggml_type_name(type), info->block_size);
+  fn(src, dst, n);
+}
+
+}  // namespace etna::tensor

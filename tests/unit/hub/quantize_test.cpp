@@ -1,0 +1,406 @@
+// `etna quantize` against llama.cpp's quantizer: every quantised tiny-llama file in ../shared
+// was written by the peer from an F32 source there; quantising that source must give the
+// same file, byte for byte. On a mismatch the test says where: the first differing metadata
+// key or tensor header, or the first differing tensor, block and byte.
+#include <cstring>
+#include <fstream>
+#include <iterator>
+#include <map>
+
+#include <gtest/gtest.h>
+
+#include "etna/base/error.h"
+#include "etna/gguf/gguf_file.h"
+#include "etna/gguf/gguf_writer.h"
+#include "etna/hub/quantize.h"
+#include "etna/tensor/quantize.h"
+#include "support/test_support.h"
+
+namespace etna::hub {
+namespace {
+
+namespace fs = std::filesystem;
+using gguf::GgmlType;
+using gguf::Value;
+using gguf::ValueType;
+
+std::vector<uint8_t> read_all(const fs::path& p) {
+  std::ifstream f(p, std::ios::binary);
+  return {std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>()};
+}
+
+std::string dims_text(const std::vector<uint64_t>& dims) {
+  std::string s;
+  for (auto d : dims) s += (s.empty() ? "" : " x ") + std::to_string(d);
+  return s;
+}
+
+// "" when the files are identical; otherwise where they first differ, in GGUF terms.
+std::string describe_difference(const fs::path& ours_path, const fs::path& theirs_path) {
+  const auto ours_bytes = read_all(ours_path), theirs_bytes = read_all(theirs_path);
+  if (ours_bytes == theirs_bytes) return "";
+  auto ours = gguf::GgufFile::open(ours_path.string());
+  auto theirs = gguf::GgufFile::open(theirs_path.string());
+  const auto& km = ours->metadata();
+  const auto& kt = theirs->metadata();
+  for (size_t i = 0; i < std::max(km.size(), kt.size()); ++i) {
+    if (i >= km.size()) return fmt::format("metadata: ours lacks key #{} '{}'", i, kt[i].first);
+    if (i >= kt.size()) return fmt::format("metadata: ours has an extra key #{} '{}'", i, km[i].first);
+    if (km[i].first != kt[i].first)
+      return fmt::format("metadata key #{}: ours '{}', theirs '{}'", i, km[i].first, kt[i].first);
+    if (km[i].second.type() != kt[i].second.type())
+      return fmt::format("metadata key '{}': value types differ", km[i].first);
+  }
+  const auto& tm = ours->tensors();
+  const auto& tt = theirs->tensors();
+  if (tm.size() != tt.size()) return fmt::format("tensor count: ours {}, theirs {}", tm.size(), tt.size());
+  for (size_t i = 0; i < tm.size(); ++i) {
+    if (tm[i].name != tt[i].name) return fmt::format("tensor #{}: ours '{}', theirs '{}'", i, tm[i].name, tt[i].name);
+    if (tm[i].type != tt[i].type || tm[i].dims != tt[i].dims)
+      return fmt::format("tensor '{}': ours {} [{}], theirs {} [{}]", tm[i].name, gguf::ggml_type_name(tm[i].type),
+                         dims_text(tm[i].dims), gguf::ggml_type_name(tt[i].type), dims_text(tt[i].dims));
+  }
+  for (size_t i = 0; i < tm.size(); ++i) {
+    const auto& a = tm[i];
+    const auto& b = tt[i];
+    if (std::memcmp(a.data, b.data, a.n_bytes) == 0) continue;
+    const auto info = *gguf::ggml_type_info(static_cast<uint32_t>(a.type));
+    const uint64_t blocks = a.n_bytes / info.block_bytes, per_row = a.dims[0] / info.block_size;
+    uint64_t first = blocks, differing = 0;
+    for (uint64_t k = 0; k < blocks; ++k)
+      if (std::memcmp(a.data + k * info.block_bytes, b.data + k * info.block_bytes, info.block_bytes) != 0) {
+        if (first == blocks) first = k;
+        ++differing;
+      }
+    size_t byte = 0;
+    while (a.data[first * info.block_bytes + byte] == b.data[first * info.block_bytes + byte]) ++byte;
+    return fmt::format(
+        "tensor '{}' ({}, [{}]): {} of {} blocks differ; first: block {} (row {}, block {} of the row), byte {} of "
+        "{} (ours 0x{:02x}, theirs 0x{:02x})",
+        a.name, gguf::ggml_type_name(a.type), dims_text(a.dims), differing, blocks, first, first / per_row,
+        first % per_row, byte, info.block_bytes, a.data[first * info.block_bytes + byte],
+        b.data[first * info.block_bytes + byte]);
+  }
+  size_t pos = 0;
+  while (pos < std::min(ours_bytes.size(), theirs_bytes.size()) && ours_bytes[pos] == theirs_bytes[pos]) ++pos;
+  return fmt::format("files differ at byte {} (sizes: ours {}, theirs {}) outside the tensor data", pos,
+                     ours_bytes.size(), theirs_bytes.size());
+}
+
+struct Target {
+  const char* source;  // under ../shared
+  const char* target;
+  const char* type;
+};
+
+void PrintTo(const Target& t, std::ostream* os) { *os << t.target << " (" << t.type << ")"; }
+
+class PeerQuantizeTest : public ::testing::TestWithParam<Target> {};
+
+TEST_P(PeerQuantizeTest, OutputIsByteIdenticalToThePeers) {
+  const Target& t = GetParam();
+  ETNA_REQUIRE_SHARED(source, t.source);
+  ETNA_REQUIRE_SHARED(target, t.target);
+  test::TempDir dir;
+  const fs::path out = dir / "out.gguf";
+  QuantizeOptions o;
+  o.file_type = t.type;
+  o.threads = 2;
+  quantize_model(source.string(), out.string(), o);
+  EXPECT_EQ(describe_difference(out, target), "") << t.target;
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    SharedModels, PeerQuantizeTest,
+    ::testing::Values(Target{"next/models/tiny-llama-kq-f32.gguf", "models/tiny-llama-kq-q8_0.gguf", "Q8_0"},
+                      Target{"next/models/tiny-llama-kq-f32.gguf", "models/tiny-llama-kq-q2_k.gguf", "Q2_K"},
+                      Target{"next/models/tiny-llama-kq-f32.gguf", "models/tiny-llama-kq-q3_k_m.gguf", "Q3_K_M"},
+                      Target{"next/models/tiny-llama-kq-f32.gguf", "models/tiny-llama-kq-q4_k_m.gguf", "Q4_K_M"},
+                      Target{"next/models/tiny-llama-kq-f32.gguf", "models/tiny-llama-kq-q5_k_m.gguf", "Q5_K_M"},
+                      Target{"next/models/tiny-llama-kq-f32.gguf", "models/tiny-llama-kq-q6_k.gguf", "Q6_K"},
+                      Target{"models/tiny-llama-spm-f32.gguf", "models/tiny-llama-spm-f16.gguf", "F16"},
+                      Target{"models/tiny-llama-spm-f32.gguf", "models/tiny-llama-spm-q4_0.gguf", "Q4_0"},
+                      Target{"models/tiny-llama-spm-f32.gguf", "models/tiny-llama-spm-q4_1.gguf", "Q4_1"},
+                      Target{"models/tiny-llama-spm-f32.gguf", "models/tiny-llama-spm-q5_0.gguf", "Q5_0"},
+                      Target{"models/tiny-llama-spm-f32.gguf", "models/tiny-llama-spm-q5_1.gguf", "Q5_1"},
+                      Target{"models/tiny-llama-spm-f32.gguf", "models/tiny-llama-spm-q8_0.gguf", "Q8_0"}),
+    [](const auto& info) {
+      std::string n = fs::path(info.param.target).stem().string();
+      for (auto& c : n)
+        if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
+      return n;
+    });
+
+// The IQ files in next/ cannot be written until the IQ encoders exist, but the type mix that
+// produced them can already be checked tensor by tensor.
+TEST(QuantizePlan, MatchesThePeersMixForIqFiles) {
+  ETNA_REQUIRE_SHARED(source, "next/models/tiny-llama-kq-f32.gguf");
+  auto in = gguf::GgufFile::open(source.string());
+  for (const auto& [file, type] : std::vector<std::pair<std::string, std::string>>{
+           {"next/models/tiny-llama-kq-iq4_nl.gguf", "IQ4_NL"},
+           {"next/models/tiny-llama-kq-iq4_xs.gguf", "IQ4_XS"},
+           {"next/models/tiny-llama-kq-iq3_m.gguf", "IQ3_M"}}) {
+    ETNA_REQUIRE_SHARED(target, file);
+    auto ref = gguf::GgufFile::open(target.string());
+    QuantizeOptions o;
+    o.file_type = type;
+    const auto plan = plan_quantization(*in, o);
+    ASSERT_EQ(plan.size(), ref->tensors().size()) << file;
+    for (size_t i = 0; i < plan.size(); ++i) {
+      EXPECT_EQ(plan[i].name, ref->tensors()[i].name) << file;
+      EXPECT_EQ(gguf::ggml_type_name(plan[i].to), gguf::ggml_type_name(ref->tensors()[i].type))
+          << file << ": " << plan[i].name;
+    }
+    EXPECT_EQ(*ref->get_uint("general.file_type"), find_quant_file_type(type)->id) << file;
+  }
+}
+
+// The mixes without a peer file in ../shared, by llama.cpp's rules for this model (2 layers,
+// 4 query heads per KV head, tied embeddings: token_embd takes the output rule, Q6_K).
+TEST(QuantizePlan, OtherKQuantMixesFollowThePeersRules) {
+  ETNA_REQUIRE_SHARED(source, "next/models/tiny-llama-kq-f32.gguf");
+  auto in = gguf::GgufFile::open(source.string());
+  auto expected = [](const std::string& type, const std::string& name) -> GgmlType {
+    if (name.find("_norm") != std::string::npos) return GgmlType::F32;
+    if (name == "token_embd.weight") return GgmlType::Q6_K;
+    const bool v = name.find("attn_v") != std::string::npos, down = name.find("ffn_down") != std::string::npos,
+               out = name.find("attn_output") != std::string::npos;
+    if (type == "Q3_K_S") return GgmlType::Q3_K;
+    if (type == "Q3_K_L") return v || down || out ? GgmlType::Q5_K : GgmlType::Q3_K;
+    if (type == "Q4_K_S") return v ? GgmlType::Q5_K : GgmlType::Q4_K;  // attn_v of the first 4 layers
+    return GgmlType::Q5_K;                                              // Q5_K_S
+  };
+  for (const std::string type : {"Q3_K_S", "Q3_K_L", "Q4_K_S", "Q5_K_S"}) {
+    QuantizeOptions o;
+    o.file_type = type;
+    for (const auto& p : plan_quantization(*in, o))
+      EXPECT_EQ(gguf::ggml_type_name(p.to), gguf::ggml_type_name(expected(type, p.name))) << type << ": " << p.name;
+  }
+}
+
+TEST(Quantize, ResultDoesNotDependOnThreadCount) {
+  ETNA_REQUIRE_SHARED(source, "models/tiny-llama-spm-f32.gguf");
+  test::TempDir dir;
+  QuantizeOptions o;
+  o.file_type = "Q4_K_M";  // 64-wide rows: exercises the fallback types too
+  o.threads = 1;
+  quantize_model(source.string(), (dir / "a.gguf").string(), o);
+  o.threads = 3;
+  quantize_model(source.string(), (dir / "b.gguf").string(), o);
+  EXPECT_EQ(read_all(dir / "a.gguf"), read_all(dir / "b.gguf"));
+  auto f = gguf::GgufFile::open((dir / "a.gguf").string());
+  EXPECT_EQ(f->find_tensor("blk.0.attn_q.weight")->type, GgmlType::Q5_0);  // Q4_K does not fit 64 columns
+  EXPECT_EQ(f->find_tensor("output.weight")->type, GgmlType::Q8_0);       // nor does Q6_K
+}
+
+// F16 and BF16 inputs are decoded exactly: quantising them gives the bytes that quantising
+// their F32 expansion gives.
+TEST(Quantize, HalfPrecisionInputsDecodeExactly) {
+  ETNA_REQUIRE_SHARED(f16, "models/tiny-llama-spm-f16.gguf");
+  ETNA_REQUIRE_SHARED(f32, "models/tiny-llama-spm-f32.gguf");
+  test::TempDir dir;
+  QuantizeOptions o;
+  o.threads = 2;
+  o.file_type = "F16";  // F16 in, F16 out: every tensor copied, the file unchanged
+  quantize_model(f16.string(), (dir / "same.gguf").string(), o);
+  EXPECT_EQ(describe_difference(dir / "same.gguf", f16), "");
+  o.file_type = "BF16";
+  quantize_model(f32.string(), (dir / "bf16.gguf").string(), o);
+  for (const fs::path& half : {f16, dir / "bf16.gguf"}) {
+    o.file_type = "F32";
+    quantize_model(half.string(), (dir / "expanded.gguf").string(), o);
+    o.file_type = "Q5_1";
+    quantize_model(half.string(), (dir / "direct.gguf").string(), o);
+    quantize_model((dir / "expanded.gguf").string(), (dir / "via_f32.gguf").string(), o);
+    EXPECT_EQ(describe_difference(dir / "direct.gguf", dir / "via_f32.gguf"), "") << half;
+  }
+  auto bf = gguf::GgufFile::open((dir / "bf16.gguf").string());
+  EXPECT_EQ(bf->find_tensor("output.weight")->type, GgmlType::BF16);
+  EXPECT_EQ(bf->find_tensor("output_norm.weight")->type, GgmlType::F32);
+  EXPECT_EQ(bf->get_uint("general.file_type"), 32u);
+}
+
+// A small F32 model with licence and provenance keys, written by the test.
+std::vector<float> licensed_weights() {
+  std::vector<float> weights(256 * 8 + 256);
+  for (size_t i = 0; i < weights.size(); ++i) weights[i] = static_cast<float>((i * 7919) % 201) / 100.0f - 1.0f;
+  return weights;
+}
+
+// REQUIRES: `weights` sized as licensed_weights() makes them.
+void write_licensed_model(const fs::path& path, const std::vector<float>& weights) {
+  gguf::GgufWriter w;
+  w.set("general.architecture", Value::string("llama"));
+  w.set("general.name", Value::string("licensed"));
+  w.set("general.license", Value::string("apache-2.0"));
+  w.set("general.license.name", Value::string("Apache License 2.0"));
+  w.set("general.license.link", Value::string("https://www.apache.org/licenses/LICENSE-2.0"));
+  w.set("general.base_model.count", Value::unsigned_int(ValueType::UINT32, 1));
+  w.set("general.base_model.0.name", Value::string("Base Model"));
+  w.set("general.base_model.0.organization", Value::string("Example Org"));
+  w.set("general.base_model.0.repo_url", Value::string("https://huggingface.co/example/base"));
+  w.set("llama.block_count", Value::unsigned_int(ValueType::UINT32, 1));
+  w.set("llama.attention.head_count", Value::unsigned_int(ValueType::UINT32, 2));
+  w.set("llama.attention.head_count_kv", Value::unsigned_int(ValueType::UINT32, 2));
+  w.set("general.file_type", Value::unsigned_int(ValueType::UINT32, 0));
+  w.add_tensor("token_embd.weight", {256, 8}, GgmlType::F32, weights.data());
+  w.add_tensor("output_norm.weight", {256}, GgmlType::F32, weights.data() + 256 * 8);
+  w.write(path.string());
+}
+
+TEST(Quantize, InheritsLicenceAndBaseModelKeysAndAppendsQuantisationKeys) {
+  test::TempDir dir;
+  std::vector<float> weights = licensed_weights();
+  write_licensed_model(dir / "in.gguf", weights);
+  QuantizeOptions o;
+  o.file_type = "Q4_K_M";
+  const auto summary = quantize_model((dir / "in.gguf").string(), (dir / "out.gguf").string(), o);
+  EXPECT_EQ(summary.tensors, 2u);
+  EXPECT_EQ(summary.quantized, 1u);
+  auto in = gguf::GgufFile::open((dir / "in.gguf").string());
+  auto out = gguf::GgufFile::open((dir / "out.gguf").string());
+  EXPECT_EQ(out->get_string("general.license"), "apache-2.0");
+  EXPECT_EQ(out->get_string("general.license.name"), "Apache License 2.0");
+  EXPECT_EQ(out->get_string("general.license.link"), "https://www.apache.org/licenses/LICENSE-2.0");
+  EXPECT_EQ(out->get_uint("general.base_model.count"), 1u);
+  EXPECT_EQ(out->get_string("general.base_model.0.name"), "Base Model");
+  EXPECT_EQ(out->get_string("general.base_model.0.organization"), "Example Org");
+  EXPECT_EQ(out->get_string("general.base_model.0.repo_url"), "https://huggingface.co/example/base");
+  // Same keys in the same order, except the two quantisation keys now at the end (as the peer).
+  std::vector<std::string> keys_in, keys_out;
+  for (const auto& kv : in->metadata())
+    if (kv.first != "general.file_type") keys_in.push_back(kv.first);
+  keys_in.push_back("general.quantization_version");
+  keys_in.push_back("general.file_type");
+  for (const auto& kv : out->metadata()) keys_out.push_back(kv.first);
+  EXPECT_EQ(keys_out, keys_in);
+  EXPECT_EQ(out->get_uint("general.file_type"), 15u);
+  EXPECT_EQ(out->get_uint("general.quantization_version"), 2u);
+  // Tied embeddings take the output tensor's type.
+  EXPECT_EQ(out->find_tensor("token_embd.weight")->type, GgmlType::Q6_K);
+}
+
+TEST(Quantize, DifferenceReportNamesTensorAndBlock) {
+  test::TempDir dir;
+  std::vector<float> weights = licensed_weights();
+  write_licensed_model(dir / "in.gguf", weights);
+  QuantizeOptions o;
+  o.file_type = "Q8_0";
+  quantize_model((dir / "in.gguf").string(), (dir / "a.gguf").string(), o);
+  EXPECT_EQ(describe_difference(dir / "a.gguf", dir / "a.gguf"), "");
+  weights[256 * 5 + 70] += 0.5f;  // row 5, block 2 of 8 (Q8_0 blocks of 32)
+  write_licensed_model(dir / "in2.gguf", weights);
+  quantize_model((dir / "in2.gguf").string(), (dir / "b.gguf").string(), o);
+  const std::string d = describe_difference(dir / "b.gguf", dir / "a.gguf");
+  EXPECT_NE(d.find("tensor 'token_embd.weight' (Q8_0, [256 x 8]): 1 of 64 blocks differ; first: block 42 (row 5, "
+                   "block 2 of the row)"),
+            std::string::npos)
+      << d;
+}
+
+TEST(Quantize, OverridesChooseTensorTypes) {
+  ETNA_REQUIRE_SHARED(source, "next/models/tiny-llama-kq-f32.gguf");
+  auto in = gguf::GgufFile::open(source.string());
+  QuantizeOptions o;
+  o.file_type = "Q4_K_M";
+  o.tensor_types.push_back(parse_tensor_type_override("attn_v=q8_0"));
+  o.tensor_types.push_back(parse_tensor_type_override("blk\\.1\\.ffn_.*=q5_k"));
+  o.output_tensor_type = GgmlType::Q4_0;
+  const auto plan = plan_quantization(*in, o);
+  std::map<std::string, GgmlType> types;
+  for (const auto& p : plan) types[p.name] = p.to;
+  EXPECT_EQ(types["blk.0.attn_v.weight"], GgmlType::Q8_0);
+  EXPECT_EQ(types["blk.1.attn_v.weight"], GgmlType::Q8_0);
+  EXPECT_EQ(types["blk.1.ffn_down.weight"], GgmlType::Q5_K);
+  EXPECT_EQ(types["blk.0.ffn_down.weight"], GgmlType::Q4_K);
+  EXPECT_EQ(types["token_embd.weight"], GgmlType::Q4_0);  // tied: the output type applies
+  EXPECT_EQ(types["output_norm.weight"], GgmlType::F32);
+  o.pure = true;
+  o.tensor_types.clear();
+  o.output_tensor_type.reset();
+  for (const auto& p : plan_quantization(*in, o))
+    EXPECT_EQ(p.to, p.dims.size() == 1 ? GgmlType::F32 : GgmlType::Q4_K) << p.name;  // no mix, no output rule
+}
+
+TEST(Quantize, RefusesWhatItCannotDo) {
+  ETNA_REQUIRE_SHARED(quantized, "models/tiny-llama-spm-q8_0.gguf");
+  ETNA_REQUIRE_SHARED(f32, "models/tiny-llama-spm-f32.gguf");
+  test::TempDir dir;
+  auto message = [&](const std::string& in, QuantizeOptions o) -> std::string {
+    try {
+      quantize_model(in, (dir / "out.gguf").string(), o);
+    } catch (const Error& e) {
+      return e.what();
+    }
+    return "(no error)";
+  };
+  QuantizeOptions o;
+  o.file_type = "Q4_K";  // the alias of Q4_K_M
+  EXPECT_NE(message(quantized.string(), o).find("already quantised (Q8_0)"), std::string::npos);
+  o.file_type = "Q9_X";
+  EXPECT_NE(message(f32.string(), o).find("unknown quantisation type 'Q9_X'"), std::string::npos);
+  o.file_type = "Q8_0";
+  o.token_embedding_type = GgmlType::Q4_K;  // 64 columns cannot hold 256-blocks
+  EXPECT_NE(message(f32.string(), o).find("rows of 64 values do not fit Q4_K blocks of 256"), std::string::npos);
+  o.token_embedding_type.reset();
+  o.file_type = "IQ4_NL";
+  if (!tensor::can_quantize_for_file(GgmlType::IQ4_NL)) {
+    EXPECT_NE(message(f32.string(), o).find("not supported yet"), std::string::npos);
+  }
+  EXPECT_FALSE(fs::exists(dir / "out.gguf"));
+  EXPECT_FALSE(fs::exists(dir / "out.gguf.tmp"));
+  EXPECT_THROW(parse_tensor_type_override("attn_v"), Error);
+  EXPECT_THROW(parse_tensor_type_override("attn_v=q9_9"), Error);
+  EXPECT_THROW(parse_tensor_type_override("(=q8_0"), Error);
+}
+
+TEST(Quantize, RefusesNonFiniteWeights) {
+  test::TempDir dir;
+  std::vector<float> weights = licensed_weights();
+  write_licensed_model(dir / "in.gguf", weights);
+  {
+    // Poke a NaN into the token embedding of the written file.
+    auto f = gguf::GgufFile::open((dir / "in.gguf").string());
+    const uint64_t offset = f->data_offset() + f->find_tensor("token_embd.weight")->offset + 4 * 300;
+    f.reset();
+    std::fstream io(dir / "in.gguf", std::ios::in | std::ios::out | std::ios::binary);
+    io.seekp(static_cast<std::streamoff>(offset));
+    const float nan = std::nanf("");
+    io.write(reinterpret_cast<const char*>(&nan), 4);
+  }
+  QuantizeOptions o;
+  try {
+    quantize_model((dir / "in.gguf").string(), (dir / "out.gguf").string(), o);
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("non-finite value (row 1, column 44)"), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(fs::exists(dir / "out.gguf"));
+}
+
+TEST(QuantizeCli, WritesProgressAndReportsErrorsInOneLine) {
+  ETNA_REQUIRE_SHARED(f32, "models/tiny-llama-spm-f32.gguf");
+  test::TempDir dir;
+  std::string out;
+  const std::string bin = test::etna_binary().string();
+  int rc = test::run_command(bin + " quantize " + f32.string() + " " + (dir / "q.gguf").string() +
+                                 " q8_0 -t 2 --tensor-type 'attn_q=q4_0'",
+                             &out, true);
+  ASSERT_EQ(rc, 0) << out;
+  EXPECT_NE(out.find("[   1/  21] output.weight"), std::string::npos) << out;
+  EXPECT_NE(out.find("blk.0.attn_q.weight"), std::string::npos) << out;
+  EXPECT_NE(out.find("F32 -> Q4_0"), std::string::npos) << out;
+  EXPECT_NE(out.find("wrote "), std::string::npos) << out;
+  auto f = gguf::GgufFile::open((dir / "q.gguf").string());
+  EXPECT_EQ(f->find_tensor("blk.1.attn_q.weight")->type, GgmlType::Q4_0);
+  EXPECT_EQ(f->find_tensor("blk.1.attn_k.weight")->type, GgmlType::Q8_0);
+
+  rc = test::run_command(bin + " quantize " + f32.string() + " " + (dir / "x.gguf").string() + " q7_k", &out, true);
+  EXPECT_EQ(rc, 1);
+  EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 1) << out;
+  EXPECT_NE(out.find("unknown quantisation type 'q7_k'"), std::string::npos) << out;
+  EXPECT_FALSE(fs::exists(dir / "x.gguf"));
+}
+
+}  // namespace
+}  // namespace etna::hub
