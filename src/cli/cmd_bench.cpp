@@ -98,6 +98,12 @@ void bench(const BenchArgs& a) {
     j["bytes_per_token"] = r.bytes_per_token;
     j["bandwidth_gbps"] = r.bandwidth_gbps;
     j["roofline"] = r.roofline;
+    json peaks = json::object();
+    for (const auto& p : r.int8_peaks) peaks[p.kernels] = p.gops;
+    j["int8_peak_gops"] = peaks;
+    j["layer_weights"] = r.layer_weights;
+    j["prompt_gops"] = r.prompt_gops;
+    j["prompt_peak_fraction"] = r.prompt_peak;
     j["memory"] = {{"weights", r.memory.weights},         {"kv_cache", r.memory.kv_total},
                    {"n_ctx", r.memory.n_ctx},             {"scratch_estimate", r.memory.scratch},
                    {"rss", r.resident.current},           {"rss_peak", r.resident.peak},
@@ -119,6 +125,14 @@ void bench(const BenchArgs& a) {
   out += fmt::format("weights    {:.1f} MiB read per generated token\n", r.bytes_per_token / 1048576.0);
   out += fmt::format("bandwidth  {:.2f} GB/s read ({} threads, measured now)\n", r.bandwidth_gbps, r.threads);
   if (o.n_gen > 0) out += fmt::format("roofline   {:.2f} of the memory-bound ideal\n", r.roofline);
+  if (!r.int8_peaks.empty()) {
+    out += "int8 peak ";
+    for (const auto& p : r.int8_peaks) out += fmt::format(" {} {:.0f}", p.kernels, p.gops);
+    out += " G ops/s (2 per multiply-add, measured now)\n";
+    if (o.n_prompt > 0)
+      out += fmt::format("prompt     {:.0f} G ops/s = {:.2f} of the int8 peak ({} layer weights per token)\n",
+                         r.prompt_gops, r.prompt_peak, r.layer_weights);
+  }
   out += fmt::format("memory     RSS +{:.1f} MiB since before loading (total {:.1f}, peak {:.1f}) vs weights + KV {:.1f} MiB: {:.2f}x{}\n",
                      added / 1048576.0, r.resident.current / 1048576.0, r.resident.peak / 1048576.0, budget / 1048576.0, rss_ratio,
                      rss_ratio <= 1.10 ? "" : " (over the 10% goal)");

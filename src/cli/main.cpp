@@ -8,6 +8,7 @@
 #include "cli/command.h"
 #include "etna/base/error.h"
 #include "etna/base/log.h"
+#include "etna/model/model.h"
 
 namespace etna::cli {
 namespace {
@@ -32,6 +33,8 @@ int main(int argc, char** argv) {
   etna::log::init();
   CLI::App app{"Etna: a private, self-hosted AI stack in one program (models, server, vector store, documents)", "etna"};
   app.set_version_flag("--version", std::string("etna ") + ETNA_VERSION);
+  app.add_flag_callback("--no-repack", [] { etna::model::Model::set_repack(false); },
+                        "keep weights in the file's layout (no interleaved Q4_0/Q8_0 rows); also ETNA_REPACK=0");
   app.require_subcommand(1);
   app.fallthrough(false);
   auto& reg = etna::cli::registry();

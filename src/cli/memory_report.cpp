@@ -27,7 +27,9 @@ void print_memory_report(const std::string& path, int n_ctx, const std::string& 
                              {"kv_bytes_per_token", m.kv_per_token},
                              {"kv_bytes", m.kv_total},
                              {"scratch_bytes", m.scratch},
-                             {"total_bytes", m.total()}};
+                             {"total_bytes", m.total()},
+                             {"repacked_matrices", model->repacked_matrices()},
+                             {"repacked_bytes", model->repacked_bytes()}};
     out = j.dump() + "\n";
   } else {
     auto mib = [](uint64_t b) { return fmt::format("{:10.2f} MiB  ({} bytes)", b / 1048576.0, b); };
@@ -38,6 +40,9 @@ void print_memory_report(const std::string& path, int n_ctx, const std::string& 
     out += fmt::format("KV for context   {}\n", mib(m.kv_total));
     out += fmt::format("scratch (est.)   {}\n", mib(m.scratch));
     out += fmt::format("total            {}\n", mib(m.total()));
+    out += fmt::format("repacked         {}  in {} matrices (8-row interleaved, in place of the mapped rows{})\n",
+                       mib(model->repacked_bytes()), model->repacked_matrices(),
+                       model::Model::repack_enabled() ? "" : "; off: --no-repack");
   }
   std::fwrite(out.data(), 1, out.size(), stdout);
 }

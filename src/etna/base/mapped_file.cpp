@@ -26,7 +26,7 @@ MappedFile::MappedFile(const std::string& path) : path_(path) {
   }
   size_ = static_cast<size_t>(st.st_size);
   if (size_ > 0) {
-    void* p = ::mmap(nullptr, size_, PROT_READ, MAP_SHARED, fd, 0);
+    void* p = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
     if (p == MAP_FAILED) {
       int e = errno;
       ::close(fd);
@@ -36,6 +36,23 @@ MappedFile::MappedFile(const std::string& path) : path_(path) {
   }
   ::close(fd);
 }
+
+namespace {
+void protect(const uint8_t* p, size_t n, int prot) {
+  const auto page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const uintptr_t begin = reinterpret_cast<uintptr_t>(p) & ~(page - 1);
+  const uintptr_t end = reinterpret_cast<uintptr_t>(p) + n;
+  if (::mprotect(reinterpret_cast<void*>(begin), end - begin, prot) != 0)
+    fail(ErrorKind::io, "cannot change the protection of a file mapping: {}", std::strerror(errno));
+}
+}  // namespace
+
+uint8_t* MappedFile::make_writable(const uint8_t* p, size_t n) {
+  protect(p, n, PROT_READ | PROT_WRITE);
+  return const_cast<uint8_t*>(p);
+}
+
+void MappedFile::make_read_only(const uint8_t* p, size_t n) { protect(p, n, PROT_READ); }
 
 MappedFile::~MappedFile() {
   if (data_) ::munmap(const_cast<uint8_t*>(data_), size_);

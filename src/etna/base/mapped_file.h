@@ -1,4 +1,4 @@
-// A read-only memory mapping of a whole file. Move-only; unmaps on destruction.
+// A read-only (private) memory mapping of a whole file. Move-only; unmaps on destruction.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -18,6 +18,12 @@ class MappedFile {
 
   const uint8_t* data() const { return data_; }
   size_t size() const { return size_; }
+
+  // Makes bytes [p, p + n) of a mapping writable (the pages containing them). The mapping is
+  // private: written pages become this process's copies and the file is never changed.
+  // Throws etna::Error (io) when the system refuses. make_read_only undoes it.
+  static uint8_t* make_writable(const uint8_t* p, size_t n);
+  static void make_read_only(const uint8_t* p, size_t n);
   const std::string& path() const { return path_; }
 
  private:

@@ -1,6 +1,7 @@
 #include "etna/engine/bench.h"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <random>
 #include <vector>
@@ -8,7 +9,9 @@
 #include <fmt/format.h>
 
 #include "etna/base/bandwidth.h"
+#include "etna/base/cpu_features.h"
 #include "etna/base/error.h"
+#include "etna/tensor/kernels.h"
 #include "etna/tensor/tensor.h"
 
 namespace etna::engine {
@@ -25,6 +28,31 @@ RateStats summarise(std::vector<double> v) {
   s.max = v.back();
   s.median = n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
   return s;
+}
+
+// Best of 5 passes of the set's peak loop on every thread (8 tasks per thread, handed out as
+// threads come free, so one late wake-up does not halve a pass).
+double measure_int8_peak(tensor::Int8PeakFn fn, int threads) {
+  constexpr int64_t kRounds = int64_t{1} << 18;  // per task: ~3M instructions, about a millisecond
+  double best = 0.0;
+  for (int pass = 0; pass < 5; ++pass) {
+    std::atomic<int64_t> madds{0};
+    const auto t0 = Clock::now();
+    tensor::parallel_for(8 * static_cast<int64_t>(threads), INT64_MAX / 4, [&](int64_t task) {
+      int32_t sink[3] = {static_cast<int32_t>(task), 3, 0};
+      madds += fn(kRounds, sink);
+    });
+    const double s = std::chrono::duration<double>(Clock::now() - t0).count();
+    best = std::max(best, 2.0 * static_cast<double>(madds.load()) / s / 1e9);
+  }
+  return best;
+}
+
+uint64_t layer_weight_elements(const model::Model& model) {
+  uint64_t n = 0;
+  for (const auto& t : model.file().tensors())
+    if (t.dims.size() >= 2 && t.name.rfind("blk.", 0) == 0) n += t.n_elements;
+  return n;
 }
 
 }  // namespace
@@ -96,6 +124,19 @@ BenchResult run_bench(const model::Model& model, const BenchOptions& o,
   // Best of 10 short passes (~10 ms each): one pass disturbed by another process would understate it.
   res.bandwidth_gbps = measure_read_bandwidth(res.threads, o.bandwidth_bytes, 10).best_gbps;
   say(fmt::format("read bandwidth {:.2f} GB/s with {} threads", res.bandwidth_gbps, res.threads));
+  for (const std::string& set : tensor::available_kernel_sets())
+    if (tensor::Int8PeakFn fn = tensor::int8_peak_kernel(set))
+      res.int8_peaks.push_back({set == "avx512" && base::cpu_features().avx512vnni ? "avx512+vnni" : set,
+                                measure_int8_peak(fn, res.threads)});
+  res.layer_weights = layer_weight_elements(model);
+  res.prompt_gops = 2.0 * static_cast<double>(res.layer_weights) * res.pp_tps.median / 1e9;
+  for (const Int8Peak& p : res.int8_peaks)
+    if (p.kernels == res.kernels || &p == &res.int8_peaks.back()) {
+      if (p.gops > 0) res.prompt_peak = res.prompt_gops / p.gops;
+      break;
+    }
+  if (!res.int8_peaks.empty())
+    say(fmt::format("int8 peak {:.0f} G ops/s ({})", res.int8_peaks.back().gops, res.int8_peaks.back().kernels));
   if (res.bandwidth_gbps > 0)
     res.roofline = res.tg_tps.median * static_cast<double>(res.bytes_per_token) / (res.bandwidth_gbps * 1e9);
   return res;

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "etna/engine/memory.h"
 #include "etna/model/model.h"
@@ -26,6 +27,12 @@ struct RateStats {  // tokens per second over the repetitions
   double min = 0.0, median = 0.0, max = 0.0;
 };
 
+// The int8 multiply-add peak of one kernel set, all threads: G ops/s, 2 ops per multiply-add.
+struct Int8Peak {
+  std::string kernels;
+  double gops = 0.0;
+};
+
 struct BenchResult {
   RateStats pp_tps, tg_tps;
   uint64_t bytes_per_token = 0;  // weight_bytes_per_token()
@@ -33,6 +40,10 @@ struct BenchResult {
   double roofline = 0.0;         // tg_tps.median * bytes_per_token / bandwidth: 1 = memory-bound ideal
   int threads = 0;
   std::string kernels;           // tensor::active_kernels_name()
+  std::vector<Int8Peak> int8_peaks;  // per SIMD kernel set the CPU has, measured in this run
+  uint64_t layer_weights = 0;        // elements of the layers' weight matrices (multiply-adds per prompt token)
+  double prompt_gops = 0.0;          // 2 * layer_weights * pp_tps.median / 1e9
+  double prompt_peak = 0.0;          // prompt_gops / the int8 peak of the active set (or the best one)
   MemoryEstimate memory;         // for a context of n_prompt + n_gen (at least the larger test)
   ResidentMemory resident;       // measured after the last generation run
 };

@@ -3,12 +3,15 @@
 #include "etna/model/model.h"
 
 #include <algorithm>
+#include <atomic>
+#include <cstdlib>
 #include <cmath>
 #include <unordered_map>
 
 #include "etna/base/error.h"
 #include "etna/base/log.h"
 #include "etna/model/families.h"
+#include "etna/base/mapped_file.h"
 #include "etna/model/loader.h"
 
 namespace etna::model {
@@ -197,9 +200,45 @@ std::unique_ptr<Model> Model::load(const std::string& path) {
            "not compute (it uses RMS norm)", path, n, c.arch);
   }
   ld.refuse_unknown_tensors();
+  if (repack_enabled()) m->repack_weights();
   log::debug("loaded {}: {} n_embd={} n_layer={} n_head={}/{} n_ff={} n_vocab={} n_expert={}/{}", path, c.arch,
              c.n_embd, c.n_layer, c.n_head, c.n_head_kv, c.n_ff, c.n_vocab, c.n_expert_used, c.n_expert);
   return m;
+}
+
+namespace {
+std::atomic<int> g_repack{-1};  // -1: not set, read ETNA_REPACK
+}  // namespace
+
+void Model::set_repack(bool on) { g_repack.store(on ? 1 : 0); }
+
+bool Model::repack_enabled() {
+  int v = g_repack.load();
+  if (v < 0) {
+    const char* env = std::getenv("ETNA_REPACK");
+    v = env && std::string(env) == "0" ? 0 : 1;
+    g_repack.store(v);
+  }
+  return v == 1;
+}
+
+// The matrices only matmul reads (not token_embd, whose rows are looked up; nor a tied
+// output, which is token_embd) are interleaved where the kernels can use it.
+void Model::repack_weights() {
+  auto repack = [this](tensor::Matrix& w) {
+    if (!tensor::can_repack(w)) return;
+    const size_t bytes = static_cast<size_t>(w.rows) * w.row_bytes;
+    uint8_t* data = MappedFile::make_writable(w.data, bytes);
+    tensor::repack_rows(w, data);
+    MappedFile::make_read_only(w.data, bytes);
+    ++repacked_matrices_;
+    repacked_bytes_ += bytes;
+  };
+  // Expert matrices are 3-D (one slice per expert) and stay as the file lays them out.
+  for (Layer& L : w_.layers)
+    for (tensor::Matrix* w : {&L.attn_q, &L.attn_k, &L.attn_v, &L.attn_qkv, &L.attn_output, &L.ffn_gate, &L.ffn_up, &L.ffn_down})
+      if (w->data != nullptr) repack(*w);
+  if (!config_.tied_output) repack(w_.output);
 }
 
 std::unique_ptr<KvCache> Model::make_cache(int n_seq, int n_ctx, KvType type, int max_batch) const {

@@ -180,8 +180,20 @@ class Model {
  public:
   // Memory-maps `path` and checks that every tensor the architecture needs exists with the
   // right shape and a supported type. Throws etna::Error naming the file and what is wrong.
+  // Unless repacking is off (set_repack(false) or ETNA_REPACK=0), the Q4_0 / Q8_0 weight
+  // matrices the active kernel set has interleaved kernels for are rearranged in place
+  // (tensor::repack_rows) in this process's private copy of their pages; file() then holds
+  // those bytes for them. Results are the same bit for bit either way.
   static std::unique_ptr<Model> load(const std::string& path);
   ~Model();
+
+  // Process-wide default for load(): repack weights (true unless ETNA_REPACK=0).
+  static void set_repack(bool on);
+  static bool repack_enabled();
+
+  // What load() repacked: matrices and their bytes (0 when off or nothing qualified).
+  int repacked_matrices() const { return repacked_matrices_; }
+  uint64_t repacked_bytes() const { return repacked_bytes_; }
 
   const ModelConfig& config() const { return config_; }
   const gguf::GgufFile& file() const { return *file_; }
@@ -239,12 +251,15 @@ class Model {
  private:
   Model() = default;
   void check_batch(const Batch& batch, const KvCache& cache) const;
+  void repack_weights();
 
   std::unique_ptr<gguf::GgufFile> file_;
   ModelConfig config_;
   Weights w_;
   const Family* family_ = nullptr;
   mutable std::atomic<uint64_t> expert_bytes_read_{0};
+  int repacked_matrices_ = 0;
+  uint64_t repacked_bytes_ = 0;
 };
 
 }  // namespace etna::model

@@ -18,7 +18,7 @@ namespace {
 
 void add(KernelTable& t, GgmlType type, int block_size, size_t block_bytes, GgmlType vd, DequantizeFn dq,
          QuantizeFn q, VecDotFn dot) {
-  t[static_cast<size_t>(type)] = TypeKernels{type, block_size, block_bytes, vd, dq, q, dot, nullptr};
+  t[static_cast<size_t>(type)] = TypeKernels{type, block_size, block_bytes, vd, dq, q, dot, nullptr, nullptr};
 }
 
 KernelTable build_scalar_table() {
@@ -70,6 +70,8 @@ KernelTable build_scalar_table() {
     set(T::Q4_K, ns::vec_dot_q4_k, ns::tile_q4_k);                          \
     set(T::Q5_K, ns::vec_dot_q5_k, ns::tile_q5_k);                          \
     set(T::Q6_K, ns::vec_dot_q6_k, ns::tile_q6_k);                          \
+    t[static_cast<size_t>(T::Q4_0)].packed_tile = ns::packed_tile_q4_0;     \
+    t[static_cast<size_t>(T::Q8_0)].packed_tile = ns::packed_tile_q8_0;     \
     set(T::IQ4_NL, ns::vec_dot_iq4_nl, ns::tile_iq4_nl);                    \
     set(T::IQ4_XS, ns::vec_dot_iq4_xs, ns::tile_iq4_xs);                    \
     set(T::IQ3_S, ns::vec_dot_iq3_s, ns::tile_iq3_s);                       \
@@ -134,6 +136,17 @@ const KernelTable* kernel_table_for(const std::string& name) {
     static const KernelTable table = ETNA_X86_TABLE(avx512);
     return &table;
   }
+#endif
+  return nullptr;
+}
+
+Int8PeakFn int8_peak_kernel(const std::string& name) {
+#if defined(__x86_64__)
+  if (!kernel_table_for(name)) return nullptr;
+  if (name == "avx2") return avx2::int8_madd_peak;
+  if (name == "avx512") return base::cpu_features().avx512vnni ? avx512vnni::int8_madd_peak : avx512::int8_madd_peak;
+#else
+  (void)name;
 #endif
   return nullptr;
 }

@@ -32,6 +32,12 @@ using TileFn = void (*)(int64_t n, const uint8_t* w, size_t ws, const uint8_t* a
                         int nr, int nt);
 constexpr int kTileRows = 8;
 constexpr int kTileTokens = 4;
+// A group of kPackRows interleaved rows (the layout repack_rows in tensor.h writes) x nt tokens:
+// y[t * ys + r] for r < nr <= kPackRows, 1 <= nt <= kTileTokens. Each result must equal
+// vec_dot on the original row, bit for bit.
+using PackedTileFn = void (*)(int64_t n, const uint8_t* group, const uint8_t* a, size_t as, float* y, size_t ys,
+                              int nr, int nt);
+constexpr int kPackRows = 8;
 
 struct TypeKernels {
   GgmlType type = GgmlType::F32;
@@ -42,6 +48,7 @@ struct TypeKernels {
   QuantizeFn quantize = nullptr;   // nullptr: this type cannot be produced
   VecDotFn vec_dot = nullptr;
   TileFn tile = nullptr;           // nullptr: matmul calls vec_dot per (row, token)
+  PackedTileFn packed_tile = nullptr;  // nullptr: interleaved matrices are unpacked per group first
 };
 
 constexpr size_t kMaxTypeId = 40;  // type ids 0..kMaxTypeId-1 fit in a table
@@ -59,6 +66,14 @@ std::vector<std::string> available_kernel_sets();
 
 // The name of a table returned by kernel_table_for (or the scalar one); "custom" otherwise.
 std::string kernel_table_name(const KernelTable& table);
+
+// A tight loop of int8 multiply-adds on the widest registers a kernel set has (for `etna
+// bench`'s compute peak): `rounds` rounds, returns the multiply-adds done. `sink` holds 3 ints:
+// [0] and [1] seed the operands, [2] receives a checksum.
+using Int8PeakFn = int64_t (*)(int64_t rounds, int32_t* sink);
+
+// The peak loop of a named kernel set, or nullptr (scalar, or a set this CPU cannot run).
+Int8PeakFn int8_peak_kernel(const std::string& name);
 
 // The table the public functions use. On first use this is the best set for the CPU, or the
 // one ETNA_KERNELS names (etna::Error when the name is unknown or the CPU lacks it). Never null.

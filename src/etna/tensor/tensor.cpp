@@ -142,9 +142,8 @@ void matmul(const Matrix& w, const float* x, int64_t n_tokens, float* y) {
     acts = scratch.data();
   }
 
-  const int64_t n_tasks = (w.rows + kRowsPerTask - 1) / kRowsPerTask;
-  run(n_tasks, [&](int64_t task) {
-    const int64_t r0 = task * kRowsPerTask, r1 = std::min(w.rows, r0 + kRowsPerTask);
+  // y rows r0..r1 from row-major weight rows, row r at `rows + (r - r0) * w.row_bytes`.
+  auto row_major = [&](const uint8_t* rows, int64_t r0, int64_t r1) {
     if (k.tile) {
       // Tiles of up to kTileRows rows x kTileTokens tokens: each weight block is decoded once
       // per tile and each activation block loaded once per tile.
@@ -152,16 +151,51 @@ void matmul(const Matrix& w, const float* x, int64_t n_tokens, float* y) {
         const int nr = static_cast<int>(std::min<int64_t>(kTileRows, r1 - r));
         for (int64_t t = 0; t < n_tokens; t += kTileTokens) {
           const int nt = static_cast<int>(std::min<int64_t>(kTileTokens, n_tokens - t));
-          k.tile(w.cols, w.row(r), w.row_bytes, acts + static_cast<size_t>(t) * act_bytes, act_bytes,
-                 y + t * w.rows + r, static_cast<size_t>(w.rows), nr, nt);
+          k.tile(w.cols, rows + static_cast<size_t>(r - r0) * w.row_bytes, w.row_bytes,
+                 acts + static_cast<size_t>(t) * act_bytes, act_bytes, y + t * w.rows + r, static_cast<size_t>(w.rows),
+                 nr, nt);
         }
       }
     } else {
       // Rows outside, tokens inside: each weight row is read from memory once for all tokens.
       for (int64_t r = r0; r < r1; ++r) {
-        const uint8_t* row = w.row(r);
+        const uint8_t* row = rows + static_cast<size_t>(r - r0) * w.row_bytes;
         for (int64_t t = 0; t < n_tokens; ++t)
           y[t * w.rows + r] = k.vec_dot(w.cols, row, acts + static_cast<size_t>(t) * act_bytes);
+      }
+    }
+  };
+
+  const int64_t n_tasks = (w.rows + kRowsPerTask - 1) / kRowsPerTask;
+  if (!w.interleaved) {
+    run(n_tasks, [&](int64_t task) {
+      const int64_t r0 = task * kRowsPerTask, r1 = std::min(w.rows, r0 + kRowsPerTask);
+      row_major(w.row(r0), r0, r1);
+    });
+    return;
+  }
+  // Interleaved groups of kPackRows rows (kRowsPerTask is a multiple of kPackRows).
+  if (w.rows % kPackRows != 0 || (w.type != GgmlType::Q4_0 && w.type != GgmlType::Q8_0) ||
+      w.row_bytes != bytes_for(k, w.cols))
+    fail(ErrorKind::invalid_argument, "matmul: an interleaved {} matrix of {} rows is not a repack_rows layout",
+         gguf::ggml_type_name(w.type), w.rows);
+  const size_t group_bytes = kPackRows * w.row_bytes;
+  run(n_tasks, [&](int64_t task) {
+    const int64_t r0 = task * kRowsPerTask, r1 = std::min(w.rows, r0 + kRowsPerTask);
+    for (int64_t r = r0; r < r1; r += kPackRows) {
+      const uint8_t* group = w.data + static_cast<size_t>(r / kPackRows) * group_bytes;
+      if (k.packed_tile) {
+        for (int64_t t = 0; t < n_tokens; t += kTileTokens) {
+          const int nt = static_cast<int>(std::min<int64_t>(kTileTokens, n_tokens - t));
+          k.packed_tile(w.cols, group, acts + static_cast<size_t>(t) * act_bytes, act_bytes, y + t * w.rows + r,
+                        static_cast<size_t>(w.rows), kPackRows, nt);
+        }
+      } else {
+        // A kernel set without packed kernels (e.g. scalar): the group's rows restored first.
+        thread_local std::vector<uint8_t> rows;
+        rows.resize(group_bytes);
+        unpack_group(w, r / kPackRows, rows.data());
+        row_major(rows.data(), r, r + kPackRows);
       }
     }
   });

@@ -27,6 +27,9 @@ struct Matrix {
   int64_t rows = 0;          // ne[1] (times ne[2], ne[3] for higher ranks)
   const uint8_t* data = nullptr;
   size_t row_bytes = 0;
+  // False: GGML's row-major rows. True: rows in groups of 8, interleaved by repack_rows; only
+  // matmul reads such a matrix (row() does not apply).
+  bool interleaved = false;
 
   const uint8_t* row(int64_t r) const { return data + static_cast<size_t>(r) * row_bytes; }
 };
@@ -59,6 +62,20 @@ float vec_dot(GgmlType type, int64_t n, const void* weight_row, const void* acti
 // whatever the thread count. Safe to call from several threads at once (the pool serves one
 // caller at a time; the others compute on their own thread).
 void matmul(const Matrix& w, const float* x, int64_t n_tokens, float* y);
+
+// True when repack_rows can interleave `w` and the active kernel set has a kernel for the
+// result: Q4_0 or Q8_0, rows a positive multiple of 8, rows packed back to back.
+bool can_repack(const Matrix& w);
+
+// Rearranges w in place into groups of 8 rows (per 32-element block: the 8 fp16 scales, then
+// the quants in 4-byte chunks, chunk c of the 8 rows side by side), so that one vector load
+// feeds 8 rows, and sets w.interleaved. `data` is w.data, writable. matmul on the result
+// equals matmul on the original bit for bit. REQUIRES: can_repack(w).
+void repack_rows(Matrix& w, uint8_t* data);
+
+// Writes the 8 original rows of group g (rows 8g..8g+7) of an interleaved matrix to out
+// (8 * w.row_bytes bytes).
+void unpack_group(const Matrix& w, int64_t g, uint8_t* out);
 
 // Calls fn(i) for every i in [0, n_tasks) on the tensor thread pool (the caller takes part)
 // and returns when all are done; runs them in order on the calling thread when `work` (the

@@ -29,6 +29,11 @@
   ETNA_X86_DECLARE_TILE(iq4_xs)                                       \
   ETNA_X86_DECLARE_TILE(iq3_s)                                        \
   float vec_dot_q8_k(int64_t n, const void* w, const void* a);        \
+  int64_t int8_madd_peak(int64_t rounds, int32_t* sink);             \
+  void packed_tile_q4_0(int64_t n, const uint8_t* g, const uint8_t* a, size_t as, float* y, size_t ys, int nr, \
+                        int nt);                                                                              \
+  void packed_tile_q8_0(int64_t n, const uint8_t* g, const uint8_t* a, size_t as, float* y, size_t ys, int nr, \
+                        int nt);                                                                              \
   void quantize_q8_0(const float* src, void* dst, int64_t n);         \
   void quantize_q8_1(const float* src, void* dst, int64_t n);         \
   void quantize_q8_k(const float* src, void* dst, int64_t n);         \

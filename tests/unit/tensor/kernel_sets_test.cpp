@@ -320,6 +320,146 @@ TEST(KernelSets, ActiveNameAndThreads) {
   EXPECT_EQ(num_threads(), base::physical_core_count());
 }
 
+// A matrix of `rows` random rows of `l`'s type, `cols` elements each, back to back.
+std::vector<uint8_t> random_matrix(const Layout& l, int64_t rows, int64_t cols, uint32_t seed) {
+  std::vector<uint8_t> data;
+  for (int64_t r = 0; r < rows; ++r) {
+    const auto row = random_row(l, cols, seed + 13 * static_cast<uint32_t>(r));
+    data.insert(data.end(), row.begin(), row.end());
+  }
+  return data;
+}
+
+const std::vector<Layout>& packable_layouts() {
+  static const std::vector<Layout> l = {{GgmlType::Q4_0, {0}}, {GgmlType::Q8_0, {0}}};
+  return l;
+}
+
+// repack_rows moves bytes only: unpack_group restores every group exactly, and matrices it
+// cannot handle (row count, type, padding, no packed kernel) are refused.
+TEST(Repack, RoundTripsAndRefusesWhatItCannotPack) {
+  for (const auto& name : simd_sets()) {
+    UseTable use(*kernel_table_for(name));
+    for (const auto& l : packable_layouts()) {
+      const int64_t rows = 24, cols = 256;
+      auto data = random_matrix(l, rows, cols, 5);
+      const auto original = data;
+      Matrix w{l.type, cols, rows, data.data(), row_bytes(l.type, cols)};
+      ASSERT_TRUE(can_repack(w));
+      repack_rows(w, data.data());
+      EXPECT_TRUE(w.interleaved);
+      EXPECT_NE(data, original);
+      EXPECT_FALSE(can_repack(w));  // already interleaved
+      std::vector<uint8_t> back(data.size());
+      for (int64_t g = 0; g < rows / kPackRows; ++g)
+        unpack_group(w, g, back.data() + static_cast<size_t>(g) * kPackRows * w.row_bytes);
+      EXPECT_EQ(back, original) << name << " " << gguf::ggml_type_name(l.type);
+
+      Matrix odd{l.type, cols, rows - 1, data.data(), w.row_bytes};
+      EXPECT_FALSE(can_repack(odd));
+      Matrix padded{l.type, cols, 8, data.data(), w.row_bytes + 4};
+      EXPECT_FALSE(can_repack(padded));
+    }
+    std::vector<uint8_t> k(row_bytes(GgmlType::Q4_K, 256) * 8);
+    EXPECT_FALSE(can_repack(Matrix{GgmlType::Q4_K, 256, 8, k.data(), row_bytes(GgmlType::Q4_K, 256)}));
+  }
+  UseTable scalar(scalar_kernel_table());
+  std::vector<uint8_t> d(row_bytes(GgmlType::Q4_0, 256) * 8);
+  EXPECT_FALSE(can_repack(Matrix{GgmlType::Q4_0, 256, 8, d.data(), row_bytes(GgmlType::Q4_0, 256)}))
+      << "the scalar set has no packed kernels";
+}
+
+// Every packed tile (8 interleaved rows x 1..4 tokens) equals vec_dot on the original rows bit
+// for bit, random bytes included (Q8_0 weights of -128, all nibble values).
+TEST(Repack, PackedTilesEqualVecDotBitForBit) {
+  for (const auto& name : simd_sets()) {
+    const KernelTable& simd = *kernel_table_for(name);
+    UseTable use(simd);
+    for (const auto& l : packable_layouts()) {
+      const TypeKernels& k = entry(simd, l.type);
+      ASSERT_NE(k.packed_tile, nullptr) << name;
+      const TypeKernels& act = entry(simd, k.vec_dot_type);
+      for (int64_t n : {32, 512, 2048}) {
+        auto data = random_matrix(l, kPackRows, n, 77 + static_cast<uint32_t>(n));
+        const auto original = data;
+        Matrix w{l.type, n, kPackRows, data.data(), row_bytes(l.type, n)};
+        repack_rows(w, data.data());
+        const size_t arb = row_bytes(k.vec_dot_type, n);
+        std::vector<uint8_t> a(arb * kTileTokens);
+        for (int t = 0; t < kTileTokens; ++t) {
+          const auto x = t == 3 ? awkward_floats(static_cast<size_t>(n), 3) : random_floats(static_cast<size_t>(n), 60 + t, -1.0f, 1.0f);
+          act.quantize(x.data(), a.data() + t * arb, n);
+        }
+        for (int nt = 1; nt <= kTileTokens; ++nt) {
+          const size_t ys = kPackRows + 3;
+          std::vector<float> y(ys * kTileTokens, NAN);
+          k.packed_tile(n, data.data(), a.data(), arb, y.data(), ys, kPackRows, nt);
+          for (int t = 0; t < kTileTokens; ++t)
+            for (int r = 0; r < static_cast<int>(ys); ++r) {
+              const float got = y[t * ys + r];
+              if (t < nt && r < kPackRows) {
+                const float want = k.vec_dot(n, original.data() + r * w.row_bytes, a.data() + t * arb);
+                ASSERT_EQ(got, want) << name << " " << gguf::ggml_type_name(l.type) << " n=" << n << " nt=" << nt
+                                     << " r=" << r << " t=" << t;
+              } else {
+                ASSERT_TRUE(std::isnan(got)) << "packed tile wrote outside its rows/tokens";
+              }
+            }
+        }
+      }
+    }
+  }
+}
+
+// matmul on a repacked matrix equals matmul on the original bit for bit, under every kernel
+// set (one without packed kernels restores each group first) and thread count.
+TEST(Repack, MatmulOnRepackedEqualsOriginal) {
+  const int saved_threads = num_threads();
+  const auto sets = simd_sets();
+  if (sets.empty()) GTEST_SKIP() << "no SIMD kernel set on this CPU";
+  for (const auto& l : packable_layouts()) {
+    const int64_t rows = 40, cols = 512;
+    auto data = random_matrix(l, rows, cols, 11);
+    const auto original = data;
+    const Matrix plain{l.type, cols, rows, original.data(), row_bytes(l.type, cols)};
+    Matrix packed = plain;
+    packed.data = data.data();
+    {
+      UseTable use(*kernel_table_for(sets.back()));
+      repack_rows(packed, data.data());
+    }
+    for (const auto& name : available_kernel_sets()) {
+      UseTable use(*kernel_table_for(name));
+      for (int64_t tokens : {1, 5, 9}) {
+        const auto x = random_floats(static_cast<size_t>(tokens * cols), 21, -1.0f, 1.0f);
+        for (int threads : {1, 2}) {
+          set_num_threads(threads);
+          std::vector<float> want(static_cast<size_t>(tokens * rows), NAN), got(want.size(), NAN);
+          matmul(plain, x.data(), tokens, want.data());
+          matmul(packed, x.data(), tokens, got.data());
+          ASSERT_EQ(0, std::memcmp(want.data(), got.data(), want.size() * 4))
+              << name << " " << gguf::ggml_type_name(l.type) << " tokens " << tokens << " threads " << threads;
+        }
+      }
+    }
+  }
+  set_num_threads(saved_threads);
+}
+
+// The peak loop does what it counts: the checksum is multiply-adds x the two operands.
+TEST(KernelSets, Int8PeakLoopCountsItsWork) {
+  EXPECT_EQ(int8_peak_kernel("scalar"), nullptr);
+  EXPECT_EQ(int8_peak_kernel("nonsense"), nullptr);
+  for (const auto& name : simd_sets()) {
+    Int8PeakFn fn = int8_peak_kernel(name);
+    ASSERT_NE(fn, nullptr) << name;
+    int32_t sink[3] = {1, 3, 0};
+    const int64_t madds = fn(1000, sink);
+    EXPECT_GT(madds, 0);
+    EXPECT_EQ(static_cast<int64_t>(sink[2]), madds * 1 * 3) << name;
+  }
+}
+
 // ETNA_KERNELS is read once per process: check it in child processes of the etna binary.
 TEST(KernelSets, EnvironmentVariableSelectsOrRefuses) {
   const std::string bin = ETNA_BINARY;
