@@ -37,7 +37,8 @@ nlohmann::json parse_json_bounded(std::string_view text, std::size_t max_depth, 
     fail(ErrorKind::invalid_argument, "{} nests deeper than {} levels of objects and arrays (the limit)", what, max_depth);
   try {
     return nlohmann::json::parse(text.begin(), text.end());
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {
+    // parse_error, or out_of_range for a number too large for a double (1E400).
     // nlohmann's message starts with "[json.exception.parse_error.101] parse error at line 1, ..."
     std::string message = e.what();
     auto pos = message.find("] ");

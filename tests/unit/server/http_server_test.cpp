@@ -166,6 +166,15 @@ TEST(HttpServer, MalformedJsonGets400NamingTheProblem) {
   EXPECT_EQ(body_of(good)["got"]["a"], 1);
 }
 
+// A number too large for a double is nlohmann's out_of_range, not parse_error: still a 400.
+TEST(HttpServer, OutOfRangeNumberIs400) {
+  Running s({});
+  auto r = s.client().Post("/json", "{\"x\": 51E1111111111}", "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 400) << r->body;
+  EXPECT_NE(r->body.find("malformed JSON"), std::string::npos) << r->body;
+}
+
 TEST(HttpServer, ErrorKindsMapToStatusesInOnePlace) {
   EXPECT_EQ(http_status_for(ErrorKind::invalid_argument), 400);
   EXPECT_EQ(http_status_for(ErrorKind::not_found), 404);

@@ -431,7 +431,8 @@ class Renderer {
         local.vars["caller"] = v;
         continue;
       }
-      auto it = std::find_if(m.params.begin(), m.params.end(), [&](const MacroParam& p) { return p.name == k; });
+      const std::string& key = k;  // clang 14 cannot capture a structured binding
+      auto it = std::find_if(m.params.begin(), m.params.end(), [&](const MacroParam& p) { return p.name == key; });
       if (it == m.params.end()) error_at(m.line, "macro '" + m.text + "' has no parameter named '" + k + "'");
       local.vars[k] = v;
       bound[static_cast<size_t>(it - m.params.begin())] = true;
