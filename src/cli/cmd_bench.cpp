@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/command.h"
+#include "etna/gguf/file_type.h"
 #include "cli/model_ref.h"
 #include "etna/base/error.h"
 #include "etna/engine/bench.h"
@@ -31,32 +32,6 @@ struct BenchArgs {
   std::string cache_type = "f32";
   bool json = false;
 };
-
-// llama.cpp's general.file_type numbering, for the few mixes benchmarks care about.
-std::string file_type_of(const gguf::GgufFile& f) {
-  const gguf::Value* v = f.find("general.file_type");
-  if (!v || !v->is_integer()) {  // no label: name the type holding most of the bytes
-    std::map<gguf::GgmlType, uint64_t> bytes;
-    for (const auto& t : f.tensors()) bytes[t.type] += t.n_bytes;
-    auto best = std::max_element(bytes.begin(), bytes.end(), [](auto& a, auto& b) { return a.second < b.second; });
-    return best == bytes.end() ? "unknown" : gguf::ggml_type_name(best->first);
-  }
-  switch (v->as_int()) {
-    case 0: return "F32";
-    case 1: return "F16";
-    case 2: return "Q4_0";
-    case 3: return "Q4_1";
-    case 7: return "Q8_0";
-    case 8: return "Q5_0";
-    case 9: return "Q5_1";
-    case 10: return "Q2_K";
-    case 12: return "Q3_K_M";
-    case 15: return "Q4_K_M";
-    case 17: return "Q5_K_M";
-    case 18: return "Q6_K";
-    default: return fmt::format("file_type {}", v->as_int());
-  }
-}
 
 json rate_json(const engine::RateStats& s) { return {{"min", s.min}, {"median", s.median}, {"max", s.max}}; }
 
@@ -85,7 +60,7 @@ void bench(const BenchArgs& a) {
     json j;
     j["model"] = a.model;
     j["name"] = model->config().name;
-    j["type"] = file_type_of(model->file());
+    j["type"] = gguf::file_type_name(model->file());
     j["threads"] = r.threads;
     j["kernels"] = r.kernels;
     j["cache_type"] = model::kv_type_name(o.cache_type);
@@ -114,7 +89,7 @@ void bench(const BenchArgs& a) {
     return;
   }
   std::string out;
-  out += fmt::format("model      {} ({}, {})\n", a.model, file_type_of(model->file()), model->config().name);
+  out += fmt::format("model      {} ({}, {})\n", a.model, gguf::file_type_name(model->file()), model->config().name);
   out += fmt::format("threads    {} ({} kernels), KV cache {}\n", r.threads, r.kernels, model::kv_type_name(o.cache_type));
   if (o.n_prompt > 0)
     out += fmt::format("pp{:<7} {:9.2f} t/s median (min {:.2f}, max {:.2f}, {} runs)\n", o.n_prompt, r.pp_tps.median,

@@ -49,11 +49,13 @@ const char* ftype_name(int64_t v) {
 
 }  // namespace
 
+std::string file_type_name(int64_t file_type) {
+  if (const char* name = ftype_name(file_type)) return name;
+  return fmt::format("file_type {}", file_type);
+}
+
 std::string file_type_name(const GgufFile& f) {
-  if (const Value* v = f.find("general.file_type"); v && v->is_integer()) {
-    if (const char* name = ftype_name(v->as_int())) return name;
-    return fmt::format("file_type {}", v->as_int());
-  }
+  if (const Value* v = f.find("general.file_type"); v && v->is_integer()) return file_type_name(v->as_int());
   std::map<GgmlType, uint64_t> bytes;
   for (const auto& t : f.tensors()) bytes[t.type] += t.n_bytes;
   auto best = std::max_element(bytes.begin(), bytes.end(), [](auto& a, auto& b) { return a.second < b.second; });

@@ -50,7 +50,7 @@ struct Manifest {
   static Manifest from_json(const nlohmann::json& j);
 };
 
-// llama.cpp's general.file_type numbering as names ("Q4_K_M"); "unknown (N)" otherwise.
+// llama.cpp's general.file_type numbering as names ("Q4_K_M"; gguf::file_type_name).
 std::string file_type_name(int64_t file_type);
 
 // Architecture, parameter count, quantisation and licence of a GGUF file. Throws etna::Error.
