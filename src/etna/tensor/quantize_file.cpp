@@ -25,6 +25,8 @@ QuantizeFn file_quantizer(GgmlType type) {
     case GgmlType::Q4_K: return quantize_q4_k_ref;
     case GgmlType::Q5_K: return quantize_q5_k_ref;
     case GgmlType::Q6_K: return quantize_q6_k_ref;
+    case GgmlType::IQ4_NL: return scalar::quantize_iq4_nl;  // GGML's reference search, no importance matrix
+    case GgmlType::IQ4_XS: return scalar::quantize_iq4_xs;
     default: return nullptr;
   }
 }

@@ -155,6 +155,28 @@ TEST(QuantizePlan, MatchesThePeersMixForIqFiles) {
   }
 }
 
+// The IQ4 files in next/ were quantised by the peer from the same F32 weights, but from a copy
+// whose general.name read "tiny-llama-kq-q8_0"; given that name, Etna writes the same bytes.
+TEST(Quantize, Iq4FilesAreByteIdenticalToThePeers) {
+  ETNA_REQUIRE_SHARED(source, "next/models/tiny-llama-kq-f32.gguf");
+  test::TempDir dir;
+  auto in = gguf::GgufFile::open(source.string());
+  gguf::GgufWriter w = gguf::GgufWriter::from_file(*in);
+  w.set("general.name", Value::string("tiny-llama-kq-q8_0"));
+  const fs::path renamed = dir / "source.gguf";
+  w.write(renamed.string());
+  for (const auto& [file, type] : std::vector<std::pair<std::string, std::string>>{
+           {"next/models/tiny-llama-kq-iq4_nl.gguf", "IQ4_NL"}, {"next/models/tiny-llama-kq-iq4_xs.gguf", "IQ4_XS"}}) {
+    ETNA_REQUIRE_SHARED(target, file);
+    QuantizeOptions o;
+    o.file_type = type;
+    o.threads = 2;
+    const fs::path out = dir / (type + ".gguf");
+    quantize_model(renamed.string(), out.string(), o);
+    EXPECT_EQ(describe_difference(out, target), "") << file;
+  }
+}
+
 // The mixes without a peer file in ../shared, by llama.cpp's rules for this model (2 layers,
 // 4 query heads per KV head, tied embeddings: token_embd takes the output rule, Q6_K).
 TEST(QuantizePlan, OtherKQuantMixesFollowThePeersRules) {
@@ -343,10 +365,9 @@ TEST(Quantize, RefusesWhatItCannotDo) {
   o.token_embedding_type = GgmlType::Q4_K;  // 64 columns cannot hold 256-blocks
   EXPECT_NE(message(f32.string(), o).find("rows of 64 values do not fit Q4_K blocks of 256"), std::string::npos);
   o.token_embedding_type.reset();
-  o.file_type = "IQ4_NL";
-  if (!tensor::can_quantize_for_file(GgmlType::IQ4_NL)) {
-    EXPECT_NE(message(f32.string(), o).find("not supported yet"), std::string::npos);
-  }
+  o.file_type = "IQ3_M";  // IQ3_S has no encoder yet (rows of 256 values: no fallback type)
+  ETNA_REQUIRE_SHARED(kq, "next/models/tiny-llama-kq-f32.gguf");
+  EXPECT_NE(message(kq.string(), o).find("not supported yet"), std::string::npos);
   EXPECT_FALSE(fs::exists(dir / "out.gguf"));
   EXPECT_FALSE(fs::exists(dir / "out.gguf.tmp"));
   EXPECT_THROW(parse_tensor_type_override("attn_v"), Error);
