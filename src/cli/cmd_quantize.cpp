@@ -23,7 +23,7 @@ gguf::GgmlType parse_tensor_type(const std::string& flag, const std::string& nam
   const auto t = gguf::ggml_type_from_name(name);
   if (!t || !tensor::can_quantize_for_file(*t))
     fail(ErrorKind::invalid_argument, "{} '{}': unknown or unsupported tensor type (use f32, f16, bf16, q4_0, q4_1, "
-         "q5_0, q5_1, q8_0, q2_k, q3_k, q4_k, q5_k or q6_k)", flag, name);
+         "q5_0, q5_1, q8_0, q2_k, q3_k, q4_k, q5_k, q6_k, iq4_nl, iq4_xs or iq3_s)", flag, name);
   return *t;
 }
 
@@ -60,7 +60,7 @@ std::string types_help() {
 CommandRegistrar reg(85, [](CLI::App& root) {
   auto a = std::make_shared<QuantizeArgs>();
   auto* c = root.add_subcommand("quantize", "Quantise a GGUF model (F32/F16/BF16 weights) to Q4_0 .. Q8_0, "
-                                            "the K-quant mixes Q2_K .. Q6_K, F16 or BF16, as llama.cpp does");
+                                            "the K-quant mixes Q2_K .. Q6_K, IQ4_NL, IQ4_XS, IQ3_M, F16 or BF16, as llama.cpp does");
   c->add_option("input", a->input, "source .gguf (F32, F16 or BF16 weights)")->required()->check(CLI::ExistingFile);
   c->add_option("output", a->output, "output .gguf")->required();
   c->add_option("type", a->type, "file type, e.g. Q4_K_M (see below)")->required();

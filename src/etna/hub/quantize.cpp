@@ -323,7 +323,7 @@ const std::vector<QuantFileType>& quant_file_types() {
       {"Q6_K", Q6_K, T::Q6_K, "6.6 bpw K-quant"},
       {"IQ4_NL", IQ4_NL, T::IQ4_NL, "4.5 bpw non-linear"},
       {"IQ4_XS", IQ4_XS, T::IQ4_XS, "4.25 bpw non-linear"},
-      {"IQ3_M", IQ3_M, T::IQ3_S, "3.7 bpw mix (needs the IQ3_S encoder)"},
+      {"IQ3_M", IQ3_M, T::IQ3_S, "3.7 bpw mix: IQ3_S with Q4_K for attn_v / attn_output / first ffn_down"},
       {"F16", F16, T::F16, "16-bit floats"},
       {"BF16", BF16, T::BF16, "bfloat16"},
       {"F32", ALL_F32, T::F32, "32-bit floats (no quantisation)"},
@@ -356,7 +356,7 @@ TensorTypeOverride parse_tensor_type_override(const std::string& spec) {
   if (!t || !tensor::can_quantize_for_file(*t))
     fail(ErrorKind::invalid_argument,
          "--tensor-type '{}': unknown or unsupported tensor type '{}' (use f32, f16, bf16, q4_0, q4_1, q5_0, q5_1, "
-         "q8_0, q2_k, q3_k, q4_k, q5_k or q6_k)",
+         "q8_0, q2_k, q3_k, q4_k, q5_k, q6_k, iq4_nl, iq4_xs or iq3_s)",
          spec, spec.substr(eq + 1));
   o.type = *t;
   return o;

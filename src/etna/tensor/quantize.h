@@ -15,7 +15,7 @@ namespace etna::tensor {
 using gguf::GgmlType;
 
 // True when quantize_for_file can produce `type`: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1,
-// Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K.
+// Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS, IQ3_S.
 bool can_quantize_for_file(GgmlType type);
 
 // Encodes n floats (one or more whole rows) into `type` blocks at dst (ggml_row_bytes(type, n)
@@ -30,5 +30,10 @@ void quantize_q3_k_ref(const float* x, void* dst, int64_t n);
 void quantize_q4_k_ref(const float* x, void* dst, int64_t n);
 void quantize_q5_k_ref(const float* x, void* dst, int64_t n);
 void quantize_q6_k_ref(const float* x, void* dst, int64_t n);
+
+// The IQ3_S reference encoder without an importance matrix (quantize_iq3s.cpp): a scale
+// search over 19 trial scales per 32-group with snapping to the 512-point grid.
+// REQUIRES: n a multiple of 256.
+void quantize_iq3_s_ref(const float* x, void* dst, int64_t n);
 
 }  // namespace etna::tensor

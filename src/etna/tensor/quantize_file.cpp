@@ -27,6 +27,7 @@ QuantizeFn file_quantizer(GgmlType type) {
     case GgmlType::Q6_K: return quantize_q6_k_ref;
     case GgmlType::IQ4_NL: return scalar::quantize_iq4_nl;  // GGML's reference search, no importance matrix
     case GgmlType::IQ4_XS: return scalar::quantize_iq4_xs;
+    case GgmlType::IQ3_S: return quantize_iq3_s_ref;
     default: return nullptr;
   }
 }
