@@ -15,7 +15,7 @@ struct QuantizeArgs {
   std::string input, output, type;
   int threads = 0;
   std::vector<std::string> tensor_types;
-  std::string output_tensor_type, token_embedding_type;
+  std::string output_tensor_type, token_embedding_type, imatrix;
   bool leave_output = false, pure = false, allow_requantize = false, dry_run = false, quiet = false;
 };
 
@@ -74,6 +74,9 @@ CommandRegistrar reg(85, [](CLI::App& root) {
   c->add_flag("--pure", a->pure, "no per-tensor mix: every weight matrix gets TYPE's base type");
   c->add_flag("--allow-requantize", a->allow_requantize,
               "accept already-quantised tensors (decoded, then quantised again: quality suffers)");
+  c->add_option("--imatrix", a->imatrix,
+                "importance matrix (etna imatrix / llama-imatrix GGUF) weighting the IQ4_NL, IQ4_XS and IQ3_S encoders")
+      ->check(CLI::ExistingFile);
   c->add_flag("--dry-run", a->dry_run, "print the per-tensor types and sizes, write nothing");
   c->add_flag("-q,--quiet", a->quiet, "no line per tensor");
   c->footer(types_help());
@@ -88,6 +91,7 @@ CommandRegistrar reg(85, [](CLI::App& root) {
     o.leave_output_tensor = a->leave_output;
     o.pure = a->pure;
     o.allow_requantize = a->allow_requantize;
+    o.imatrix = a->imatrix;
     if (!hub::find_quant_file_type(o.file_type)) {
       std::string names;
       for (const auto& ft : hub::quant_file_types()) names += (names.empty() ? "" : ", ") + std::string(ft.name);

@@ -58,6 +58,10 @@ struct QuantizeOptions {
   bool leave_output_tensor = false;  // copy output.weight unchanged
   bool pure = false;                 // no mix: every quantisable tensor gets the base type
   bool allow_requantize = false;     // accept already-quantised tensors (quality suffers)
+  // An importance matrix (hub/imatrix.h's file): tensors it covers are quantised with their
+  // columns' importance as the IQ encoders' weights (IQ4_NL, IQ4_XS, IQ3_S); a covered tensor
+  // bound for another quantised type is refused (those encoders have no weighted form here).
+  std::string imatrix;
 };
 
 // What happens to one tensor.

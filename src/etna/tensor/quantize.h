@@ -35,5 +35,16 @@ void quantize_q6_k_ref(const float* x, void* dst, int64_t n);
 // search over 19 trial scales per 32-group with snapping to the 512-point grid.
 // REQUIRES: n a multiple of 256.
 void quantize_iq3_s_ref(const float* x, void* dst, int64_t n);
+void quantize_iq3_s_weighted(const float* x, void* dst, int64_t n, const float* qw);
+
+// True when quantize_for_file_weighted can use importance weights for `type` (IQ4_NL, IQ4_XS,
+// IQ3_S); the other encoders are GGML's reference ones without importance weighting.
+bool can_weight_for_file(GgmlType type);
+
+// As quantize_for_file, for `rows` rows of `cols` values, each value's error weighted by the
+// importance of its column: qw holds `cols` values (GGML's quant_weights, an importance
+// matrix's mean squared activations). REQUIRES: can_weight_for_file(type); cols a multiple of
+// the block size. Throws etna::Error (unsupported) for other types.
+void quantize_for_file_weighted(GgmlType type, const float* src, void* dst, int64_t rows, int64_t cols, const float* qw);
 
 }  // namespace etna::tensor

@@ -36,6 +36,32 @@ QuantizeFn file_quantizer(GgmlType type) {
 
 bool can_quantize_for_file(GgmlType type) { return file_quantizer(type) != nullptr; }
 
+namespace {
+using WeightedFn = void (*)(const float*, void*, int64_t, const float*);
+WeightedFn weighted_quantizer(GgmlType type) {
+  switch (type) {
+    case GgmlType::IQ4_NL: return scalar::quantize_iq4_nl_weighted;
+    case GgmlType::IQ4_XS: return scalar::quantize_iq4_xs_weighted;
+    case GgmlType::IQ3_S: return quantize_iq3_s_weighted;
+    default: return nullptr;
+  }
+}
+}  // namespace
+
+bool can_weight_for_file(GgmlType type) { return weighted_quantizer(type) != nullptr; }
+
+void quantize_for_file_weighted(GgmlType type, const float* src, void* dst, int64_t rows, int64_t cols, const float* qw) {
+  const WeightedFn fn = weighted_quantizer(type);
+  if (!fn) fail(ErrorKind::unsupported, "importance-weighted quantisation to {} is not supported", gguf::ggml_type_name(type));
+  const auto info = gguf::ggml_type_info(static_cast<uint32_t>(type));
+  if (cols <= 0 || rows < 0 || cols % info->block_size != 0)
+    fail(ErrorKind::invalid_argument, "quantize_for_file_weighted: rows of {} values are not whole {} blocks", cols,
+         gguf::ggml_type_name(type));
+  const size_t row_bytes = gguf::ggml_row_bytes(type, static_cast<uint64_t>(cols));
+  for (int64_t r = 0; r < rows; ++r)
+    fn(src + r * cols, static_cast<uint8_t*>(dst) + static_cast<size_t>(r) * row_bytes, cols, qw);
+}
+
 void quantize_for_file(GgmlType type, const float* src, void* dst, int64_t n) {
   const QuantizeFn fn = file_quantizer(type);
   if (!fn) fail(ErrorKind::unsupported, "quantising to {} is not supported", gguf::ggml_type_name(type));

@@ -6,7 +6,8 @@
 // magnitudes are one of the 512 points of the IQ3_S grid (values 1, 3, ..., 15 per coordinate,
 // times the group scale); its signs are stored apart, one bit per element. Finding the scale
 // and the points together:
-//   1. Weights w = x^2 (no importance matrix), signs taken out (x -> |x|).
+//   1. Weights w = x^2, or with an importance matrix qw * sqrt(sigma2 + x^2) (sigma2 twice
+//      the super-block's mean square); signs taken out (x -> |x|).
 //   2. For 19 trial scales around max|x| / 15, round each quad to the nearest lattice point
 //      of {1,3,...,15}^4; a quad that falls off the grid takes the grid point, among the
 //      precomputed neighbours of where it fell, that is nearest in sqrt(w)-weighted distance.
@@ -145,8 +146,10 @@ void fit_sums(const float* w, const float* xval, const int8_t* l, float* sumqx, 
 
 }  // namespace
 
-void quantize_iq3_s_ref(const float* x, void* dst, int64_t n) {
-  if (n % kQK_K != 0) fail(ErrorKind::invalid_argument, "quantize_iq3_s_ref: {} is not a multiple of {}", n, kQK_K);
+void quantize_iq3_s_ref(const float* x, void* dst, int64_t n) { quantize_iq3_s_weighted(x, dst, n, nullptr); }
+
+void quantize_iq3_s_weighted(const float* x, void* dst, int64_t n, const float* qw) {
+  if (n % kQK_K != 0) fail(ErrorKind::invalid_argument, "quantize_iq3_s: {} is not a multiple of {}", n, kQK_K);
   const Iq3sLattice& t = lattice();
   auto* y = static_cast<BlockIQ3_S*>(dst);
   float weight[kGroup], sqrt_w[kGroup], xval[kGroup];
@@ -160,10 +163,19 @@ void quantize_iq3_s_ref(const float* x, void* dst, int64_t n) {
     const float* xbl = x + kQK_K * ibl;
     float scales[kQK_K / kGroup];
     float max_scale = 0;
+    float sumx2 = 0;
+    if (qw)
+      for (int i = 0; i < kQK_K; ++i) sumx2 += xbl[i] * xbl[i];
+    const float sigma2 = 2 * sumx2 / kQK_K;
 
     for (int ib = 0; ib < kQK_K / kGroup; ++ib) {
       const float* xb = xbl + kGroup * ib;
-      for (int i = 0; i < kGroup; ++i) weight[i] = xb[i] * xb[i];
+      if (qw) {
+        const float* w = qw + kQK_K * ibl + kGroup * ib;
+        for (int i = 0; i < kGroup; ++i) weight[i] = w[i] * std::sqrt(sigma2 + xb[i] * xb[i]);
+      } else {
+        for (int i = 0; i < kGroup; ++i) weight[i] = xb[i] * xb[i];
+      }
       for (int i = 0; i < kGroup; ++i) sqrt_w[i] = std::sqrt(weight[i]);
       uint8_t signs[kGroup / 8];
       for (int k = 0; k < kGroup / 8; ++k) {
