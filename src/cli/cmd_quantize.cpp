@@ -75,7 +75,7 @@ CommandRegistrar reg(85, [](CLI::App& root) {
   c->add_flag("--allow-requantize", a->allow_requantize,
               "accept already-quantised tensors (decoded, then quantised again: quality suffers)");
   c->add_option("--imatrix", a->imatrix,
-                "importance matrix (etna imatrix / llama-imatrix GGUF) weighting the IQ4_NL, IQ4_XS and IQ3_S encoders")
+                "importance matrix (etna imatrix / llama-imatrix GGUF) weighting the K-quant and IQ encoders")
       ->check(CLI::ExistingFile);
   c->add_flag("--dry-run", a->dry_run, "print the per-tensor types and sizes, write nothing");
   c->add_flag("-q,--quiet", a->quiet, "no line per tensor");

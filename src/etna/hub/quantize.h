@@ -59,8 +59,8 @@ struct QuantizeOptions {
   bool pure = false;                 // no mix: every quantisable tensor gets the base type
   bool allow_requantize = false;     // accept already-quantised tensors (quality suffers)
   // An importance matrix (hub/imatrix.h's file): tensors it covers are quantised with their
-  // columns' importance as the IQ encoders' weights (IQ4_NL, IQ4_XS, IQ3_S); a covered tensor
-  // bound for another quantised type is refused (those encoders have no weighted form here).
+  // columns' importance as the encoders' weights (GGML's weighted K-quant and IQ searches); a
+  // covered tensor bound for Q4_0, Q4_1, Q5_0 or Q5_1 is refused (no weighted form here yet).
   std::string imatrix;
 };
 

@@ -43,6 +43,13 @@ WeightedFn weighted_quantizer(GgmlType type) {
     case GgmlType::IQ4_NL: return scalar::quantize_iq4_nl_weighted;
     case GgmlType::IQ4_XS: return scalar::quantize_iq4_xs_weighted;
     case GgmlType::IQ3_S: return quantize_iq3_s_weighted;
+    case GgmlType::Q2_K: return quantize_q2_k_weighted;
+    case GgmlType::Q3_K: return quantize_q3_k_weighted;
+    case GgmlType::Q4_K: return quantize_q4_k_weighted;
+    case GgmlType::Q5_K: return quantize_q5_k_weighted;
+    case GgmlType::Q6_K: return quantize_q6_k_weighted;
+    case GgmlType::Q8_0:  // GGML quantises Q8_0 the same with or without importance
+      return [](const float* x, void* dst, int64_t n, const float*) { scalar::quantize_q8_0(x, dst, n); };
     default: return nullptr;
   }
 }

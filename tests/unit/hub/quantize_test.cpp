@@ -455,9 +455,9 @@ double weighted_error(const gguf::TensorInfo& source, const gguf::TensorInfo& qu
   return e;
 }
 
-// Through the binary: etna imatrix, then quantize --imatrix. IQ4_XS puts this model's attn_v
-// at Q5_K, which has no weighted encoder here: refused until attn_v is given an IQ type. The
-// weighted file records the matrix, differs from the plain one and has the lower weighted
+// Through the binary: etna imatrix, then quantize --imatrix (attn_v forced to IQ4_XS so every
+// covered tensor is IQ4_XS; forced to Q4_0, which has no weighted encoder here, it is refused).
+// The weighted file records the matrix, differs from the plain one and has the lower weighted
 // error on every weighted tensor.
 TEST(QuantizeImatrix, WeightsTheIqEncodersThroughTheBinary) {
   ETNA_REQUIRE_SHARED(source, "next/models/tiny-llama-kq-f32.gguf");
@@ -472,8 +472,8 @@ TEST(QuantizeImatrix, WeightsTheIqEncodersThroughTheBinary) {
       << out;
   EXPECT_NE(out.find("14 matrices over 3 chunks of 64 tokens"), std::string::npos) << out;
   const std::string base = bin + " quantize -q " + q(source) + " " + q(dir / "w.gguf") + " IQ4_XS --imatrix " + q(dir / "im.gguf");
-  ASSERT_NE(test::run_command(base + " 2>&1", &out, false), 0);
-  EXPECT_NE(out.find("tensor 'blk.0.attn_v.weight' would be Q5_K"), std::string::npos) << out;
+  ASSERT_NE(test::run_command(base + " --tensor-type attn_v=q4_0 2>&1", &out, false), 0);
+  EXPECT_NE(out.find("tensor 'blk.0.attn_v.weight' would be Q4_0"), std::string::npos) << out;
   ASSERT_EQ(test::run_command(base + " --tensor-type attn_v=iq4_xs", &out, true), 0) << out;
   QuantizeOptions o;
   o.file_type = "IQ4_XS";
@@ -509,6 +509,32 @@ TEST(QuantizeImatrix, WeightsTheIqEncodersThroughTheBinary) {
             0);
 }
 
+// For every type with a weighted encoder, weighting by an uneven importance lowers the
+// importance-weighted error of a real tensor.
+TEST(QuantizeImatrix, WeightingLowersTheWeightedError) {
+  ETNA_REQUIRE_SHARED(source, "next/models/tiny-llama-kq-f32.gguf");
+  auto src = gguf::GgufFile::open(source.string());
+  const auto* t = src->find_tensor("blk.0.ffn_up.weight");
+  const auto* x = reinterpret_cast<const float*>(t->data);
+  const int64_t cols = static_cast<int64_t>(t->dims[0]), rows = static_cast<int64_t>(t->dims[1]);
+  std::vector<float> qw(static_cast<size_t>(cols));
+  for (int64_t j = 0; j < cols; ++j) qw[j] = 0.05f + static_cast<float>((j * 37) % 101) / 10.0f;
+  for (GgmlType type : {GgmlType::Q2_K, GgmlType::Q3_K, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K, GgmlType::IQ4_NL,
+                        GgmlType::IQ4_XS, GgmlType::IQ3_S}) {
+    std::vector<uint8_t> a(gguf::ggml_row_bytes(type, t->n_elements)), b(a.size());
+    tensor::quantize_for_file_weighted(type, x, a.data(), rows, cols, qw.data());
+    tensor::quantize_for_file(type, x, b.data(), rows * cols);
+    gguf::TensorInfo ta = *t, tb = *t;
+    ta.type = tb.type = type;
+    ta.data = a.data();
+    tb.data = b.data();
+    const double ew = weighted_error(*t, ta, qw), ep = weighted_error(*t, tb, qw);
+    EXPECT_LT(ew, ep) << gguf::ggml_type_name(type);
+    std::printf("%-7s weighted error with / without importance: %.4g / %.4g (%.1f%%)\n",
+                std::string(gguf::ggml_type_name(type)).c_str(), ew, ep, 100.0 * (ew / ep - 1));
+  }
+}
+
 TEST(QuantizeImatrix, IQ3SWeightingLowersTheWeightedError) {
   ETNA_REQUIRE_SHARED(source, "next/models/tiny-llama-kq-f32.gguf");
   test::TempDir dir;
@@ -526,7 +552,7 @@ TEST(QuantizeImatrix, IQ3SWeightingLowersTheWeightedError) {
   ta.data = a.data();
   tb.data = b.data();
   EXPECT_LT(weighted_error(*t, ta, qw), weighted_error(*t, tb, qw));
-  EXPECT_THROW(tensor::quantize_for_file_weighted(GgmlType::Q4_K, x, a.data(), 1, cols, qw.data()), Error);
+  EXPECT_THROW(tensor::quantize_for_file_weighted(GgmlType::Q4_0, x, a.data(), 1, cols, qw.data()), Error);
 }
 
 TEST(QuantizeImatrix, MalformedFilesAreRefused) {
