@@ -452,8 +452,8 @@ QuantizeSummary quantize_model(const std::string& in_path, const std::string& ou
              o.imatrix, p.name, it->second.size(), p.dims[0] * n_mat, p.dims[0], n_mat);
       if (!tensor::can_weight_for_file(p.to))
         fail(ErrorKind::unsupported,
-             "--imatrix: tensor '{}' would be {}, which Etna cannot quantise with importance weights yet (the K-quants, "
-             "IQ4_NL, IQ4_XS, IQ3_S and Q8_0 can); choose its type with --tensor-type, or quantise without --imatrix",
+             "--imatrix: tensor '{}' would be {}, which Etna cannot quantise with importance weights yet (all but Q5_1 "
+             "can); choose its type with --tensor-type, or quantise without --imatrix",
              p.name, gguf::ggml_type_name(p.to));
       importance[i] = &it->second;
     }

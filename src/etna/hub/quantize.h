@@ -60,7 +60,7 @@ struct QuantizeOptions {
   bool allow_requantize = false;     // accept already-quantised tensors (quality suffers)
   // An importance matrix (hub/imatrix.h's file): tensors it covers are quantised with their
   // columns' importance as the encoders' weights (GGML's weighted K-quant and IQ searches); a
-  // covered tensor bound for Q4_0, Q4_1, Q5_0 or Q5_1 is refused (no weighted form here yet).
+  // covered tensor bound for Q5_1 is refused (no weighted form here yet).
   std::string imatrix;
 };
 

@@ -36,6 +36,11 @@ void quantize_q3_k_weighted(const float* x, void* dst, int64_t n, const float* q
 void quantize_q4_k_weighted(const float* x, void* dst, int64_t n, const float* qw);
 void quantize_q5_k_weighted(const float* x, void* dst, int64_t n, const float* qw);
 void quantize_q6_k_weighted(const float* x, void* dst, int64_t n, const float* qw);
+// The 32-block types' weighted forms (one row of n values per call: the weighting's scale is
+// the row's mean square). REQUIRES: n a multiple of 32.
+void quantize_q4_0_weighted(const float* x, void* dst, int64_t n, const float* qw);
+void quantize_q4_1_weighted(const float* x, void* dst, int64_t n, const float* qw);
+void quantize_q5_0_weighted(const float* x, void* dst, int64_t n, const float* qw);
 
 // The IQ3_S reference encoder without an importance matrix (quantize_iq3s.cpp): a scale
 // search over 19 trial scales per 32-group with snapping to the 512-point grid.
@@ -43,9 +48,9 @@ void quantize_q6_k_weighted(const float* x, void* dst, int64_t n, const float* q
 void quantize_iq3_s_ref(const float* x, void* dst, int64_t n);
 void quantize_iq3_s_weighted(const float* x, void* dst, int64_t n, const float* qw);
 
-// True when quantize_for_file_weighted can use importance weights for `type` (Q2_K..Q6_K,
-// IQ4_NL, IQ4_XS, IQ3_S; Q8_0, which GGML never weights, too). Q4_0, Q4_1, Q5_0 and Q5_1 have
-// no weighted form here.
+// True when quantize_for_file_weighted can use importance weights for `type` (Q4_0, Q4_1,
+// Q5_0, Q2_K..Q6_K, IQ4_NL, IQ4_XS, IQ3_S; Q8_0, which GGML never weights, too). Q5_1 has no
+// weighted form here.
 bool can_weight_for_file(GgmlType type);
 
 // As quantize_for_file, for `rows` rows of `cols` values, each value's error weighted by the

@@ -43,6 +43,9 @@ WeightedFn weighted_quantizer(GgmlType type) {
     case GgmlType::IQ4_NL: return scalar::quantize_iq4_nl_weighted;
     case GgmlType::IQ4_XS: return scalar::quantize_iq4_xs_weighted;
     case GgmlType::IQ3_S: return quantize_iq3_s_weighted;
+    case GgmlType::Q4_0: return quantize_q4_0_weighted;
+    case GgmlType::Q4_1: return quantize_q4_1_weighted;
+    case GgmlType::Q5_0: return quantize_q5_0_weighted;
     case GgmlType::Q2_K: return quantize_q2_k_weighted;
     case GgmlType::Q3_K: return quantize_q3_k_weighted;
     case GgmlType::Q4_K: return quantize_q4_k_weighted;

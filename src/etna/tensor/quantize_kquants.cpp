@@ -489,6 +489,64 @@ void encode_q45_k_weighted(const float* x, const float* qw, uint16_t* d_out, uin
 
 }  // namespace
 
+// The 32-blocks with importance (GGML's quantize_row_q4_0_impl etc.): weights
+// qw * sqrt(sigma2 + x^2) with sigma2 the mean square of the whole row (n values).
+namespace {
+float row_sigma2(const float* x, int64_t n) {
+  float s = 0;
+  for (int64_t j = 0; j < n; ++j) s += x[j] * x[j];
+  return s / static_cast<float>(n);
+}
+void block_weights(const float* xb, const float* qw, float sigma2, float* w) {
+  for (int j = 0; j < kQK; ++j) w[j] = qw[j] * std::sqrt(sigma2 + xb[j] * xb[j]);
+}
+}  // namespace
+
+void quantize_q4_0_weighted(const float* x, void* dst, int64_t n, const float* qw) {
+  auto* y = static_cast<BlockQ4_0*>(dst);
+  const float sigma2 = row_sigma2(x, n);
+  float w[kQK];
+  int8_t L[kQK];
+  for (int64_t ib = 0; ib < n / kQK; ++ib) {
+    block_weights(x + kQK * ib, qw + kQK * ib, sigma2, w);
+    y[ib].d = fp32_to_fp16(symmetric_scale_search(kQK, 8, x + kQK * ib, L, w));
+    for (int j = 0; j < 16; ++j) y[ib].qs[j] = static_cast<uint8_t>(L[j] | (L[j + 16] << 4));
+  }
+}
+
+void quantize_q4_1_weighted(const float* x, void* dst, int64_t n, const float* qw) {
+  auto* y = static_cast<BlockQ4_1*>(dst);
+  const float sigma2 = row_sigma2(x, n);
+  float w[kQK], neg_min;
+  uint8_t L[kQK], Laux[kQK];
+  for (int64_t ib = 0; ib < n / kQK; ++ib) {
+    block_weights(x + kQK * ib, qw + kQK * ib, sigma2, w);
+    const float d = asymmetric_scale_search_weighted(kQK, 15, x + kQK * ib, w, L, &neg_min, Laux, -0.9f, 0.05f, 36);
+    y[ib].d = fp32_to_fp16(d);
+    y[ib].m = fp32_to_fp16(-neg_min);
+    for (int j = 0; j < 16; ++j) y[ib].qs[j] = static_cast<uint8_t>(L[j] | (L[j + 16] << 4));
+  }
+}
+
+void quantize_q5_0_weighted(const float* x, void* dst, int64_t n, const float* qw) {
+  auto* y = static_cast<BlockQ5_0*>(dst);
+  const float sigma2 = row_sigma2(x, n);
+  float w[kQK];
+  int8_t L[kQK];
+  for (int64_t ib = 0; ib < n / kQK; ++ib) {
+    block_weights(x + kQK * ib, qw + kQK * ib, sigma2, w);
+    y[ib].d = fp32_to_fp16(symmetric_scale_search(kQK, 16, x + kQK * ib, L, w));
+    uint32_t qh = 0;
+    for (int j = 0; j < 16; ++j) {
+      const uint8_t a = static_cast<uint8_t>(L[j]), b = static_cast<uint8_t>(L[j + 16]);
+      y[ib].qs[j] = static_cast<uint8_t>((a & 0x0F) | ((b & 0x0F) << 4));
+      qh |= static_cast<uint32_t>((a & 0x10u) >> 4) << j;
+      qh |= static_cast<uint32_t>((b & 0x10u) >> 4) << (j + 16);
+    }
+    std::memcpy(y[ib].qh, &qh, sizeof qh);
+  }
+}
+
 void quantize_q2_k_weighted(const float* x, void* dst, int64_t n, const float* qw) {
   auto* y = static_cast<BlockQ2_K*>(dst);
   uint8_t L[kQK_K], Laux[16], Ls[16], Lm[16];

@@ -456,7 +456,7 @@ double weighted_error(const gguf::TensorInfo& source, const gguf::TensorInfo& qu
 }
 
 // Through the binary: etna imatrix, then quantize --imatrix (attn_v forced to IQ4_XS so every
-// covered tensor is IQ4_XS; forced to Q4_0, which has no weighted encoder here, it is refused).
+// covered tensor is IQ4_XS; forced to Q5_1, which has no weighted encoder here, it is refused).
 // The weighted file records the matrix, differs from the plain one and has the lower weighted
 // error on every weighted tensor.
 TEST(QuantizeImatrix, WeightsTheIqEncodersThroughTheBinary) {
@@ -472,8 +472,8 @@ TEST(QuantizeImatrix, WeightsTheIqEncodersThroughTheBinary) {
       << out;
   EXPECT_NE(out.find("14 matrices over 3 chunks of 64 tokens"), std::string::npos) << out;
   const std::string base = bin + " quantize -q " + q(source) + " " + q(dir / "w.gguf") + " IQ4_XS --imatrix " + q(dir / "im.gguf");
-  ASSERT_NE(test::run_command(base + " --tensor-type attn_v=q4_0 2>&1", &out, false), 0);
-  EXPECT_NE(out.find("tensor 'blk.0.attn_v.weight' would be Q4_0"), std::string::npos) << out;
+  ASSERT_NE(test::run_command(base + " --tensor-type attn_v=q5_1 2>&1", &out, false), 0);
+  EXPECT_NE(out.find("tensor 'blk.0.attn_v.weight' would be Q5_1"), std::string::npos) << out;
   ASSERT_EQ(test::run_command(base + " --tensor-type attn_v=iq4_xs", &out, true), 0) << out;
   QuantizeOptions o;
   o.file_type = "IQ4_XS";
@@ -519,7 +519,7 @@ TEST(QuantizeImatrix, WeightingLowersTheWeightedError) {
   const int64_t cols = static_cast<int64_t>(t->dims[0]), rows = static_cast<int64_t>(t->dims[1]);
   std::vector<float> qw(static_cast<size_t>(cols));
   for (int64_t j = 0; j < cols; ++j) qw[j] = 0.05f + static_cast<float>((j * 37) % 101) / 10.0f;
-  for (GgmlType type : {GgmlType::Q2_K, GgmlType::Q3_K, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K, GgmlType::IQ4_NL,
+  for (GgmlType type : {GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q2_K, GgmlType::Q3_K, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K, GgmlType::IQ4_NL,
                         GgmlType::IQ4_XS, GgmlType::IQ3_S}) {
     std::vector<uint8_t> a(gguf::ggml_row_bytes(type, t->n_elements)), b(a.size());
     tensor::quantize_for_file_weighted(type, x, a.data(), rows, cols, qw.data());
@@ -552,7 +552,7 @@ TEST(QuantizeImatrix, IQ3SWeightingLowersTheWeightedError) {
   ta.data = a.data();
   tb.data = b.data();
   EXPECT_LT(weighted_error(*t, ta, qw), weighted_error(*t, tb, qw));
-  EXPECT_THROW(tensor::quantize_for_file_weighted(GgmlType::Q4_0, x, a.data(), 1, cols, qw.data()), Error);
+  EXPECT_THROW(tensor::quantize_for_file_weighted(GgmlType::Q5_1, x, a.data(), 1, cols, qw.data()), Error);
 }
 
 TEST(QuantizeImatrix, MalformedFilesAreRefused) {
