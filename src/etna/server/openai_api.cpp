@@ -271,6 +271,28 @@ std::vector<tokenizer::Token> OpenAIService::chat_prompt(const std::vector<token
   return encode_prompt(impl_->chat_template->render(messages, /*add_generation_prompt=*/true), /*templated=*/true);
 }
 
+engine::ToolFormat OpenAIService::tool_format() const {
+  if (!ready_ || !impl_->model) fail(ErrorKind::unavailable, "no chat model is loaded");
+  return engine::detect_tool_format(impl_->chat_template->source(), impl_->own_template);
+}
+
+std::vector<tokenizer::Token> OpenAIService::tool_chat_prompt(const nlohmann::ordered_json& messages,
+                                                              const nlohmann::ordered_json& tools) const {
+  if (!ready_ || !impl_->model) fail(ErrorKind::unavailable, "no chat model is loaded");
+  bool uses_tools = !tools.empty();
+  for (const auto& msg : messages)
+    if (msg["role"] == "tool" || msg.contains("tool_calls")) uses_tools = true;
+  std::string text;
+  if (uses_tools) {
+    text = impl_->chat_template->render_context(engine::tool_template_context(tool_format(), messages, tools));
+  } else {
+    std::vector<tokenizer::ChatMessage> plain;
+    for (const auto& msg : messages) plain.push_back({msg["role"].get<std::string>(), msg["content"].get<std::string>()});
+    text = impl_->chat_template->render(plain, /*add_generation_prompt=*/true);
+  }
+  return encode_prompt(text, /*templated=*/true);
+}
+
 const model::Model* OpenAIService::chat_model() const { return ready_ ? impl_->model.get() : nullptr; }
 const tokenizer::Tokenizer* OpenAIService::chat_tokenizer() const { return ready_ ? impl_->tokenizer.get() : nullptr; }
 void OpenAIService::count_request(const std::string& endpoint, int status) { impl_->metrics.request(endpoint, status); }
@@ -990,23 +1012,8 @@ void handle_chat(OpenAIService& service, const httplib::Request& req, httplib::R
     g.common.params.stop.push_back("<|im_end|>");
     g.common.params.stop.push_back("<|im_start|>");
   }
-  bool uses_tools = g.tools.active;
-  for (const auto& msg : messages)
-    if (msg["role"] == "tool" || msg.contains("tool_calls")) uses_tools = true;
-  std::string text;
-  if (uses_tools) {
-    ojson ctx = engine::tool_template_context(g.tools.format, messages, g.tools.active ? tools.tools : ojson::array());
-    text = m.chat_template->render_context(ctx);
-  } else {
-    std::vector<tokenizer::ChatMessage> plain;
-    for (const auto& msg : messages) plain.push_back({msg["role"].get<std::string>(), msg["content"].get<std::string>()});
-    text = m.chat_template->render(plain, /*add_generation_prompt=*/true);
-  }
-  tokenizer::EncodeOptions enc;
-  enc.parse_special = true;
-  enc.add_special = m.bos_text.empty() || text.compare(0, m.bos_text.size(), m.bos_text) != 0;
   engine::GenerationRequest gr;
-  gr.prompt = m.tokenizer->encode(text, enc);
+  gr.prompt = service.tool_chat_prompt(messages, g.tools.active ? tools.tools : ojson::array());
   gr.params = g.common.params;
   gr.json_object = g.common.json_object;
   gr.logprobs = g.common.logprobs;
