@@ -213,6 +213,12 @@ describe('tool use with the Anthropic client', { skip: skipReason }, () => {
     assert.equal(viaChat.status, 200, viaChat.text);
     assert.equal(viaChat.body.usage.prompt_tokens, second.usage.input_tokens);
     if (second.stop_reason !== 'tool_use') assert.equal(second.content[0].text, viaChat.body.choices[0].message.content);
+    // tool_choice auto: this model writes text; streamed, the text block opens when text comes.
+    const autoParams = { model: 'stories260K', max_tokens: 24, temperature: 0, messages: ask, tools: TOOLS };
+    const auto = await client.messages.create(autoParams);
+    const autoStreamed = await client.messages.stream(autoParams).finalMessage();
+    assert.deepEqual(autoStreamed.content, auto.content);
+    assert.equal(autoStreamed.stop_reason, auto.stop_reason);
     const none = await client.messages.create({ model: 'stories260K', max_tokens: 5, messages: ask, tools: TOOLS, tool_choice: { type: 'none' } });
     assert.ok(none.content.every((b) => b.type === 'text'));
     assert.ok(none.usage.input_tokens < first.usage.input_tokens, 'tool_choice none leaves the tools out of the prompt');

@@ -211,6 +211,11 @@ describe('function tools and json_schema with the Responses API', { skip: skipRe
     assert.equal(chat.status, 200, chat.text);
     assert.equal(chat.body.usage.prompt_tokens, second.usage.input_tokens);
     if (!chat.body.choices[0].message.tool_calls) assert.equal(second.output_text, chat.body.choices[0].message.content);
+    const autoParams = { model: 'stories260K', input: 'Weather in Oslo?', tools: TOOLS, temperature: 0, max_output_tokens: 24 };
+    const auto = await client.responses.create(autoParams);
+    const autoStreamed = await client.responses.stream(autoParams).finalResponse();
+    assert.deepEqual(autoStreamed.output.map((o) => [o.type, o.content?.[0]?.text, o.name, o.arguments]),
+      auto.output.map((o) => [o.type, o.content?.[0]?.text, o.name, o.arguments]));
     const none = await client.responses.create({ model: 'stories260K', input: 'Weather in Oslo?', tools: TOOLS, tool_choice: 'none', max_output_tokens: 4 });
     assert.ok(none.output.every((o) => o.type === 'message'));
     assert.ok(none.usage.input_tokens < first.usage.input_tokens, 'tool_choice none leaves the tools out of the prompt');
