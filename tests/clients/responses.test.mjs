@@ -191,6 +191,8 @@ describe('function tools and json_schema with the Responses API', { skip: skipRe
     assert.deepEqual(distinct.slice(0, 5), ['response.created', 'response.in_progress', 'response.output_item.added',
       'response.function_call_arguments.delta', 'response.function_call_arguments.done']);
     assert.ok(!types.includes('response.output_text.delta'));
+    // The arguments stream as they are generated: several pieces per call.
+    assert.ok(types.filter((t) => t === 'response.function_call_arguments.delta').length > 2 * whole.output.length, types.join(' '));
     const helper = await client.responses.stream(params).finalResponse();
     assert.deepEqual(strip(helper.output), strip(whole.output));
   });

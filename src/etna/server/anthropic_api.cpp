@@ -247,30 +247,63 @@ void handle_messages(OpenAIService& s, const httplib::Request& req, httplib::Res
     return;
   }
   // Content blocks are opened as they come: without tools the text block at once (as Anthropic
-  // does); with tools a text block only for text outside the calls, then one tool_use block per
-  // call, its input as one input_json_delta (calls are parsed when they are complete).
+  // does); with tools a text block only for text outside the calls, and a tool_use block per call
+  // as soon as its name is generated, its input following as input_json_delta pieces.
   struct State {
     std::optional<engine::ToolCallFilter> filter;
+    ToolCallDeltas deltas;
     int blocks = 0;          // content blocks opened so far
-    bool text_open = false;  // the last opened block is text and not yet stopped
+    int open = -1;           // the open block, -1 = none
+    bool open_is_text = false;
+    std::vector<int> call_block;  // block index of each call
   };
   auto st = std::make_shared<State>();
   if (tools) st->filter.emplace(format);
-  auto text_delta = [st](const std::string& text) {
+  auto close = [st] {
+    if (st->open < 0) return std::string();
+    const int index = st->open;
+    st->open = -1;
+    return sse_event("content_block_stop", {{"type", "content_block_stop"}, {"index", index}});
+  };
+  auto open = [st](const json& block) {
+    st->open = st->blocks++;
+    st->open_is_text = block["type"] == "text";
+    return sse_event("content_block_start", {{"type", "content_block_start"}, {"index", st->open}, {"content_block", block}});
+  };
+  auto text_delta = [st, close, open](const std::string& text) {
     std::string out;
     if (text.empty()) return out;
-    if (!st->text_open) {
-      out += sse_event("content_block_start",
-                       {{"type", "content_block_start"}, {"index", st->blocks++}, {"content_block", {{"type", "text"}, {"text", ""}}}});
-      st->text_open = true;
+    if (st->open < 0 || !st->open_is_text) {
+      out += close();  // (two statements: the order matters)
+      out += open({{"type", "text"}, {"text", ""}});
     }
     return out + sse_event("content_block_delta", {{"type", "content_block_delta"},
-                                                   {"index", st->blocks - 1},
+                                                   {"index", st->open},
                                                    {"delta", {{"type", "text_delta"}, {"text", text}}}});
+  };
+  auto call_events = [st, close, open](const std::vector<ToolCallDeltas::Event>& events) {
+    std::string out;
+    for (const auto& ev : events) {
+      if (ev.start) {
+        engine::ToolCall c;
+        c.id = ev.id;
+        c.name = ev.name;
+        out += close();
+        out += open(tool_use_block(c, false));
+        st->call_block.push_back(st->open);
+      } else if (ev.index < st->call_block.size() && st->call_block[ev.index] == st->open) {
+        // (A piece for a call whose block was closed cannot be sent; the pieces of one call
+        // come before the next call starts except in malformed replies.)
+        out += sse_event("content_block_delta", {{"type", "content_block_delta"},
+                                                 {"index", st->open},
+                                                 {"delta", {{"type", "input_json_delta"}, {"partial_json", ev.arguments}}}});
+      }
+    }
+    return out;
   };
   const size_t input_tokens = p.gr.prompt.size();
   StreamWriter w;
-  w.start = [id, model = p.model, input_tokens, st, tools] {
+  w.start = [id, model = p.model, input_tokens, tools, open] {
     json message = {{"id", id},
                     {"type", "message"},
                     {"role", "assistant"},
@@ -280,46 +313,28 @@ void handle_messages(OpenAIService& s, const httplib::Request& req, httplib::Res
                     {"stop_sequence", nullptr},
                     {"usage", {{"input_tokens", input_tokens}, {"output_tokens", 0}}}};
     std::string out = sse_event("message_start", {{"type", "message_start"}, {"message", message}});
-    if (!tools) {
-      out += sse_event("content_block_start",
-                       {{"type", "content_block_start"}, {"index", st->blocks++}, {"content_block", {{"type", "text"}, {"text", ""}}}});
-      st->text_open = true;
-    }
+    if (!tools) out += open({{"type", "text"}, {"text", ""}});
     return out + sse_event("ping", {{"type", "ping"}});
   };
-  w.piece = [st, text_delta](const std::string& piece) {
+  w.piece = [st, text_delta, call_events](const std::string& piece) {
     if (!st->filter) {
       return sse_event("content_block_delta",
                        {{"type", "content_block_delta"}, {"index", 0}, {"delta", {{"type", "text_delta"}, {"text", piece}}}});
     }
-    return text_delta(st->filter->push(piece));
+    std::string out = text_delta(st->filter->push(piece));
+    return out + call_events(st->deltas.update(*st->filter));
   };
-  w.done = [&tok, stops, st, text_delta](const engine::GenerationEvent& r) {
+  w.done = [&tok, stops, st, text_delta, call_events, close, open](const engine::GenerationEvent& r) {
     const std::string stop = matched_stop(tok, r, stops);
     std::string out;
     engine::ParsedReply reply;
     if (st->filter) {
       reply = st->filter->finish();
+      out += call_events(st->deltas.finish(reply.calls));
       out += text_delta(reply.content);
     }
-    auto stop_block = [&] {
-      out += sse_event("content_block_stop", {{"type", "content_block_stop"}, {"index", st->blocks - 1}});
-      st->text_open = false;
-    };
-    if (st->text_open) stop_block();
-    for (const auto& c : reply.calls) {
-      out += sse_event("content_block_start",
-                       {{"type", "content_block_start"}, {"index", st->blocks++}, {"content_block", tool_use_block(c, false)}});
-      out += sse_event("content_block_delta", {{"type", "content_block_delta"},
-                                               {"index", st->blocks - 1},
-                                               {"delta", {{"type", "input_json_delta"}, {"partial_json", c.arguments}}}});
-      stop_block();
-    }
-    if (st->blocks == 0) {  // nothing at all: one empty text block, as the non-streamed reply has
-      out += sse_event("content_block_start",
-                       {{"type", "content_block_start"}, {"index", st->blocks++}, {"content_block", {{"type", "text"}, {"text", ""}}}});
-      stop_block();
-    }
+    if (st->blocks == 0) out += open({{"type", "text"}, {"text", ""}});  // an empty reply: one empty text block, as non-streamed
+    out += close();
     const bool calls = !reply.calls.empty();
     out += sse_event("message_delta", {{"type", "message_delta"},
                                        {"delta", {{"stop_reason", stop_reason(r, stop, calls)},

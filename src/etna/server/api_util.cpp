@@ -135,6 +135,41 @@ json call_arguments(const engine::ToolCall& call) {
   }
 }
 
+std::vector<ToolCallDeltas::Event> ToolCallDeltas::update(engine::ToolCallFilter& filter) {
+  std::vector<Event> out;
+  if (!filter.in_call()) return out;
+  const auto& progress = filter.progress();
+  for (size_t i = 0; i < progress.size(); ++i) {
+    if (i == sent_.size()) {
+      out.push_back({i, true, progress[i].id, progress[i].name, ""});
+      sent_.emplace_back();
+    }
+    if (progress[i].arguments.size() > sent_[i].size()) {
+      out.push_back({i, false, "", "", progress[i].arguments.substr(sent_[i].size())});
+      sent_[i] = progress[i].arguments;
+    }
+  }
+  return out;
+}
+
+std::vector<ToolCallDeltas::Event> ToolCallDeltas::finish(const std::vector<engine::ToolCall>& calls) {
+  std::vector<Event> out;
+  for (size_t i = 0; i < calls.size(); ++i) {
+    if (i == sent_.size()) {
+      out.push_back({i, true, calls[i].id, calls[i].name, ""});
+      sent_.emplace_back();
+    }
+    // The final arguments extend what was sent unless the call was malformed after all (then the
+    // complete arguments are in the API's final objects, not in these deltas).
+    const std::string& a = calls[i].arguments;
+    if (a.size() > sent_[i].size() && a.compare(0, sent_[i].size(), sent_[i]) == 0) {
+      out.push_back({i, false, "", "", a.substr(sent_[i].size())});
+      sent_[i] = a;
+    }
+  }
+  return out;
+}
+
 std::string random_id(const std::string& prefix) {
   thread_local std::mt19937_64 rng{std::random_device{}()};
   static const char* hex = "0123456789abcdef";

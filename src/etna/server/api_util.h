@@ -85,6 +85,26 @@ engine::ToolFormat prepare_tool_chat(OpenAIService& service, const ojson& messag
 // Arguments of a parsed call (compact JSON text of an object) as a JSON value.
 json call_arguments(const engine::ToolCall& call);
 
+// A streamed reply's tool calls as events, each piece sent once: a call starts (id and name
+// known), then pieces of its arguments as they are generated. update() after each push to the
+// filter; finish() with the filter's final calls sends what is left (a call first seen there
+// starts and gets all its arguments).
+class ToolCallDeltas {
+ public:
+  struct Event {
+    size_t index = 0;
+    bool start = false;              // a new call: id and name set, arguments ""
+    std::string id, name, arguments;  // otherwise: the next piece of call `index`'s arguments
+  };
+  std::vector<Event> update(engine::ToolCallFilter& filter);
+  std::vector<Event> finish(const std::vector<engine::ToolCall>& calls);
+  // The arguments sent so far of call `index`.
+  const std::string& sent(size_t index) const { return sent_.at(index); }
+
+ private:
+  std::vector<std::string> sent_;
+};
+
 // One generation streamed to the client. All callbacks return the bytes to send (possibly "").
 struct StreamWriter {
   std::function<std::string()> start;                                       // before the first piece

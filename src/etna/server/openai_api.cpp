@@ -15,6 +15,7 @@
 #include "etna/hub/licence.h"
 #include "etna/engine/memory.h"
 #include "etna/engine/tool_calls.h"
+#include "etna/server/api_util.h"
 
 namespace etna::server {
 
@@ -763,6 +764,7 @@ void stream_response(OpenAIService::Impl& m, const GenerationSetup& setup, std::
     size_t text_offset = 0;
     TokenClock clock;
     std::optional<engine::ToolCallFilter> filter;
+    api::ToolCallDeltas deltas;
   };
   struct State {
     GenerationSetup g;
@@ -829,6 +831,19 @@ void stream_response(OpenAIService::Impl& m, const GenerationSetup& setup, std::
                               : json{{"index", i}, {"text", text}, {"logprobs", lp}, {"finish_reason", nullptr}};
             if (!write(chunk(json::array({choice}), true))) return false;
           }
+          // Calls as they are generated: the name first, then pieces of the arguments, as OpenAI streams them.
+          auto call_chunks = [&](const std::vector<api::ToolCallDeltas::Event>& events) {
+            std::string out;
+            for (const auto& ev : events)
+              out += ev.start ? delta_chunk(i, {{"tool_calls", json::array({{{"index", ev.index}, {"id", ev.id}, {"type", "function"},
+                                                                              {"function", {{"name", ev.name}, {"arguments", ""}}}}})}})
+                              : delta_chunk(i, {{"tool_calls", json::array({{{"index", ev.index}, {"function", {{"arguments", ev.arguments}}}}})}});
+            return out;
+          };
+          if (c.filter && !e.done) {
+            const std::string calls = call_chunks(c.deltas.update(*c.filter));
+            if (!calls.empty() && !write(calls)) return false;
+          }
           if (!e.done) return true;
           c.done = true;
           if (!e.error.empty()) {
@@ -848,12 +863,7 @@ void stream_response(OpenAIService::Impl& m, const GenerationSetup& setup, std::
           if (c.filter) {
             engine::ParsedReply r = c.filter->finish();
             if (!r.content.empty()) out += delta_chunk(i, {{"content", r.content}});
-            for (size_t k = 0; k < r.calls.size(); ++k) {
-              // The name first, then the arguments, as OpenAI streams them.
-              out += delta_chunk(i, {{"tool_calls", json::array({{{"index", k}, {"id", r.calls[k].id}, {"type", "function"},
-                                                                  {"function", {{"name", r.calls[k].name}, {"arguments", ""}}}}})}});
-              out += delta_chunk(i, {{"tool_calls", json::array({{{"index", k}, {"function", {{"arguments", r.calls[k].arguments}}}}})}});
-            }
+            out += call_chunks(c.deltas.finish(r.calls));
             if (!r.calls.empty()) finish = "tool_calls";
           }
           out += g.kind == Kind::chat

@@ -1,5 +1,6 @@
 #include "etna/server/responses_api.h"
 
+#include <algorithm>
 #include <optional>
 
 #include <fmt/format.h>
@@ -294,15 +295,24 @@ void handle_create(OpenAIService& s, const httplib::Request& req, httplib::Respo
     return;
   }
   // The message item is opened at once without tools; with tools only when text outside the
-  // calls appears. Calls are complete when parsed, so each call's arguments are one delta.
+  // calls appears. Each call is an item as soon as its name is generated, its arguments following
+  // as function_call_arguments.delta pieces.
+  struct Call {
+    std::string item_id;
+    engine::ToolCall call;
+    int index = 0;
+    bool done = false;
+  };
   struct State {
     int seq = 0;
     std::string text;
     std::optional<engine::ToolCallFilter> filter;
-    bool message_open = false;
+    ToolCallDeltas deltas;
+    bool message_open = false, message_done = false;
     int items = 0;     // output items opened so far
     int msg_index = -1;
-    json output = json::array();
+    std::vector<Call> calls;
+    std::vector<std::pair<int, json>> output;  // finished items by output index
   };
   auto st = std::make_shared<State>();
   if (tools) st->filter.emplace(p->tool_format);
@@ -310,6 +320,30 @@ void handle_create(OpenAIService& s, const httplib::Request& req, httplib::Respo
     data["type"] = type;
     data["sequence_number"] = st->seq++;
     return sse_event(type, data);
+  };
+  auto close_message = [=](const std::string& status) {
+    if (!st->message_open || st->message_done) return std::string();
+    st->message_done = true;
+    const json item = message_item(msg_id, status, json::array({text_part(st->text)}));
+    std::string out = event("response.output_text.done", {{"item_id", msg_id},
+                                                          {"output_index", st->msg_index},
+                                                          {"content_index", 0},
+                                                          {"text", st->text},
+                                                          {"logprobs", json::array()}});
+    out += event("response.content_part.done",
+                 {{"item_id", msg_id}, {"output_index", st->msg_index}, {"content_index", 0}, {"part", text_part(st->text)}});
+    out += event("response.output_item.done", {{"output_index", st->msg_index}, {"item", item}});
+    st->output.emplace_back(st->msg_index, item);
+    return out;
+  };
+  auto close_call = [=](Call& c) {
+    if (c.done) return std::string();
+    c.done = true;
+    std::string out = event("response.function_call_arguments.done",
+                            {{"item_id", c.item_id}, {"output_index", c.index}, {"name", c.call.name}, {"arguments", c.call.arguments}});
+    const json item = function_call_item(c.item_id, c.call, "completed", true);
+    st->output.emplace_back(c.index, item);
+    return out + event("response.output_item.done", {{"output_index", c.index}, {"item", item}});
   };
   auto open_message = [=] {
     st->message_open = true;
@@ -319,7 +353,7 @@ void handle_create(OpenAIService& s, const httplib::Request& req, httplib::Respo
                        {{"item_id", msg_id}, {"output_index", st->msg_index}, {"content_index", 0}, {"part", text_part("")}});
   };
   auto text_delta = [=](const std::string& piece) {
-    if (piece.empty()) return std::string();
+    if (piece.empty() || st->message_done) return std::string();  // (text after the calls: in the final message only)
     std::string out = st->message_open ? "" : open_message();
     st->text += piece;
     return out + event("response.output_text.delta", {{"item_id", msg_id},
@@ -328,6 +362,27 @@ void handle_create(OpenAIService& s, const httplib::Request& req, httplib::Respo
                                                       {"delta", piece},
                                                       {"logprobs", json::array()}});
   };
+  auto call_events = [=](const std::vector<ToolCallDeltas::Event>& events) {
+    std::string out;
+    for (const auto& ev : events) {
+      if (ev.start) {
+        out += close_message("completed");
+        if (!st->calls.empty()) out += close_call(st->calls.back());
+        Call c;
+        c.item_id = random_id("fc_");
+        c.call.id = ev.id;
+        c.call.name = ev.name;
+        c.index = st->items++;
+        out += event("response.output_item.added", {{"output_index", c.index}, {"item", function_call_item(c.item_id, c.call, "in_progress", false)}});
+        st->calls.push_back(std::move(c));
+      } else if (ev.index < st->calls.size() && !st->calls[ev.index].done) {
+        Call& c = st->calls[ev.index];
+        c.call.arguments += ev.arguments;
+        out += event("response.function_call_arguments.delta", {{"item_id", c.item_id}, {"output_index", c.index}, {"delta", ev.arguments}});
+      }
+    }
+    return out;
+  };
   StreamWriter w;
   w.start = [=] {
     const json r = response_json(*p, id, created, "in_progress", json::array(), nullptr);
@@ -335,40 +390,29 @@ void handle_create(OpenAIService& s, const httplib::Request& req, httplib::Respo
     out += event("response.in_progress", {{"response", r}});
     return tools ? out : out + open_message();
   };
-  w.piece = [=](const std::string& piece) { return text_delta(st->filter ? st->filter->push(piece) : piece); };
+  w.piece = [=](const std::string& piece) {
+    if (!st->filter) return text_delta(piece);
+    std::string out = text_delta(st->filter->push(piece));
+    return out + call_events(st->deltas.update(*st->filter));
+  };
   w.done = [=](const engine::GenerationEvent& r) {
     engine::ParsedReply reply;
     std::string out;
     if (st->filter) {
       reply = st->filter->finish();
-      out += text_delta(reply.content);
+      out += call_events(st->deltas.finish(reply.calls));
+      for (size_t i = 0; i < reply.calls.size() && i < st->calls.size(); ++i)
+        if (!st->calls[i].done) st->calls[i].call.arguments = reply.calls[i].arguments;  // the final word
+      if (st->calls.empty()) out += text_delta(reply.content);
+      else if (st->message_open) st->text += reply.content;  // text after the calls joins the message, as non-streamed
     }
-    if (!st->message_open && reply.calls.empty()) out += open_message();  // an empty reply is an empty message
+    if (!st->message_open && st->calls.empty()) out += open_message();  // an empty reply is an empty message
     const std::string item_status = r.finish == engine::FinishReason::length ? "incomplete" : "completed";
+    out += close_message(item_status);
+    for (auto& c : st->calls) out += close_call(c);
+    std::sort(st->output.begin(), st->output.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
     json output = json::array();
-    if (st->message_open) {
-      const json item = message_item(msg_id, item_status, json::array({text_part(st->text)}));
-      out += event("response.output_text.done", {{"item_id", msg_id},
-                                                 {"output_index", st->msg_index},
-                                                 {"content_index", 0},
-                                                 {"text", st->text},
-                                                 {"logprobs", json::array()}});
-      out += event("response.content_part.done",
-                   {{"item_id", msg_id}, {"output_index", st->msg_index}, {"content_index", 0}, {"part", text_part(st->text)}});
-      out += event("response.output_item.done", {{"output_index", st->msg_index}, {"item", item}});
-      output.push_back(item);
-    }
-    for (const auto& c : reply.calls) {
-      const std::string fc_id = random_id("fc_");
-      const int index = st->items++;
-      out += event("response.output_item.added", {{"output_index", index}, {"item", function_call_item(fc_id, c, "in_progress", false)}});
-      out += event("response.function_call_arguments.delta", {{"item_id", fc_id}, {"output_index", index}, {"delta", c.arguments}});
-      out += event("response.function_call_arguments.done",
-                   {{"item_id", fc_id}, {"output_index", index}, {"name", c.name}, {"arguments", c.arguments}});
-      const json item = function_call_item(fc_id, c, "completed", true);
-      out += event("response.output_item.done", {{"output_index", index}, {"item", item}});
-      output.push_back(item);
-    }
+    for (auto& [index, item] : st->output) output.push_back(item);
     const json resp = response_json(*p, id, created, "completed", output, &r);
     out += event(resp["status"] == "incomplete" ? "response.incomplete" : "response.completed", {{"response", resp}});
     return out;
