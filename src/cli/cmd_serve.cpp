@@ -169,7 +169,7 @@ void serve(const ServeArgs& a) {
   }
   std::cout << "etna: vector store (Qdrant API) at " << http.url() << "/collections, data in " << (data / "vectors").string()
             << std::endl;
-  std::cout << "etna: web app at " << http.url() << (opt.api_keys.empty() ? "/" : "/index.html") << std::endl;
+  std::cout << "etna: web app at " << http.url() << "/" << (opt.api_keys.empty() ? "" : " (it asks for the API key)") << std::endl;
   std::cout << "etna: documents API at " << http.url() << "/api/collections, data in " << (data / "documents").string()
             << std::endl;
   // Models load while the server already answers (/health says "loading", /v1 routes 503).
