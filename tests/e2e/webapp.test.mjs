@@ -218,6 +218,35 @@ describe('the web app in Chromium', { skip }, () => {
     assert.equal(await page.inputValue('#set-max-tokens'), '48');
   });
 
+  // A list refresh that lands while a title is being typed (a save finishing in the background,
+  // as on a loaded machine) must not replace the input and drop the typing: the refresh is held
+  // here until the typing is done.
+  test('chat: a background list refresh does not drop a title being typed', async () => {
+    let release;
+    const held = new Promise((r) => { release = r; });
+    let holding = true;
+    await page.route('**/api/conversations', async (route) => {
+      if (holding && route.request().method() === 'GET') { holding = false; await held; }
+      await route.continue();
+    });
+    const refreshed = page.waitForResponse((r) => r.url().endsWith('/api/conversations') && r.request().method() === 'GET');
+    await page.click('#settings-toggle');
+    await page.waitForSelector('#settings:not([hidden])');
+    await page.fill('#set-max-tokens', '40');
+    await page.press('#set-max-tokens', 'Tab');  // commits: a save, then a list refresh (held)
+    await page.keyboard.press('Escape');
+    await page.waitForSelector('#settings', { state: 'hidden' });
+    await page.click('#conv-list li.current button[aria-label^="Rename"]');
+    await page.waitForSelector('#conv-list input[aria-label="New title"]');
+    await page.fill('#conv-list input[aria-label="New title"]', 'Tales');
+    release();
+    await refreshed;
+    await page.waitForTimeout(100);  // the refresh's rendering, if it were to replace the input
+    await page.press('#conv-list input[aria-label="New title"]', 'Enter');
+    await page.waitForSelector('#conv-list .conv-open >> text=Tales');
+    await page.unroute('**/api/conversations');
+  });
+
   test('documents: create a collection, upload Markdown and PDF, see them listed', async () => {
     await go('documents');
     await page.fill('#coll-name', 'notes');

@@ -47,6 +47,9 @@ async function refreshList() {
 
 function renderList() {
   const list = $('conv-list');
+  // While a title is being edited, a refresh (a save finishing in the background) waits for the
+  // edit to end: re-rendering would replace the input and drop what was typed.
+  if (renaming && list.querySelector(`input[data-renaming="${CSS.escape(renaming)}"]`)) return;
   list.replaceChildren();
   const items = [...conversations];
   if (current?.unsaved) items.unshift({ id: current.id, title: current.title });
@@ -54,7 +57,7 @@ function renderList() {
     const isCurrent = current && c.id === current.id;
     const li = el('li', { class: isCurrent ? 'current' : '' });
     if (renaming === c.id) {
-      const input = el('input', { value: c.title, 'aria-label': 'New title', maxlength: 200 });
+      const input = el('input', { value: c.title, 'aria-label': 'New title', maxlength: 200, 'data-renaming': c.id });
       const finish = async (save) => {
         renaming = null;
         if (save && input.value.trim()) await rename(c.id, input.value.trim());
