@@ -6,6 +6,7 @@
 #include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <system_error>
 
 #include "etna/base/log.h"
@@ -69,9 +70,7 @@ std::vector<float> parse_vector(const json& j, const std::string& where) {
     if (j.size() == 1 && j.begin().key().empty()) {
       arr = &j.begin().value();
     } else {
-      fail(ErrorKind::invalid_argument,
-           "Format error in JSON body: {}: named and sparse vectors are not supported; send a plain array of numbers",
-           where);
+      fail(ErrorKind::invalid_argument, "Format error in JSON body: {}: expected an array of numbers", where);
     }
   }
   if (!arr->is_array())
@@ -91,6 +90,40 @@ std::vector<float> parse_vector(const json& j, const std::string& where) {
     v.push_back(static_cast<float>(d));
   }
   return v;
+}
+
+store::SparseVector parse_sparse(const json& j, const std::string& where) {
+  try {
+    return store::SparseVector::from_json(j, where);
+  } catch (const Error& e) {
+    throw Error(e.kind(), std::string("Format error in JSON body: ") + e.what());
+  }
+}
+
+bool is_sparse_json(const json& j) { return j.is_object() && j.contains("indices") && j.contains("values"); }
+
+// A point's vectors: a plain array (the default vector) or an object of named vectors, each a
+// dense array or a sparse {indices, values}.
+void parse_point_vectors(const json& j, const std::string& where, store::Point& pt) {
+  if (j.is_array()) {
+    pt.vector = parse_vector(j, where);
+    return;
+  }
+  if (!j.is_object())
+    fail(ErrorKind::invalid_argument, "Format error in JSON body: {}: expected an array of numbers or named vectors", where);
+  for (auto it = j.begin(); it != j.end(); ++it) {
+    std::string w = where + "." + (it.key().empty() ? std::string("\"\"") : it.key());
+    if (it.value().is_object()) {
+      if (!is_sparse_json(it.value()))
+        fail(ErrorKind::unsupported, "{}: only dense arrays and sparse {{indices, values}} vectors are supported "
+             "(documents, images and multi-vectors are not)", w);
+      pt.named.sparse[it.key()] = parse_sparse(it.value(), w);
+    } else if (it.value().is_array() && !it.value().empty() && it.value()[0].is_array()) {
+      fail(ErrorKind::unsupported, "{}: multi-vectors (arrays of vectors) are not supported", w);
+    } else {
+      pt.named.dense[it.key()] = parse_vector(it.value(), w);
+    }
+  }
 }
 
 PointId parse_id(const json& j, const std::string& where) {
@@ -155,6 +188,17 @@ size_t parse_count(const json& body, const char* name, size_t fallback, bool pos
   return static_cast<size_t>(n);
 }
 
+// The vector names a with_vector list asks for (none: all, or with_vector is a boolean).
+std::optional<std::set<std::string>> vector_names(const json& body) {
+  const json* v = field(body, "with_vector");
+  if (!v) v = field(body, "with_vectors");
+  if (!v || !v->is_array()) return std::nullopt;
+  std::set<std::string> names;
+  for (const auto& n : *v)
+    if (n.is_string()) names.insert(n.get<std::string>());
+  return names;
+}
+
 bool parse_with_vector(const json& body) {
   const json* v = field(body, "with_vector");
   if (!v) v = field(body, "with_vectors");
@@ -162,9 +206,8 @@ bool parse_with_vector(const json& body) {
   if (v->is_boolean()) return v->get<bool>();
   if (v->is_array()) {
     for (const auto& name : *v)
-      if (name.is_string() && name.get<std::string>().empty()) return true;
-    if (v->empty()) return false;
-    fail(ErrorKind::unsupported, "with_vector: named vectors are not supported; use true or false");
+      if (!name.is_string()) fail(ErrorKind::invalid_argument, "Format error in JSON body: with_vector: names must be strings");
+    return !v->empty();
   }
   fail(ErrorKind::invalid_argument, "Format error in JSON body: with_vector: expected true, false or a list of names");
 }
@@ -212,10 +255,11 @@ store::SearchRequest parse_search(const json& body) {
   const json* v = field(body, "vector");
   if (!v) fail(ErrorKind::invalid_argument, "Format error in JSON body: missing field `vector`");
   if (v->is_object() && v->contains("name") && v->contains("vector")) {
-    // NamedVectorStruct {"name": ..., "vector": [...]}: only the default (empty) name exists.
-    if (!(*v)["name"].is_string() || !(*v)["name"].get<std::string>().empty())
-      fail(ErrorKind::unsupported, "vector.name: named vectors are not supported");
-    r.vector = parse_vector((*v)["vector"], "vector.vector");
+    // {"name": ..., "vector": [...]} (a named dense vector) or {"name", "vector": {indices, values}}.
+    if (!(*v)["name"].is_string()) fail(ErrorKind::invalid_argument, "Format error in JSON body: vector.name must be a string");
+    r.using_name = (*v)["name"].get<std::string>();
+    if (is_sparse_json((*v)["vector"])) r.sparse = parse_sparse((*v)["vector"], "vector.vector");
+    else r.vector = parse_vector((*v)["vector"], "vector.vector");
   } else {
     r.vector = parse_vector(*v, "vector");
   }
@@ -251,23 +295,43 @@ void clean_config_floats(json& config) {
   }
 }
 
-json record_json(const store::Record& r) {
+using Names = std::optional<std::set<std::string>>;
+
+json vectors_json(const std::optional<std::vector<float>>& v, const std::optional<store::NamedVectors>& nv,
+                  const Names& names) {
+  if (nv) {
+    json o = json::object();
+    for (const auto& [n, d] : nv->dense)
+      if (!names || names->count(n)) o[n] = vector_json(d);
+    for (const auto& [n, sv] : nv->sparse)
+      if (!names || names->count(n)) {
+        json vals = json::array();
+        for (float x : sv.values) vals.push_back(f32(x));
+        o[n] = {{"indices", sv.indices}, {"values", vals}};
+      }
+    return o;
+  }
+  if (v && (!names || names->count(""))) return vector_json(*v);
+  return nullptr;
+}
+
+json record_json(const store::Record& r, const Names& names = std::nullopt) {
   json j = {{"id", r.id.to_json()}};
   j["payload"] = r.payload ? *r.payload : json(nullptr);
-  j["vector"] = r.vector ? vector_json(*r.vector) : json(nullptr);
+  j["vector"] = vectors_json(r.vector, r.vectors, names);
   return j;
 }
 
-json scored_json(const store::ScoredPoint& p) {
+json scored_json(const store::ScoredPoint& p, const Names& names = std::nullopt) {
   json j = {{"id", p.id.to_json()}, {"version", p.version}, {"score", f32(p.score)}};
   j["payload"] = p.payload ? *p.payload : json(nullptr);
-  j["vector"] = p.vector ? vector_json(*p.vector) : json(nullptr);
+  j["vector"] = vectors_json(p.vector, p.vectors, names);
   return j;
 }
 
-json scored_list(const std::vector<store::ScoredPoint>& pts) {
+json scored_list(const std::vector<store::ScoredPoint>& pts, const Names& names = std::nullopt) {
   json a = json::array();
-  for (const auto& p : pts) a.push_back(scored_json(p));
+  for (const auto& p : pts) a.push_back(scored_json(p, names));
   return a;
 }
 
@@ -375,7 +439,7 @@ std::vector<store::Point> parse_upsert(const json& body) {
       pt.id = parse_id(*id, where + ".id");
       const json* v = field(p, "vector");
       if (!v) fail(ErrorKind::invalid_argument, "Format error in JSON body: {}: missing field `vector`", where);
-      pt.vector = parse_vector(*v, where + ".vector");
+      parse_point_vectors(*v, where + ".vector", pt);
       if (const json* pl = field(p, "payload")) {
         if (!pl->is_object()) fail(ErrorKind::invalid_argument, "Format error in JSON body: {}.payload must be an object", where);
         pt.payload = *pl;
@@ -390,17 +454,30 @@ std::vector<store::Point> parse_upsert(const json& body) {
     if (!ids) fail(ErrorKind::invalid_argument, "Format error in JSON body: batch: missing field `ids`");
     if (!vectors) fail(ErrorKind::invalid_argument, "Format error in JSON body: batch: missing field `vectors`");
     std::vector<PointId> id_list = parse_ids(*ids, "batch.ids");
-    if (!vectors->is_array())
-      fail(ErrorKind::invalid_argument, "Format error in JSON body: batch.vectors must be an array of vectors");
-    if (vectors->size() != id_list.size())
+    if (!vectors->is_array() && !vectors->is_object())
+      fail(ErrorKind::invalid_argument, "Format error in JSON body: batch.vectors must be an array of vectors or named lists");
+    if (vectors->is_object()) {
+      for (auto it = vectors->begin(); it != vectors->end(); ++it)
+        if (!it.value().is_array() || it.value().size() != id_list.size())
+          fail(ErrorKind::invalid_argument, "Wrong input: batch.vectors.{} must hold one vector per id ({})", it.key(),
+               id_list.size());
+    } else if (vectors->size() != id_list.size()) {
       fail(ErrorKind::invalid_argument, "Wrong input: batch has {} ids but {} vectors", id_list.size(), vectors->size());
+    }
     if (payloads && (!payloads->is_array() || payloads->size() != id_list.size()))
       fail(ErrorKind::invalid_argument, "Wrong input: batch.payloads must be an array with one entry per id ({})", id_list.size());
     points.reserve(id_list.size());
     for (size_t i = 0; i < id_list.size(); ++i) {
       store::Point pt;
       pt.id = id_list[i];
-      pt.vector = parse_vector((*vectors)[i], fmt::format("batch.vectors[{}]", i));
+      if (vectors->is_object()) {
+        json named = json::object();
+        for (auto it = vectors->begin(); it != vectors->end(); ++it)
+          if (!it.value()[i].is_null()) named[it.key()] = it.value()[i];
+        parse_point_vectors(named, fmt::format("batch.vectors[{}]", i), pt);
+      } else {
+        parse_point_vectors((*vectors)[i], fmt::format("batch.vectors[{}]", i), pt);
+      }
       if (payloads && !(*payloads)[i].is_null()) {
         if (!(*payloads)[i].is_object())
           fail(ErrorKind::invalid_argument, "Format error in JSON body: batch.payloads[{}] must be an object or null", i);
@@ -528,7 +605,7 @@ void register_qdrant_routes(HttpServer& server, store::Database& db) {
     std::string name = req.matches[1].str();
     json body = parse_json_body(req);
     require_object(body, "collection config");
-    reject_unsupported(body, {"sparse_vectors", "init_from", "sharding_method"});
+    reject_unsupported(body, {"init_from", "sharding_method"});
     store::CollectionConfig config = wrong_input([&] { return store::CollectionConfig::from_create_json(body); });
     if (dbp->has_collection(name)) fail(ErrorKind::conflict, "Wrong input: Collection `{}` already exists!", name);
     wrong_input([&] { return &dbp->create_collection(name, config); });

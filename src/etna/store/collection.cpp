@@ -16,6 +16,7 @@
 #include "etna/store/distance.h"
 #include "etna/store/float_arena.h"
 #include "etna/store/hnsw.h"
+#include "etna/store/multi_collection.h"
 #include "etna/store/payload_index.h"
 #include "etna/store/storage.h"
 
@@ -1225,11 +1226,14 @@ class CollectionImpl {
 // ---------------------------------------------------------------------------------------------
 
 Collection::Collection(std::unique_ptr<CollectionImpl> impl) : impl_(std::move(impl)) {}
+Collection::Collection(std::unique_ptr<detail::MultiCollection> multi) : multi_(std::move(multi)) {}
 Collection::~Collection() = default;
 
 std::unique_ptr<Collection> Collection::create(const std::filesystem::path& dir, std::string name,
                                                const CollectionConfig& config, Options options) {
   config.validate();
+  if (config.multi())
+    return std::unique_ptr<Collection>(new Collection(detail::MultiCollection::create(dir, std::move(name), config, options)));
   if (std::filesystem::exists(dir))
     fail(ErrorKind::conflict, "collection directory {} already exists", dir.string());
   auto impl = std::make_unique<CollectionImpl>(dir, std::move(name), config, options);
@@ -1238,6 +1242,8 @@ std::unique_ptr<Collection> Collection::create(const std::filesystem::path& dir,
 }
 
 std::unique_ptr<Collection> Collection::open(const std::filesystem::path& dir, std::string name, Options options) {
+  if (detail::is_multi_data_file(dir / kDataFile))
+    return std::unique_ptr<Collection>(new Collection(detail::MultiCollection::open(dir, std::move(name), options)));
   CollectionConfig placeholder;
   placeholder.dim = 1;
   auto impl = std::make_unique<CollectionImpl>(dir, std::move(name), placeholder, options);
@@ -1245,41 +1251,81 @@ std::unique_ptr<Collection> Collection::open(const std::filesystem::path& dir, s
   return std::unique_ptr<Collection>(new Collection(std::move(impl)));
 }
 
-const std::string& Collection::name() const { return impl_->name(); }
-const CollectionConfig& Collection::config() const { return impl_->config(); }
-uint64_t Collection::upsert(std::vector<Point> points) { return impl_->upsert(std::move(points)); }
-uint64_t Collection::delete_points(const PointSelector& s) { return impl_->delete_points(s); }
-std::vector<Record> Collection::retrieve(const std::vector<PointId>& ids, const PayloadSelector& p, bool v) const {
-  return impl_->retrieve(ids, p, v);
+namespace {
+// A single-vector collection takes its vector as `vector` or as the one named "".
+std::vector<Point>& single_vector_points(std::vector<Point>& points, const std::string& name) {
+  for (auto& p : points) {
+    if (p.named.empty()) continue;
+    auto it = p.named.dense.find("");
+    if (p.named.sparse.empty() && p.named.dense.size() == 1 && it != p.named.dense.end() && p.vector.empty()) {
+      p.vector = std::move(it->second);
+      p.named = {};
+      continue;
+    }
+    std::string bad = !p.named.sparse.empty() ? p.named.sparse.begin()->first : p.named.dense.begin()->first;
+    if (bad.empty()) bad = p.named.dense.size() > 1 ? std::next(p.named.dense.begin())->first : bad;
+    fail(ErrorKind::invalid_argument,
+         "Not existing vector name error: point {}: vector '{}'; collection '{}' has one unnamed vector", p.id.to_string(),
+         bad, name);
+  }
+  return points;
 }
-ScrollResult Collection::scroll(const ScrollRequest& r) const { return impl_->scroll(r); }
-uint64_t Collection::count(const Filter* f) const { return impl_->count(f); }
+
+void check_single_request(const SearchRequest& r, const std::string& name) {
+  if (!r.using_name.empty() || r.sparse)
+    fail(ErrorKind::invalid_argument, "Not existing vector name error: '{}'; collection '{}' has one unnamed vector",
+         r.sparse && r.using_name.empty() ? std::string("(sparse)") : r.using_name, name);
+}
+}  // namespace
+
+#define ETNA_DISPATCH(call) return multi_ ? multi_->call : impl_->call
+const std::string& Collection::name() const { ETNA_DISPATCH(name()); }
+const CollectionConfig& Collection::config() const { ETNA_DISPATCH(config()); }
+uint64_t Collection::upsert(std::vector<Point> points) {
+  if (multi_) return multi_->upsert(std::move(points));
+  return impl_->upsert(std::move(single_vector_points(points, impl_->name())));
+}
+uint64_t Collection::delete_points(const PointSelector& s) { ETNA_DISPATCH(delete_points(s)); }
+std::vector<Record> Collection::retrieve(const std::vector<PointId>& ids, const PayloadSelector& p, bool v) const {
+  ETNA_DISPATCH(retrieve(ids, p, v));
+}
+ScrollResult Collection::scroll(const ScrollRequest& r) const { ETNA_DISPATCH(scroll(r)); }
+uint64_t Collection::count(const Filter* f) const { ETNA_DISPATCH(count(f)); }
 uint64_t Collection::set_payload(const nlohmann::json& p, const PointSelector& s) {
-  return impl_->payload_op(kSetPayload, p, s);
+  ETNA_DISPATCH(payload_op(kSetPayload, p, s));
 }
 uint64_t Collection::overwrite_payload(const nlohmann::json& p, const PointSelector& s) {
-  return impl_->payload_op(kOverwritePayload, p, s);
+  ETNA_DISPATCH(payload_op(kOverwritePayload, p, s));
 }
 uint64_t Collection::delete_payload(const std::vector<std::string>& keys, const PointSelector& s) {
-  return impl_->payload_op(kDeletePayloadKeys, nlohmann::json(keys), s);
+  ETNA_DISPATCH(payload_op(kDeletePayloadKeys, nlohmann::json(keys), s));
 }
-uint64_t Collection::clear_payload(const PointSelector& s) {
-  return impl_->payload_op(kClearPayload, nlohmann::json(), s);
+uint64_t Collection::clear_payload(const PointSelector& s) { ETNA_DISPATCH(payload_op(kClearPayload, nlohmann::json(), s)); }
+std::vector<ScoredPoint> Collection::search(const SearchRequest& r) const {
+  if (multi_) return multi_->search(r);
+  check_single_request(r, impl_->name());
+  return impl_->search(r);
 }
-std::vector<ScoredPoint> Collection::search(const SearchRequest& r) const { return impl_->search(r); }
 std::vector<std::vector<ScoredPoint>> Collection::search_batch(const std::vector<SearchRequest>& r) const {
+  if (multi_) {
+    std::vector<std::vector<ScoredPoint>> out;
+    for (const auto& q : r) out.push_back(multi_->search(q));
+    return out;
+  }
+  for (const auto& q : r) check_single_request(q, impl_->name());
   return impl_->search_batch(r);
 }
-uint64_t Collection::create_payload_index(const std::string& f, PayloadSchemaType t) {
-  return impl_->index_op(true, f, t);
-}
+uint64_t Collection::create_payload_index(const std::string& f, PayloadSchemaType t) { ETNA_DISPATCH(index_op(true, f, t)); }
 uint64_t Collection::delete_payload_index(const std::string& f) {
-  return impl_->index_op(false, f, PayloadSchemaType::Keyword);
+  ETNA_DISPATCH(index_op(false, f, PayloadSchemaType::Keyword));
 }
-CollectionInfo Collection::info() const { return impl_->info(); }
-void Collection::write_snapshot(const std::filesystem::path& p) const { impl_->write_snapshot(p); }
-void Collection::checkpoint() { impl_->checkpoint(); }
-void Collection::wait_for_optimizer() const { impl_->wait_for_optimizer(); }
-void Collection::mark_dropped() { impl_->mark_dropped(); }
+CollectionInfo Collection::info() const { ETNA_DISPATCH(info()); }
+void Collection::write_snapshot(const std::filesystem::path& p) const { ETNA_DISPATCH(write_snapshot(p)); }
+void Collection::checkpoint() { ETNA_DISPATCH(checkpoint()); }
+void Collection::wait_for_optimizer() const {
+  if (impl_) impl_->wait_for_optimizer();
+}
+void Collection::mark_dropped() { ETNA_DISPATCH(mark_dropped()); }
+#undef ETNA_DISPATCH
 
 }  // namespace etna::store

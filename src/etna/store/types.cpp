@@ -137,7 +137,63 @@ std::string distance_name(Distance d) {
 
 bool higher_is_better(Distance d) { return d == Distance::Cosine || d == Distance::Dot; }
 
+std::map<std::string, VectorParams> CollectionConfig::dense_spaces() const {
+  if (named) return vectors;
+  return {{"", VectorParams{dim, distance, hnsw, on_disk}}};
+}
+
+SparseVector SparseVector::from_json(const nlohmann::json& j, const std::string& where) {
+  if (!j.is_object() || !j.contains("indices") || !j.contains("values") || !j["indices"].is_array() ||
+      !j["values"].is_array())
+    fail(ErrorKind::invalid_argument, "{}: a sparse vector is {{\"indices\": [...], \"values\": [...]}}", where);
+  const auto& ji = j["indices"];
+  const auto& jv = j["values"];
+  if (ji.size() != jv.size())
+    fail(ErrorKind::invalid_argument, "{}: sparse vector has {} indices but {} values", where, ji.size(), jv.size());
+  std::vector<std::pair<uint32_t, float>> pairs;
+  pairs.reserve(ji.size());
+  for (size_t i = 0; i < ji.size(); ++i) {
+    if (!ji[i].is_number_unsigned() || ji[i].get<uint64_t>() > UINT32_MAX)
+      fail(ErrorKind::invalid_argument, "{}.indices[{}]: expected an integer in 0..4294967295", where, i);
+    if (!jv[i].is_number() || !std::isfinite(jv[i].get<double>()) || std::fabs(jv[i].get<double>()) > 3.4e38)
+      fail(ErrorKind::invalid_argument, "{}.values[{}]: expected a finite number", where, i);
+    pairs.emplace_back(ji[i].get<uint32_t>(), jv[i].get<float>());
+  }
+  std::sort(pairs.begin(), pairs.end());
+  SparseVector v;
+  for (size_t i = 0; i < pairs.size(); ++i) {
+    if (i > 0 && pairs[i].first == pairs[i - 1].first)
+      fail(ErrorKind::invalid_argument, "{}: sparse vector index {} appears twice (indices must be unique)", where,
+           pairs[i].first);
+    v.indices.push_back(pairs[i].first);
+    v.values.push_back(pairs[i].second);
+  }
+  return v;
+}
+
+nlohmann::json SparseVector::to_json() const { return {{"indices", indices}, {"values", values}}; }
+
 void CollectionConfig::validate() const {
+  if (named || !sparse.empty()) {
+    for (const auto& [name, p] : dense_spaces()) {
+      std::string n = name.empty() ? "vectors" : "vectors." + name;
+      if (p.dim == 0 || p.dim > 65536)
+        fail(ErrorKind::invalid_argument, "{}.size must be between 1 and 65536, got {}", n, p.dim);
+      if (p.hnsw.m < 2 || p.hnsw.m > 256)
+        fail(ErrorKind::invalid_argument, "{}.hnsw_config.m must be between 2 and 256, got {}", n, p.hnsw.m);
+      if (p.hnsw.ef_construct < 4 || p.hnsw.ef_construct > 10000)
+        fail(ErrorKind::invalid_argument, "{}.hnsw_config.ef_construct must be between 4 and 10000", n);
+    }
+    for (const auto& [name, p] : sparse) {
+      if (dense_spaces().count(name))
+        fail(ErrorKind::invalid_argument, "vector name '{}' is used by both a dense and a sparse vector", name);
+      if (name.empty()) fail(ErrorKind::invalid_argument, "sparse_vectors: a sparse vector needs a non-empty name");
+    }
+    if (quantization)
+      fail(ErrorKind::unsupported, "quantization_config on a collection with named or sparse vectors is not supported");
+    if (wal_capacity_mb == 0) fail(ErrorKind::invalid_argument, "wal_capacity_mb must be at least 1");
+    return;
+  }
   if (dim == 0 || dim > 65536)
     fail(ErrorKind::invalid_argument, "vector size must be between 1 and 65536, got {}", dim);
   if (hnsw.m < 2 || hnsw.m > 256)
@@ -153,7 +209,16 @@ void CollectionConfig::validate() const {
 
 nlohmann::json CollectionConfig::to_json() const {
   nlohmann::json j;
-  j["params"] = {{"vectors", {{"size", dim}, {"distance", distance_name(distance)}, {"on_disk", on_disk}}},
+  nlohmann::json vj = {{"size", dim}, {"distance", distance_name(distance)}, {"on_disk", on_disk}};
+  if (named) {
+    vj = nlohmann::json::object();
+    for (const auto& [name, p] : vectors) {
+      vj[name] = {{"size", p.dim}, {"distance", distance_name(p.distance)}, {"on_disk", p.on_disk}};
+      vj[name]["hnsw_config"] = {{"m", p.hnsw.m}, {"ef_construct", p.hnsw.ef_construct},
+                                 {"full_scan_threshold", p.hnsw.full_scan_threshold}};
+    }
+  }
+  j["params"] = {{"vectors", vj},
                  {"shard_number", 1},
                  {"replication_factor", 1},
                  {"write_consistency_factor", 1},
@@ -177,6 +242,12 @@ nlohmann::json CollectionConfig::to_json() const {
         {"scalar", {{"type", "int8"}, {"quantile", quantization->quantile}, {"always_ram", quantization->always_ram}}}};
   else
     j["quantization_config"] = nullptr;
+  if (!sparse.empty()) {
+    nlohmann::json sj = nlohmann::json::object();
+    for (const auto& [name, p] : sparse)
+      sj[name] = p.modifier == SparseModifier::Idf ? nlohmann::json{{"modifier", "idf"}} : nlohmann::json::object();
+    j["params"]["sparse_vectors"] = sj;
+  }
   return j;
 }
 
@@ -218,11 +289,63 @@ CollectionConfig CollectionConfig::from_create_json(const nlohmann::json& body) 
   if (!body.is_object()) fail(ErrorKind::invalid_argument, "collection config: expected a JSON object");
   CollectionConfig c;
   auto v = body.find("vectors");
-  if (v == body.end() || !v->is_object())
+  if (auto sp = body.find("sparse_vectors"); sp != body.end() && !sp->is_null()) {
+    if (!sp->is_object()) fail(ErrorKind::invalid_argument, "sparse_vectors: expected an object of named sparse vectors");
+    for (auto it = sp->begin(); it != sp->end(); ++it) {
+      SparseParams p;
+      const auto& o = it.value();
+      if (!o.is_object() && !o.is_null())
+        fail(ErrorKind::invalid_argument, "sparse_vectors.{}: expected an object", it.key());
+      if (o.is_object()) {
+        for (auto k = o.begin(); k != o.end(); ++k) {
+          if (k.key() == "modifier") {
+            if (k.value().is_null() || k.value() == "none") continue;
+            if (k.value() != "idf")
+              fail(ErrorKind::invalid_argument, "sparse_vectors.{}.modifier: expected \"idf\" or \"none\"", it.key());
+            p.modifier = SparseModifier::Idf;
+          } else if (k.key() != "index") {
+            fail(ErrorKind::unsupported, "sparse_vectors.{}.{} is not supported", it.key(), k.key());
+          }
+        }
+      }
+      c.sparse[it.key()] = p;
+    }
+  }
+  if ((v == body.end() || v->is_null()) && !c.sparse.empty()) {
+    c.named = true;  // sparse vectors only
+  } else if (v == body.end() || !v->is_object()) {
     fail(ErrorKind::invalid_argument, "collection config: \"vectors\" must be an object with \"size\" and \"distance\"");
-  if (!v->contains("size")) {
-    fail(ErrorKind::unsupported,
-         "collection config: named vectors are not supported; use \"vectors\": {{\"size\": N, \"distance\": \"Cosine\"}}");
+  }
+  if (c.named || !v->contains("size")) {
+    c.named = true;
+    HnswParams top;
+    if (auto h = body.find("hnsw_config"); h != body.end()) apply_hnsw(*h, top, "hnsw_config");
+    if (v != body.end() && !v->is_null()) {
+      for (auto it = v->begin(); it != v->end(); ++it) {
+        std::string where = "vectors." + it.key();
+        if (!it.value().is_object()) fail(ErrorKind::invalid_argument, "{}: expected {{\"size\", \"distance\"}}", where);
+        const auto& o = it.value();
+        for (const char* k : {"multivector_config", "datatype"})
+          if (o.contains(k) && !o[k].is_null()) fail(ErrorKind::unsupported, "{}.{} is not supported", where, k);
+        if (o.contains("quantization_config") && !o["quantization_config"].is_null())
+          fail(ErrorKind::unsupported, "{}.quantization_config: quantisation of named vectors is not supported", where);
+        VectorParams p;
+        p.hnsw = top;
+        p.dim = get_size(o, "size", 0, where.c_str());
+        auto d = o.find("distance");
+        if (d == o.end() || !d->is_string())
+          fail(ErrorKind::invalid_argument, "{}.distance: expected one of Cosine, Dot, Euclid, Manhattan", where);
+        p.distance = parse_distance(d->get<std::string>());
+        if (auto od = o.find("on_disk"); od != o.end() && od->is_boolean()) p.on_disk = od->get<bool>();
+        if (auto h = o.find("hnsw_config"); h != o.end()) apply_hnsw(*h, p.hnsw, (where + ".hnsw_config").c_str());
+        c.vectors[it.key()] = p;
+      }
+    }
+    if (auto q = body.find("quantization_config"); q != body.end()) apply_quantization(*q, c.quantization);
+    if (auto w = body.find("wal_config"); w != body.end() && w->is_object())
+      c.wal_capacity_mb = get_size(*w, "wal_capacity_mb", c.wal_capacity_mb, "wal_config");
+    c.validate();
+    return c;
   }
   c.dim = get_size(*v, "size", 0, "vectors");
   auto d = v->find("distance");

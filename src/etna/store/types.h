@@ -86,6 +86,31 @@ struct ScalarQuantization {
   bool always_ram = true;
 };
 
+// One named dense vector of a collection with named vectors (Qdrant's `vectors: {"name": {...}}`).
+struct VectorParams {
+  size_t dim = 0;  // 1 .. 65536
+  Distance distance = Distance::Cosine;
+  HnswParams hnsw;
+  bool on_disk = false;  // accepted and ignored
+};
+
+// A sparse vector (Qdrant's {indices, values}): indices unique, values finite.
+struct SparseVector {
+  std::vector<uint32_t> indices;
+  std::vector<float> values;
+  // Parses {"indices": [...], "values": [...]}; sorts by index. Throws invalid_argument naming
+  // `where` on unequal lengths, repeated indices, negative or too large indices, non-finite values.
+  static SparseVector from_json(const nlohmann::json& j, const std::string& where);
+  nlohmann::json to_json() const;
+};
+
+// A sparse vector space: inverted index, dot-product scores. modifier idf weights each query
+// term by Qdrant's inverse document frequency ln((N - n + 0.5) / (n + 0.5) + 1).
+enum class SparseModifier { None, Idf };
+struct SparseParams {
+  SparseModifier modifier = SparseModifier::None;
+};
+
 struct CollectionConfig {
   size_t dim = 0;  // 1 .. 65536
   Distance distance = Distance::Cosine;
@@ -95,6 +120,16 @@ struct CollectionConfig {
   // The log is checkpointed into the data file once it grows past this many MiB (Qdrant's
   // wal_capacity_mb), so replay on open stays bounded.
   size_t wal_capacity_mb = 32;
+  // Named and sparse vectors. When `named` is set the default vector (dim/distance above) is
+  // unused and `vectors` holds every dense vector by name; `sparse` may be set either way (the
+  // default dense vector is then the vector named ""). A collection with named or sparse vectors
+  // is kept by the multi-vector engine (multi_collection.h).
+  bool named = false;
+  std::map<std::string, VectorParams> vectors;
+  std::map<std::string, SparseParams> sparse;
+  bool multi() const { return named || !sparse.empty(); }
+  // Dense vector spaces by name (the default one as "" unless named).
+  std::map<std::string, VectorParams> dense_spaces() const;
 
   // Throws invalid_argument when a field is out of range (dim 0, m < 2, quantile outside (0.5,1]).
   void validate() const;
@@ -106,10 +141,21 @@ struct CollectionConfig {
 };
 
 // A point to upsert. payload must be a JSON object (null is treated as {}).
+// Named dense and sparse vectors of one point (multi-vector collections).
+struct NamedVectors {
+  std::map<std::string, std::vector<float>> dense;
+  std::map<std::string, SparseVector> sparse;
+  bool empty() const { return dense.empty() && sparse.empty(); }
+};
+
+// A point to upsert. payload must be a JSON object (null is treated as {}). A single-vector
+// collection takes `vector` (or named.dense[""]); a multi-vector one takes `named` (a plain
+// `vector` counts as the vector named "").
 struct Point {
   PointId id;
   std::vector<float> vector;
   nlohmann::json payload = nlohmann::json::object();
+  NamedVectors named = {};
 };
 
 // Which parts of the payload to return: all, none, only `keys` (include) or all but `keys`
@@ -132,6 +178,7 @@ struct Record {
   PointId id;
   std::optional<nlohmann::json> payload;
   std::optional<std::vector<float>> vector;
+  std::optional<NamedVectors> vectors = {};  // multi-vector collections (instead of vector)
 };
 
 // A search hit. version is the operation id that last wrote the point.
@@ -141,6 +188,7 @@ struct ScoredPoint {
   float score = 0;
   std::optional<nlohmann::json> payload;
   std::optional<std::vector<float>> vector;
+  std::optional<NamedVectors> vectors = {};  // multi-vector collections (instead of vector)
 };
 
 struct Filter;
@@ -156,6 +204,10 @@ struct SearchRequest {
   bool with_vector = false;
   bool exact = false;                   // true: brute force, no index
   std::optional<size_t> hnsw_ef;        // search beam width; default max(ef_construct, limit+offset)
+  // Multi-vector collections: which vector to search ("" = the default one) and a sparse query
+  // instead of `vector`. with_vector returns every vector of the point.
+  std::string using_name;
+  std::optional<SparseVector> sparse;
 };
 
 struct ScrollRequest {
