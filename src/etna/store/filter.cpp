@@ -1,12 +1,75 @@
 #include "etna/store/filter.h"
 
 #include <algorithm>
+#include <optional>
 
 #include "etna/base/error.h"
 
 namespace etna::store {
 
 using nlohmann::json;
+
+// ---- date-times ----
+
+std::optional<double> parse_datetime(const std::string& t) {
+  auto digits = [&](size_t pos, size_t n, int& out) {
+    if (pos + n > t.size()) return false;
+    out = 0;
+    for (size_t i = pos; i < pos + n; ++i) {
+      if (t[i] < '0' || t[i] > '9') return false;
+      out = out * 10 + (t[i] - '0');
+    }
+    return true;
+  };
+  int Y, M, D, h = 0, m = 0, sec = 0;
+  if (!digits(0, 4, Y) || t.size() < 10 || t[4] != '-' || !digits(5, 2, M) || t[7] != '-' || !digits(8, 2, D))
+    return std::nullopt;
+  if (M < 1 || M > 12 || D < 1 || D > 31) return std::nullopt;
+  size_t i = 10;
+  double frac = 0, offset = 0;
+  if (i < t.size()) {
+    if (t[i] != 'T' && t[i] != 't' && t[i] != ' ') return std::nullopt;
+    if (!digits(i + 1, 2, h) || i + 3 >= t.size() || t[i + 3] != ':' || !digits(i + 4, 2, m)) return std::nullopt;
+    i += 6;
+    if (i < t.size() && t[i] == ':') {
+      if (!digits(i + 1, 2, sec)) return std::nullopt;
+      i += 3;
+    }
+    if (i < t.size() && t[i] == '.') {
+      double scale = 0.1;
+      size_t j = i + 1;
+      for (; j < t.size() && t[j] >= '0' && t[j] <= '9'; ++j, scale /= 10) frac += (t[j] - '0') * scale;
+      if (j == i + 1) return std::nullopt;
+      i = j;
+    }
+    if (i < t.size()) {
+      if ((t[i] == 'Z' || t[i] == 'z') && i + 1 == t.size()) {
+        ++i;
+      } else if (t[i] == '+' || t[i] == '-') {
+        int oh, om = 0;
+        if (!digits(i + 1, 2, oh)) return std::nullopt;
+        size_t j = i + 3;
+        if (j < t.size() && t[j] == ':') ++j;
+        if (j < t.size() && !digits(j, 2, om)) return std::nullopt;
+        if (j < t.size()) j += 2;
+        if (j != t.size()) return std::nullopt;
+        offset = (t[i] == '+' ? 1 : -1) * (oh * 3600.0 + om * 60.0);
+        i = j;
+      } else {
+        return std::nullopt;
+      }
+    }
+    if (h > 23 || m > 59 || sec > 60) return std::nullopt;
+  }
+  // Days since the epoch of a proleptic Gregorian date (Howard Hinnant's days_from_civil).
+  int y = Y - (M <= 2);
+  int era = (y >= 0 ? y : y - 399) / 400;
+  int yoe = y - era * 400;
+  int doy = (153 * (M + (M > 2 ? -3 : 9)) + 2) / 5 + D - 1;
+  int doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+  double days = double(era) * 146097.0 + double(doe) - 719468.0;
+  return days * 86400.0 + h * 3600.0 + m * 60.0 + sec + frac - offset;
+}
 
 // ---- key paths ----
 

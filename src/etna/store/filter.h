@@ -80,6 +80,10 @@ struct Filter {
 // with the path of the offending element, e.g. "filter.must[1].range.gt: expected a number".
 std::shared_ptr<const Filter> parse_filter(const nlohmann::json& j);
 
+// An RFC 3339 date-time ("2024-05-01", "2024-05-01T10:00:00Z", "2024-05-01 10:00:00.5+02:00";
+// no zone means UTC) as seconds since 1970-01-01 UTC; nullopt when `text` is not one.
+std::optional<double> parse_datetime(const std::string& text);
+
 // All values found at `key` in `payload` (arrays flattened). Null values are included.
 std::vector<const nlohmann::json*> values_at(const nlohmann::json& payload, const KeyPath& key);
 
