@@ -234,10 +234,97 @@ test('groups: search/groups, query/groups and recommend/groups', async () => {
   await expectError(client.queryGroups('hyb', { query: textVec(2), using: 'text', group_by: 'group', group_size: 1, limit: 1, with_lookup: 'other' }), 501, /with_lookup/);
 });
 
+test('aliases: create, list, use, rename, delete; a collection name cannot be an alias', async () => {
+  assert.equal(await client.updateCollectionAliases({ actions: [{ create_alias: { collection_name: 'hyb', alias_name: 'live' } }] }), true);
+  assert.deepEqual((await client.getAliases()).aliases, [{ alias_name: 'live', collection_name: 'hyb' }]);
+  assert.deepEqual((await client.getCollectionAliases('hyb')).aliases, [{ alias_name: 'live', collection_name: 'hyb' }]);
+  assert.equal((await client.count('live')).count, 40);
+  const viaAlias = await client.query('live', { query: textVec(3), using: 'text', limit: 1 });
+  assert.equal(viaAlias.points[0].id, 3);
+  await client.updateCollectionAliases({ actions: [
+    { rename_alias: { old_alias_name: 'live', new_alias_name: 'prod' } },
+    { create_alias: { collection_name: 'hyb', alias_name: 'tmp' } },
+  ] });
+  assert.deepEqual((await client.getAliases()).aliases.map((a) => a.alias_name), ['prod', 'tmp']);
+  await client.updateCollectionAliases({ actions: [{ delete_alias: { alias_name: 'tmp' } }] });
+  await expectError(client.updateCollectionAliases({ actions: [{ delete_alias: { alias_name: 'nope' } }] }), 404, /nope/);
+  await expectError(client.updateCollectionAliases({ actions: [{ create_alias: { collection_name: 'missing', alias_name: 'x' } }] }), 404, /missing/);
+  // All or nothing: the second action fails, so the first is not applied either.
+  await expectError(client.updateCollectionAliases({ actions: [
+    { create_alias: { collection_name: 'hyb', alias_name: 'half' } }, { delete_alias: { alias_name: 'nope' } }] }), 404);
+  assert.deepEqual((await client.getAliases()).aliases.map((a) => a.alias_name), ['prod']);
+  await expectError(client.updateCollectionAliases({ actions: [{ create_alias: { collection_name: 'hyb', alias_name: 'hyb' } }] }), 409);
+});
+
+test('PATCH /collections: HNSW and quantisation settings change (and search still agrees), unknown keys are named', async () => {
+  await client.createCollection('plain', { vectors: { size: 4, distance: 'Dot' } });
+  const pts = Array.from({ length: 300 }, (_, i) => ({ id: i + 1, vector: textVec(i + 1), payload: { n: i + 1 } }));
+  await client.upsert('plain', { wait: true, points: pts });
+  const before = await client.search('plain', { vector: textVec(9), limit: 5, params: { exact: true } });
+  assert.equal(await client.updateCollection('plain', { hnsw_config: { m: 24, ef_construct: 200 }, optimizers_config: { deleted_threshold: 0.2 } }), true);
+  let info = await client.getCollection('plain');
+  assert.equal(info.config.hnsw_config.m, 24);
+  assert.equal(info.config.hnsw_config.ef_construct, 200);
+  const after = await client.search('plain', { vector: textVec(9), limit: 5 });
+  assert.deepEqual(ids(after), ids(before));
+  await client.updateCollection('plain', { quantization_config: { scalar: { type: 'int8', quantile: 0.99 } } });
+  info = await client.getCollection('plain');
+  assert.equal(info.config.quantization_config.scalar.type, 'int8');
+  assert.deepEqual(ids(await client.search('plain', { vector: textVec(9), limit: 5 })), ids(before));
+  await client.updateCollection('plain', { quantization_config: 'Disabled' });
+  assert.equal((await client.getCollection('plain')).config.quantization_config, null);
+  await client.updateCollection('hyb', { vectors: { image: { hnsw_config: { m: 12 } } }, sparse_vectors: { words: { modifier: 'none' } } });
+  info = await client.getCollection('hyb');
+  assert.equal(info.config.params.vectors.image.hnsw_config.m, 12);
+  assert.deepEqual(info.config.params.sparse_vectors.words, {});
+  const raw = await client.query('hyb', { query: { indices: [1], values: [1] }, using: 'words', limit: 1 });
+  assert.equal(raw.points[0].score, 1, 'without idf the score is the plain dot product');
+  await client.updateCollection('hyb', { sparse_vectors: { words: { modifier: 'idf' } } });
+  await expectError(client.updateCollection('plain', { strict_mode_config: { enabled: true } }), 501, /strict_mode_config/);
+  await expectError(client.updateCollection('plain', { hnsw_config: { m: 1 } }), 400, /m must be/);
+});
+
+test('payload indexes: text (word match), datetime ranges, keyword/integer/float/bool with range conditions', async () => {
+  const textFilter = { must: [{ key: 'body', match: { text: 'Quick fox' } }] };
+  // Without a text index, match text is a substring match: "Quick fox" is in no body.
+  assert.equal((await client.count('hyb', { filter: textFilter })).count, 0);
+  await client.createPayloadIndex('hyb', { field_name: 'body', field_schema: { type: 'text', tokenizer: 'word', lowercase: true }, wait: true });
+  assert.equal((await client.getCollection('hyb')).payload_schema.body.data_type, 'text');
+  const withIndex = await client.scroll('hyb', { filter: textFilter, limit: 100 });
+  assert.deepEqual(ids(withIndex.points).map(Number).sort((a, b) => a - b), POINTS.filter((p) => p.id % 3 === 0).map((p) => p.id));
+  await expectError(client.createPayloadIndex('hyb', { field_name: 'body', field_schema: { type: 'text', tokenizer: 'multilingual' }, wait: true }), 501, /tokenizer/);
+
+  const range = { must: [{ key: 'when', range: { gte: '2024-01-10T00:00:00Z', lt: '2024-01-12' } }] };
+  const want = POINTS.filter((p) => p.payload.when >= '2024-01-10' && p.payload.when < '2024-01-12').map((p) => p.id);
+  assert.ok(want.length > 0);
+  const noIndex = await client.scroll('hyb', { filter: range, limit: 100 });
+  await client.createPayloadIndex('hyb', { field_name: 'when', field_schema: 'datetime', wait: true });
+  const indexed = await client.scroll('hyb', { filter: range, limit: 100 });
+  assert.deepEqual(ids(noIndex.points), want);
+  assert.deepEqual(ids(indexed.points), want);
+  const hits = await client.query('hyb', { query: textVec(11), using: 'text', filter: range, limit: 10 });
+  assert.deepEqual(ids(hits.points).map(Number).sort((a, b) => a - b), want);
+
+  for (const [field, schema] of [['group', 'keyword'], ['n', 'integer'], ['n', 'float']]) {
+    await client.createPayloadIndex('hyb', { field_name: field, field_schema: schema, wait: true });
+    assert.equal((await client.getCollection('hyb')).payload_schema[field].data_type, schema);
+  }
+  const mixed = await client.count('hyb', { filter: { must: [{ key: 'group', match: { value: 'g2' } }, { key: 'n', range: { gt: 10, lte: 30 } }] } });
+  assert.equal(mixed.count, POINTS.filter((p) => p.id % 4 === 2 && p.id > 10 && p.id <= 30).length);
+  await client.setPayload('hyb', { wait: true, payload: { flag: true }, points: [1, 2, 3] });
+  await client.createPayloadIndex('hyb', { field_name: 'flag', field_schema: 'bool', wait: true });
+  assert.equal((await client.count('hyb', { filter: { must: [{ key: 'flag', match: { value: true } }] } })).count, 3);
+  await expectError(client.createPayloadIndex('hyb', { field_name: 'loc', field_schema: 'geo', wait: true }), 501, /geo/);
+  await expectError(client.count('hyb', { filter: { must: [{ key: 'when', range: { gt: 'yesterday' } }] } }), 400, /date-time/);
+  const ordered = await client.scroll('hyb', { order_by: { key: 'n', direction: 'desc' }, limit: 2 });
+  assert.deepEqual(ids(ordered.points), [40, 39]);
+});
+
 test('kill -9: every acknowledged named / sparse write is there after restart', async () => {
   await client.upsert('hyb', { wait: true, points: [{ id: 1000, vector: { image: [1, 2, 3], words: { indices: [7], values: [0.25] } }, payload: { late: true } }] });
   await client.setPayload('hyb', { wait: true, payload: { tagged: 1 }, points: [2] });
   await client.delete('hyb', { wait: true, points: [40] });
+  await client.upsert('plain', { wait: true, points: [{ id: 5000, vector: [1, 1, 1, 1] }] });
   server.proc.kill('SIGKILL');
   await server.exited;
   server = await startServer(data);
@@ -251,4 +338,11 @@ test('kill -9: every acknowledged named / sparse write is there after restart', 
   assert.equal((await client.count('hyb')).count, 40);
   const s = await client.query('hyb', { query: { indices: [7], values: [1] }, using: 'words' });
   assert.deepEqual(ids(s.points), [1000]);
+  // Aliases, PATCHed settings and payload indexes are durable too.
+  assert.deepEqual((await client.getAliases()).aliases, [{ alias_name: 'prod', collection_name: 'hyb' }]);
+  const info = await client.getCollection('prod');
+  assert.equal(info.config.params.vectors.image.hnsw_config.m, 12);
+  assert.equal(info.payload_schema.body.data_type, 'text');
+  assert.equal((await client.getCollection('plain')).config.hnsw_config.m, 24);
+  assert.equal((await client.count('prod', { filter: { must: [{ key: 'body', match: { text: 'fox QUICK' } }] } })).count, 13);
 });

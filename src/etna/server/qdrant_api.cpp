@@ -44,7 +44,8 @@ json update_result(uint64_t operation_id) { return {{"operation_id", operation_i
 
 // ---- request parsing ------------------------------------------------------------------------
 
-std::shared_ptr<store::Collection> find_collection(store::Database& db, const std::string& name) {
+std::shared_ptr<store::Collection> find_collection(store::Database& db, const std::string& alias_or_name) {
+  const std::string name = db.resolve(alias_or_name);
   std::shared_ptr<store::Collection> c;
   if (db.has_collection(name)) {
     try {
@@ -1128,6 +1129,7 @@ json grouped(const json& body, const std::function<Hits(size_t)>& search, const 
 void register_qdrant_routes(HttpServer& server, store::Database& db) {
   server.set_error_format("/collections", qdrant_error_body);
   server.set_error_format("/healthz", qdrant_error_body);
+  server.set_error_format("/aliases", qdrant_error_body);
   server.set_error_format("/readyz", qdrant_error_body);
   server.set_error_format("/livez", qdrant_error_body);
   store::Database* dbp = &db;
@@ -1154,8 +1156,52 @@ void register_qdrant_routes(HttpServer& server, store::Database& db) {
     for (const auto& n : dbp->list_collections()) list.push_back({{"name", n}});
     send_result(res, {{"collections", list}});
   });
+  // ---- aliases (registered before C so "aliases" is not taken for a collection name) ----
+  auto alias_list = [](const std::map<std::string, std::string>& a, const std::string* only) {
+    json list = json::array();
+    for (const auto& [alias, coll] : a)
+      if (!only || coll == *only) list.push_back({{"alias_name", alias}, {"collection_name", coll}});
+    return json{{"aliases", list}};
+  };
+  for (const char* path : {"/aliases", "/collections/aliases"}) {
+    server.route(Method::get, path, [dbp, alias_list](const httplib::Request&, httplib::Response& res) {
+      send_result(res, alias_list(dbp->aliases(), nullptr));
+    });
+  }
+  server.route(Method::post, "/collections/aliases", [dbp](const httplib::Request& req, httplib::Response& res) {
+    json body = parse_json_body(req);
+    require_object(body, "alias request");
+    const json* actions = field(body, "actions");
+    if (!actions || !actions->is_array())
+      fail(ErrorKind::invalid_argument, "Format error in JSON body: missing field `actions` (an array)");
+    std::vector<store::Database::AliasAction> acts;
+    auto str = [](const json& o, const char* k, const std::string& where) {
+      const json* v = field(o, k);
+      if (!v || !v->is_string()) fail(ErrorKind::invalid_argument, "Format error in JSON body: {}: missing field `{}`", where, k);
+      return v->get<std::string>();
+    };
+    for (size_t i = 0; i < actions->size(); ++i) {
+      const json& a = (*actions)[i];
+      std::string where = fmt::format("actions[{}]", i);
+      if (!a.is_object() || a.size() != 1)
+        fail(ErrorKind::invalid_argument, "Format error in JSON body: {} must be one of create_alias, delete_alias, rename_alias", where);
+      const std::string kind = a.begin().key();
+      const json& o = a.begin().value();
+      using K = store::Database::AliasAction::Kind;
+      if (kind == "create_alias") acts.push_back({K::Create, str(o, "alias_name", where), str(o, "collection_name", where)});
+      else if (kind == "delete_alias") acts.push_back({K::Delete, str(o, "alias_name", where), ""});
+      else if (kind == "rename_alias") acts.push_back({K::Rename, str(o, "old_alias_name", where), str(o, "new_alias_name", where)});
+      else fail(ErrorKind::invalid_argument, "Format error in JSON body: {}: unknown action \"{}\"", where, kind);
+    }
+    dbp->update_aliases(acts);
+    send_result(res, true);
+  });
+  server.route(Method::get, C + "/aliases", [dbp, alias_list](const httplib::Request& req, httplib::Response& res) {
+    auto c = find_collection(*dbp, req.matches[1].str());
+    send_result(res, alias_list(dbp->aliases(), &c->name()));
+  });
   server.route(Method::get, C + "/exists", [dbp](const httplib::Request& req, httplib::Response& res) {
-    send_result(res, {{"exists", dbp->has_collection(req.matches[1].str())}});
+    send_result(res, {{"exists", dbp->has_collection(dbp->resolve(req.matches[1].str()))}});
   });
   server.route(Method::get, C, [dbp](const httplib::Request& req, httplib::Response& res) {
     auto c = find_collection(*dbp, req.matches[1].str());
@@ -1169,6 +1215,16 @@ void register_qdrant_routes(HttpServer& server, store::Database& db) {
     store::CollectionConfig config = wrong_input([&] { return store::CollectionConfig::from_create_json(body); });
     if (dbp->has_collection(name)) fail(ErrorKind::conflict, "Wrong input: Collection `{}` already exists!", name);
     wrong_input([&] { return &dbp->create_collection(name, config); });
+    send_result(res, true);
+  });
+  server.route(Method::patch, C, [dbp](const httplib::Request& req, httplib::Response& res) {
+    auto c = find_collection(*dbp, req.matches[1].str());
+    json body = parse_json_body(req);
+    require_object(body, "collection update");
+    wrong_input([&] {
+      c->update_config(body);
+      return 0;
+    });
     send_result(res, true);
   });
   server.route(Method::del, C, [dbp](const httplib::Request& req, httplib::Response& res) {
@@ -1361,7 +1417,22 @@ void register_qdrant_routes(HttpServer& server, store::Database& db) {
     auto c = find_collection(*dbp, req.matches[1].str());
     json body = parse_json_body(req, true);
     require_object(body, "scroll request");
-    reject_unsupported(body, {"order_by"});
+    if (const json* ob = field(body, "order_by")) {
+      // Ordered scroll: every point with a value at the key, in value order; no next page offset.
+      OrderBy o = parse_order_by(*ob);
+      size_t limit = parse_count(body, "limit", 10, true);
+      auto hits = wrong_input([&] { return order_points(*c, o, parse_filter_field(body), limit); });
+      decorate(*c, hits, parse_with_payload(body, true), parse_with_vector(body));
+      json points = json::array();
+      for (const auto& h : hits) {
+        store::Record r{h.id, h.payload, h.vector, h.vectors};
+        json j = record_json(r, vector_names(body));
+        j["order_value"] = f32(h.score);
+        points.push_back(std::move(j));
+      }
+      send_result(res, {{"points", points}, {"next_page_offset", nullptr}});
+      return;
+    }
     store::ScrollRequest sr;
     if (const json* off = field(body, "offset")) sr.offset = parse_id(*off, "offset");
     sr.limit = parse_count(body, "limit", 10, true);
@@ -1437,6 +1508,20 @@ void register_qdrant_routes(HttpServer& server, store::Database& db) {
       type = schema->get<std::string>();
     } else if (schema->is_object() && schema->contains("type") && (*schema)["type"].is_string()) {
       type = (*schema)["type"].get<std::string>();
+      for (auto it = schema->begin(); it != schema->end(); ++it) {
+        const std::string& k = it.key();
+        const json& v = it.value();
+        if (k == "type" || v.is_null() || k == "on_disk" || k == "is_tenant" || k == "is_principal" || k == "range" ||
+            k == "lookup")
+          continue;
+        if (type == "text" && k == "tokenizer" && (v == "word" || v == "whitespace")) continue;
+        if (type == "text" && k == "lowercase" && v == true) continue;
+        if (type == "text" && (k == "min_token_len" || k == "max_token_len")) {
+          fail(ErrorKind::unsupported, "field_schema.{}: token length limits are not supported", k);
+        }
+        fail(ErrorKind::unsupported, "field_schema.{} = {} is not supported (text indexes split words at "
+             "non-alphanumeric characters and lower-case them)", k, v.dump());
+      }
     } else {
       fail(ErrorKind::invalid_argument, "Format error in JSON body: field_schema must be a type name or {{\"type\": ...}}");
     }

@@ -523,6 +523,38 @@ class CollectionImpl {
     checkpoint_locked();
   }
 
+  void update_config(const json& patch) {
+    CollectionConfig next = config_;
+    next.apply_patch(patch);
+    wait_for_optimizer();
+    std::unique_lock lock(mu_);
+    check_alive();
+    bool graph = next.hnsw.m != config_.hnsw.m || next.hnsw.ef_construct != config_.hnsw.ef_construct;
+    bool quant = next.quantization.has_value() != config_.quantization.has_value() ||
+                 (next.quantization && next.quantization->quantile != config_.quantization->quantile);
+    config_ = next;
+    if (graph) {
+      // Rebuilt inline over the live points with the new parameters; tombstones go.
+      const size_t dim = config_.dim;
+      auto g = std::make_unique<HnswGraph>(config_.hnsw.m, config_.hnsw.ef_construct, slots_.size() + 7);
+      g->reserve_nodes(slots_.size());
+      for (uint32_t s = 0; s < slots_.size(); ++s)
+        if (slots_[s].live) g->insert(s, FloatSpace{vectors_.data(), dim, config_.distance, &vectors_[size_t(s) * dim]});
+      graph_ = std::move(g);
+      tombstones_ = 0;
+      free_slots_.clear();
+      for (uint32_t s = slots_.size(); s-- > 0;)
+        if (!slots_[s].live) free_slots_.push_back(s);
+    }
+    if (quant) {
+      quant_ = Quantizer{};
+      codes_.clear();
+      code_sums_.clear();
+      maybe_train_quantizer();
+    }
+    checkpoint_locked();
+  }
+
   void wait_for_optimizer() const {
     std::unique_lock<std::mutex> lock(opt_mu_);
     opt_cv_.wait(lock, [&] { return !opt_requested_ && !opt_running_; });
@@ -1046,7 +1078,7 @@ class CollectionImpl {
       case kDeleteIndex: {
         std::string field = r.str();
         uint8_t t = r.u8();
-        if (t > 3) fail(ErrorKind::corrupt, "bad index type in log");
+        if (t > 5) fail(ErrorKind::corrupt, "bad index type in log");
         apply_index(type == kCreateIndex, field, static_cast<PayloadSchemaType>(t));
         break;
       }
@@ -1138,6 +1170,7 @@ class CollectionImpl {
       q = Quantizer::train(copy.data(), dim, live, config_.quantization->quantile);
     std::unique_lock lock(mu_);
     if (dropped_) return;
+    if (g->M() != config_.hnsw.m) return;  // the config changed meanwhile (update_config rebuilt)
     for (uint32_t s = 0; s < slots_.size(); ++s)
       if (slots_[s].live && !g->contains(s))
         g->insert(s, FloatSpace{vectors_.data(), dim, config_.distance, &vectors_[size_t(s) * dim]});
@@ -1278,6 +1311,23 @@ void check_single_request(const SearchRequest& r, const std::string& name) {
 }
 }  // namespace
 
+namespace {
+// Filters as the collection evaluates them: text matches on keys with a text index become word
+// matches (Qdrant's full-text semantics); elsewhere they stay substring matches.
+std::shared_ptr<const Filter> bound(const Collection& c, const std::shared_ptr<const Filter>& f) {
+  if (!f) return f;
+  std::vector<std::string> keys;
+  for (const auto& [field, fi] : c.info().payload_schema)
+    if (fi.type == PayloadSchemaType::Text) keys.push_back(field);
+  return keys.empty() ? f : bind_text_indexes(f, keys);
+}
+PointSelector bound(const Collection& c, const PointSelector& s) {
+  PointSelector out = s;
+  out.filter = bound(c, s.filter);
+  return out;
+}
+}  // namespace
+
 #define ETNA_DISPATCH(call) return multi_ ? multi_->call : impl_->call
 const std::string& Collection::name() const { ETNA_DISPATCH(name()); }
 const CollectionConfig& Collection::config() const { ETNA_DISPATCH(config()); }
@@ -1285,28 +1335,49 @@ uint64_t Collection::upsert(std::vector<Point> points) {
   if (multi_) return multi_->upsert(std::move(points));
   return impl_->upsert(std::move(single_vector_points(points, impl_->name())));
 }
-uint64_t Collection::delete_points(const PointSelector& s) { ETNA_DISPATCH(delete_points(s)); }
+uint64_t Collection::delete_points(const PointSelector& sel) {
+  auto s = bound(*this, sel);
+  ETNA_DISPATCH(delete_points(s));
+}
 std::vector<Record> Collection::retrieve(const std::vector<PointId>& ids, const PayloadSelector& p, bool v) const {
   ETNA_DISPATCH(retrieve(ids, p, v));
 }
-ScrollResult Collection::scroll(const ScrollRequest& r) const { ETNA_DISPATCH(scroll(r)); }
-uint64_t Collection::count(const Filter* f) const { ETNA_DISPATCH(count(f)); }
-uint64_t Collection::set_payload(const nlohmann::json& p, const PointSelector& s) {
+ScrollResult Collection::scroll(const ScrollRequest& req) const {
+  ScrollRequest r = req;
+  r.filter = bound(*this, req.filter);
+  ETNA_DISPATCH(scroll(r));
+}
+uint64_t Collection::count(const Filter* filter) const {
+  std::shared_ptr<const Filter> f;
+  if (filter) f = bound(*this, std::shared_ptr<const Filter>(std::shared_ptr<const Filter>(), filter));
+  ETNA_DISPATCH(count(f.get()));
+}
+uint64_t Collection::set_payload(const nlohmann::json& p, const PointSelector& sel) {
+  auto s = bound(*this, sel);
   ETNA_DISPATCH(payload_op(kSetPayload, p, s));
 }
-uint64_t Collection::overwrite_payload(const nlohmann::json& p, const PointSelector& s) {
+uint64_t Collection::overwrite_payload(const nlohmann::json& p, const PointSelector& sel) {
+  auto s = bound(*this, sel);
   ETNA_DISPATCH(payload_op(kOverwritePayload, p, s));
 }
-uint64_t Collection::delete_payload(const std::vector<std::string>& keys, const PointSelector& s) {
+uint64_t Collection::delete_payload(const std::vector<std::string>& keys, const PointSelector& sel) {
+  auto s = bound(*this, sel);
   ETNA_DISPATCH(payload_op(kDeletePayloadKeys, nlohmann::json(keys), s));
 }
-uint64_t Collection::clear_payload(const PointSelector& s) { ETNA_DISPATCH(payload_op(kClearPayload, nlohmann::json(), s)); }
-std::vector<ScoredPoint> Collection::search(const SearchRequest& r) const {
+uint64_t Collection::clear_payload(const PointSelector& sel) {
+  auto s = bound(*this, sel);
+  ETNA_DISPATCH(payload_op(kClearPayload, nlohmann::json(), s));
+}
+std::vector<ScoredPoint> Collection::search(const SearchRequest& req) const {
+  SearchRequest r = req;
+  r.filter = bound(*this, req.filter);
   if (multi_) return multi_->search(r);
   check_single_request(r, impl_->name());
   return impl_->search(r);
 }
-std::vector<std::vector<ScoredPoint>> Collection::search_batch(const std::vector<SearchRequest>& r) const {
+std::vector<std::vector<ScoredPoint>> Collection::search_batch(const std::vector<SearchRequest>& reqs) const {
+  std::vector<SearchRequest> r = reqs;
+  for (auto& q : r) q.filter = bound(*this, q.filter);
   if (multi_) {
     std::vector<std::vector<ScoredPoint>> out;
     for (const auto& q : r) out.push_back(multi_->search(q));
@@ -1320,6 +1391,7 @@ uint64_t Collection::delete_payload_index(const std::string& f) {
   ETNA_DISPATCH(index_op(false, f, PayloadSchemaType::Keyword));
 }
 CollectionInfo Collection::info() const { ETNA_DISPATCH(info()); }
+void Collection::update_config(const nlohmann::json& p) { ETNA_DISPATCH(update_config(p)); }
 void Collection::write_snapshot(const std::filesystem::path& p) const { ETNA_DISPATCH(write_snapshot(p)); }
 void Collection::checkpoint() { ETNA_DISPATCH(checkpoint()); }
 void Collection::wait_for_optimizer() const {

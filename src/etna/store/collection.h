@@ -82,6 +82,10 @@ class Collection {
   uint64_t delete_payload_index(const std::string& field);
 
   CollectionInfo info() const;
+  // PATCH /collections/{name} (CollectionConfig::apply_patch). A changed HNSW setting rebuilds
+  // the graph(s) before returning, a changed quantisation retrains or drops the codes; the new
+  // config is checkpointed, so it survives a crash. Throws as apply_patch, nothing changed then.
+  void update_config(const nlohmann::json& patch);
 
   // Writes a self-contained snapshot (config + points + payload indexes) to `path`.
   void write_snapshot(const std::filesystem::path& path) const;

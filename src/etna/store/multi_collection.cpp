@@ -336,6 +336,22 @@ class MultiImpl {
     write_file_atomic(path, bytes);
   }
 
+  void update_config(const json& patch) {
+    std::unique_lock lock(mu_);
+    check_alive();
+    CollectionConfig next = config_;
+    next.apply_patch(patch);
+    bool graphs = false;
+    auto a = config_.dense_spaces(), b = next.dense_spaces();
+    for (const auto& [n, p] : a)
+      graphs = graphs || p.hnsw.m != b.at(n).hnsw.m || p.hnsw.ef_construct != b.at(n).hnsw.ef_construct;
+    config_ = next;
+    for (auto& [n, d] : dense_) d.params = b.at(n);
+    for (auto& [n, sp] : sparse_) sp.params = config_.sparse.at(n);
+    if (graphs) compact();
+    checkpoint_locked();
+  }
+
   void checkpoint() {
     std::unique_lock lock(mu_);
     check_alive();
@@ -654,7 +670,8 @@ class MultiImpl {
     std::optional<std::vector<uint32_t>> cands;
     if (f) {
       cands = index_candidates(*f);
-      if (cands && double(cands->size()) * double(d.params.dim * 4) / 1024.0 < double(d.params.hnsw.full_scan_threshold))
+      if (cands && (cands->size() <= need * 4 ||
+                    double(cands->size()) * double(d.params.dim * 4) / 1024.0 < double(d.params.hnsw.full_scan_threshold)))
         exact = true;
     }
     auto scan = [&] {
@@ -725,6 +742,12 @@ class MultiImpl {
       if (auto* fc = std::get_if<FieldCondition>(&c)) {
         auto it = indexes_.find(fc->key.text);
         if (it != indexes_.end()) cand = it->second->candidates(*fc);
+      } else if (auto* h = std::get_if<HasIdCondition>(&c)) {
+        cand.emplace();
+        for (const auto& id : h->ids)
+          if (auto it = by_id_.find(id); it != by_id_.end()) cand->push_back(it->second);
+        std::sort(cand->begin(), cand->end());
+        cand->erase(std::unique(cand->begin(), cand->end()), cand->end());
       }
       if (cand && (!best || cand->size() < best->size())) best = std::move(cand);
     }
@@ -886,6 +909,7 @@ uint64_t MultiCollection::index_op(bool create, const std::string& f, PayloadSch
 CollectionInfo MultiCollection::info() const { return impl_->info(); }
 void MultiCollection::write_snapshot(const std::filesystem::path& p) const { impl_->write_snapshot(p); }
 void MultiCollection::checkpoint() { impl_->checkpoint(); }
+void MultiCollection::update_config(const nlohmann::json& p) { impl_->update_config(p); }
 void MultiCollection::mark_dropped() { impl_->mark_dropped(); }
 
 }  // namespace etna::store::detail

@@ -45,6 +45,7 @@ class MultiCollection {
   std::vector<ScoredPoint> search(const SearchRequest& request) const;
   uint64_t index_op(bool create, const std::string& field, PayloadSchemaType type);
   CollectionInfo info() const;
+  void update_config(const nlohmann::json& patch);
   void write_snapshot(const std::filesystem::path& path) const;
   void checkpoint();
   void mark_dropped();

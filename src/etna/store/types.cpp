@@ -363,6 +363,69 @@ CollectionConfig CollectionConfig::from_create_json(const nlohmann::json& body) 
   return c;
 }
 
+void CollectionConfig::apply_patch(const nlohmann::json& body) {
+  if (!body.is_object()) fail(ErrorKind::invalid_argument, "collection update: expected a JSON object");
+  for (auto it = body.begin(); it != body.end(); ++it) {
+    const std::string& k = it.key();
+    const nlohmann::json& v = it.value();
+    if (v.is_null()) continue;
+    if (k == "hnsw_config") {
+      apply_hnsw(v, hnsw, "hnsw_config");
+      for (auto& [n, p] : vectors) apply_hnsw(v, p.hnsw, "hnsw_config");
+    } else if (k == "vectors") {
+      if (!v.is_object()) fail(ErrorKind::invalid_argument, "vectors: expected an object of vector names");
+      for (auto vi = v.begin(); vi != v.end(); ++vi) {
+        std::string where = "vectors." + vi.key();
+        const auto& o = vi.value();
+        if (!o.is_object()) fail(ErrorKind::invalid_argument, "{}: expected an object", where);
+        HnswParams* h = nullptr;
+        bool* od = nullptr;
+        if (named) {
+          auto f = vectors.find(vi.key());
+          if (f == vectors.end()) fail(ErrorKind::not_found, "Not existing vector name error: {}", vi.key());
+          h = &f->second.hnsw, od = &f->second.on_disk;
+        } else {
+          if (!vi.key().empty()) fail(ErrorKind::not_found, "Not existing vector name error: {}", vi.key());
+          h = &hnsw, od = &on_disk;
+        }
+        for (auto f = o.begin(); f != o.end(); ++f) {
+          if (f.value().is_null()) continue;
+          if (f.key() == "hnsw_config") apply_hnsw(f.value(), *h, (where + ".hnsw_config").c_str());
+          else if (f.key() == "on_disk" && f.value().is_boolean()) *od = f.value().get<bool>();
+          else if (f.key() == "quantization_config" && !named) {
+            if (f.value() == "Disabled") quantization.reset();
+            else apply_quantization(f.value(), quantization);
+          } else fail(ErrorKind::unsupported, "{}.{} cannot be changed by Etna", where, f.key());
+        }
+      }
+    } else if (k == "quantization_config") {
+      if (v == "Disabled") quantization.reset();
+      else apply_quantization(v, quantization);
+    } else if (k == "sparse_vectors") {
+      if (!v.is_object()) fail(ErrorKind::invalid_argument, "sparse_vectors: expected an object");
+      for (auto si = v.begin(); si != v.end(); ++si) {
+        auto f = sparse.find(si.key());
+        if (f == sparse.end()) fail(ErrorKind::not_found, "Not existing vector name error: {}", si.key());
+        if (!si.value().is_object()) fail(ErrorKind::invalid_argument, "sparse_vectors.{}: expected an object", si.key());
+        for (auto m = si.value().begin(); m != si.value().end(); ++m) {
+          if (m.key() == "modifier") {
+            if (m.value().is_null() || m.value() == "none") f->second.modifier = SparseModifier::None;
+            else if (m.value() == "idf") f->second.modifier = SparseModifier::Idf;
+            else fail(ErrorKind::invalid_argument, "sparse_vectors.{}.modifier: expected \"idf\" or \"none\"", si.key());
+          } else if (m.key() != "index") {
+            fail(ErrorKind::unsupported, "sparse_vectors.{}.{} cannot be changed by Etna", si.key(), m.key());
+          }
+        }
+      }
+    } else if (k == "optimizers_config" || k == "params") {
+      if (!v.is_object()) fail(ErrorKind::invalid_argument, "{}: expected an object", k);
+    } else {
+      fail(ErrorKind::unsupported, "collection update: \"{}\" is not supported by Etna", k);
+    }
+  }
+  validate();
+}
+
 // ---- payload selection ----
 
 namespace {
@@ -455,7 +518,11 @@ PayloadSchemaType parse_payload_schema_type(const std::string& name) {
   if (n == "integer") return PayloadSchemaType::Integer;
   if (n == "float") return PayloadSchemaType::Float;
   if (n == "bool") return PayloadSchemaType::Bool;
-  fail(ErrorKind::invalid_argument, "unknown payload index type '{}'; expected keyword, integer, float or bool", name);
+  if (n == "text") return PayloadSchemaType::Text;
+  if (n == "datetime") return PayloadSchemaType::Datetime;
+  if (n == "geo" || n == "uuid")
+    fail(ErrorKind::unsupported, "payload index type '{}' is not supported (keyword, integer, float, bool, text, datetime are)", name);
+  fail(ErrorKind::invalid_argument, "unknown payload index type '{}'; expected keyword, integer, float, bool, text or datetime", name);
 }
 
 std::string payload_schema_type_name(PayloadSchemaType t) {
@@ -464,6 +531,8 @@ std::string payload_schema_type_name(PayloadSchemaType t) {
     case PayloadSchemaType::Integer: return "integer";
     case PayloadSchemaType::Float: return "float";
     case PayloadSchemaType::Bool: return "bool";
+    case PayloadSchemaType::Text: return "text";
+    case PayloadSchemaType::Datetime: return "datetime";
   }
   return "?";
 }

@@ -138,6 +138,11 @@ struct CollectionConfig {
   // PUT /collections/{name} (vectors/hnsw_config/quantization_config/optimizers_config/...).
   nlohmann::json to_json() const;
   static CollectionConfig from_create_json(const nlohmann::json& body);
+  // Applies the body of PATCH /collections/{name}: hnsw_config (all dense vectors), vectors
+  // ({name: {hnsw_config, on_disk, quantization_config}}), quantization_config (an object or
+  // "Disabled"), sparse_vectors ({name: {modifier}}); optimizers_config and params are accepted
+  // and ignored (one segment, one node). Anything else throws unsupported naming it.
+  void apply_patch(const nlohmann::json& body);
 };
 
 // A point to upsert. payload must be a JSON object (null is treated as {}).
@@ -232,8 +237,9 @@ struct PointSelector {
   static PointSelector by_filter(std::shared_ptr<const Filter> f) { return {{}, std::move(f)}; }
 };
 
-// Payload index types (Qdrant's field_schema names: "keyword", "integer", "float", "bool").
-enum class PayloadSchemaType { Keyword, Integer, Float, Bool };
+// Payload index types (Qdrant's field_schema names: "keyword", "integer", "float", "bool",
+// "text" (full-text: word match, see MatchText), "datetime" (RFC 3339 strings, range filters)).
+enum class PayloadSchemaType { Keyword, Integer, Float, Bool, Text, Datetime };
 PayloadSchemaType parse_payload_schema_type(const std::string& name);
 std::string payload_schema_type_name(PayloadSchemaType t);
 
