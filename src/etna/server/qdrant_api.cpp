@@ -221,6 +221,23 @@ store::PayloadSelector parse_with_payload(const json& body, bool default_all) {
   }
 }
 
+// params.quantization: {rescore, oversampling, ignore}. Etna always rescores with the floats.
+std::optional<double> parse_quantization_params(const json& params) {
+  const json* q = field(params, "quantization");
+  if (!q) return std::nullopt;
+  if (!q->is_object()) fail(ErrorKind::invalid_argument, "Format error in JSON body: params.quantization must be an object");
+  if (const json* r = field(*q, "rescore"); r && *r == false)
+    fail(ErrorKind::unsupported, "params.quantization.rescore = false is not supported (Etna always rescores)");
+  if (const json* i = field(*q, "ignore"); i && *i == true)
+    fail(ErrorKind::unsupported, "params.quantization.ignore = true is not supported");
+  if (const json* o = field(*q, "oversampling")) {
+    if (!o->is_number() || o->get<double>() < 1.0 || o->get<double>() > 1000.0)
+      validation_error("params.quantization.oversampling must be a number between 1 and 1000");
+    return o->get<double>();
+  }
+  return std::nullopt;
+}
+
 // The search part shared by search, search batch and query: filter, params, limit, offset, etc.
 store::SearchRequest parse_search_common(const json& body) {
   store::SearchRequest r;
@@ -244,6 +261,7 @@ store::SearchRequest parse_search_common(const json& body) {
       if (!ex->is_boolean()) fail(ErrorKind::invalid_argument, "Format error in JSON body: params.exact must be a boolean");
       r.exact = ex->get<bool>();
     }
+    r.oversampling = parse_quantization_params(*p);
   }
   return r;
 }
@@ -583,6 +601,7 @@ struct StageParams {
   size_t limit = 10;
   std::optional<float> score_threshold;
   std::optional<size_t> hnsw_ef;
+  std::optional<double> oversampling;
   bool exact = false;
 };
 
@@ -595,6 +614,7 @@ Hits nearest(store::Collection& c, const QueryVector& q, const StageParams& p, F
   r.limit = limit;
   r.score_threshold = p.score_threshold;
   r.hnsw_ef = p.hnsw_ef;
+  r.oversampling = p.oversampling;
   r.exact = p.exact;
   if (limit == 0) return {};
   return c.search(r);
@@ -921,9 +941,7 @@ StageParams parse_stage_params(const json& s, FilterPtr outer, size_t limit) {
       if (!ex->is_boolean()) fail(ErrorKind::invalid_argument, "Format error in JSON body: params.exact must be a boolean");
       p.exact = ex->get<bool>();
     }
-    for (auto it = pr->begin(); it != pr->end(); ++it)
-      if (it.key() == "quantization" || it.key() == "indexed_only" || it.key() == "acorn")
-        continue;  // accepted: Etna always rescores quantised hits and searches every point
+    p.oversampling = parse_quantization_params(*pr);
   }
   return p;
 }

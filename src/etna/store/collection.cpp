@@ -56,6 +56,7 @@ json config_to_storage(const CollectionConfig& c) {
             {"on_disk", c.on_disk},
             {"wal_capacity_mb", c.wal_capacity_mb}};
   if (c.quantization) j["quantization"] = {{"quantile", c.quantization->quantile}, {"always_ram", c.quantization->always_ram}};
+  if (c.binary) j["binary"] = {{"always_ram", c.binary->always_ram}};
   return j;
 }
 
@@ -72,6 +73,7 @@ CollectionConfig config_from_storage(const json& j) {
     if (j.contains("quantization") && !j["quantization"].is_null())
       c.quantization = ScalarQuantization{j["quantization"].at("quantile").get<float>(),
                                           j["quantization"].value("always_ram", true)};
+    if (j.contains("binary") && !j["binary"].is_null()) c.binary = BinaryQuantization{j["binary"].value("always_ram", true)};
     c.validate();
     return c;
   } catch (const Error&) {
@@ -146,6 +148,58 @@ struct Quantizer {
     q.trained = true;
     return q;
   }
+};
+
+// Binary code: bit d is set when x[d] is above that dimension's mean (training), so codes of
+// centred data are sign bits. Distances between codes are Hamming distances.
+struct BinaryCoder {
+  bool trained = false;
+  std::vector<float> mean;
+  size_t words = 0;  // uint64 words per code
+  void encode(const float* x, uint64_t* out) const {
+    std::fill(out, out + words, 0);
+    for (size_t d = 0; d < mean.size(); ++d)
+      if (x[d] > mean[d]) out[d >> 6] |= uint64_t(1) << (d & 63);
+  }
+  static BinaryCoder train(const float* base, size_t dim, const std::vector<uint32_t>& slots) {
+    BinaryCoder b;
+    b.words = (dim + 63) / 64;
+    b.mean.assign(dim, 0.0f);
+    if (slots.empty()) return b;
+    std::vector<double> acc(dim, 0.0);
+    for (uint32_t s : slots)
+      for (size_t d = 0; d < dim; ++d) acc[d] += base[size_t(s) * dim + d];
+    for (size_t d = 0; d < dim; ++d) b.mean[d] = float(acc[d] / double(slots.size()));
+    b.trained = true;
+    return b;
+  }
+};
+
+uint32_t hamming_generic(const uint64_t* a, const uint64_t* b, size_t words) {
+  uint32_t n = 0;
+  for (size_t i = 0; i < words; ++i) n += uint32_t(__builtin_popcountll(a[i] ^ b[i]));
+  return n;
+}
+__attribute__((target("popcnt"))) uint32_t hamming_popcnt(const uint64_t* a, const uint64_t* b, size_t words) {
+  uint32_t n = 0;
+  for (size_t i = 0; i < words; ++i) n += uint32_t(__builtin_popcountll(a[i] ^ b[i]));
+  return n;
+}
+// The popcnt instruction when the CPU has it (chosen once, like the distance kernels).
+uint32_t (*hamming())(const uint64_t*, const uint64_t*, size_t) {
+  static const auto fn = __builtin_cpu_supports("popcnt") ? hamming_popcnt : hamming_generic;
+  return fn;
+}
+
+struct BinarySpace {
+  const uint64_t* codes;
+  size_t words;
+  const uint64_t* q;
+  uint32_t (*fn)(const uint64_t*, const uint64_t*, size_t) = hamming();
+  float operator()(uint32_t v) const { return float(fn(q, codes + size_t(v) * words, words)); }
+  float between(uint32_t a, uint32_t b) const { return float(fn(codes + size_t(a) * words, codes + size_t(b) * words, words)); }
+  void prefetch(uint32_t v) const { __builtin_prefetch(codes + size_t(v) * words); }
+  void prefetch_all(uint32_t v) const { prefetch(v); }
 };
 
 // Prefetches `bytes` bytes from p into the cache, one line at a time.
@@ -336,7 +390,7 @@ class CollectionImpl {
     std::error_code ec;
     std::filesystem::create_directories(dir_, ec);
     if (ec) fail(ErrorKind::io, "cannot create collection directory {}: {}", dir_.string(), ec.message());
-    if (quantizable()) vectors_.use_file(dir_ / kVectorFile);
+    if (quantizable() || config_.binary) vectors_.use_file(dir_ / kVectorFile);
     checkpoint_locked_write_only();
     open_wal();
   }
@@ -531,7 +585,8 @@ class CollectionImpl {
     check_alive();
     bool graph = next.hnsw.m != config_.hnsw.m || next.hnsw.ef_construct != config_.hnsw.ef_construct;
     bool quant = next.quantization.has_value() != config_.quantization.has_value() ||
-                 (next.quantization && next.quantization->quantile != config_.quantization->quantile);
+                 (next.quantization && next.quantization->quantile != config_.quantization->quantile) ||
+                 next.binary.has_value() != config_.binary.has_value();
     config_ = next;
     if (graph) {
       // Rebuilt inline over the live points with the new parameters; tombstones go.
@@ -550,6 +605,8 @@ class CollectionImpl {
       quant_ = Quantizer{};
       codes_.clear();
       code_sums_.clear();
+      bin_ = BinaryCoder{};
+      bcodes_.clear();
       maybe_train_quantizer();
     }
     checkpoint_locked();
@@ -648,6 +705,7 @@ class CollectionImpl {
       order_dirty();
       index(s);
       if (quant_.trained) quant_.encode(&vectors_[size_t(s) * dim], dim, &codes_[size_t(s) * dim], &code_sums_[s]);
+      if (bin_.trained) bin_.encode(&vectors_[size_t(s) * dim], &bcodes_[size_t(s) * bin_.words]);
       graph_->insert(s, FloatSpace{vectors_.data(), dim, config_.distance, &vectors_[size_t(s) * dim]});
     }
     maybe_train_quantizer();
@@ -726,6 +784,7 @@ class CollectionImpl {
       codes_.resize(slots_.size() * config_.dim);
       code_sums_.resize(slots_.size());
     }
+    if (bin_.trained) bcodes_.resize(slots_.size() * bin_.words);
     return s;
   }
 
@@ -734,11 +793,24 @@ class CollectionImpl {
   }
 
   void maybe_train_quantizer() {
+    if (config_.binary && !bin_.trained && by_id_.size() >= kQuantizeMinPoints) {
+      std::vector<uint32_t> live;
+      by_id_.for_each([&](uint32_t s) { live.push_back(s); });
+      std::sort(live.begin(), live.end());
+      set_binary(BinaryCoder::train(vectors_.data(), config_.dim, live));
+    }
     if (!quantizable() || quant_.trained || by_id_.size() < kQuantizeMinPoints) return;
     std::vector<uint32_t> live;
     by_id_.for_each([&](uint32_t s) { live.push_back(s); });
     std::sort(live.begin(), live.end());
     set_quantizer(Quantizer::train(vectors_.data(), config_.dim, live, config_.quantization->quantile));
+  }
+
+  void set_binary(const BinaryCoder& b) {
+    bin_ = b;
+    bcodes_.assign(slots_.size() * b.words, 0);
+    for (uint32_t s = 0; s < slots_.size(); ++s)
+      if (slots_[s].live || graph_->contains(s)) bin_.encode(&vectors_[size_t(s) * config_.dim], &bcodes_[size_t(s) * b.words]);
   }
 
   void set_quantizer(const Quantizer& q) {
@@ -845,6 +917,19 @@ class CollectionImpl {
 
   template <class Accept>
   std::vector<Candidate> graph_search_with(const float* q, size_t need, size_t ef, const Accept& accept) const {
+    if (bin_.trained) {
+      std::vector<uint64_t> qc(bin_.words);
+      bin_.encode(q, qc.data());
+      auto hits = graph_->search(BinarySpace{bcodes_.data(), bin_.words, qc.data()}, ef, accept);
+      FloatSpace exact{vectors_.data(), config_.dim, config_.distance, q};
+      for (size_t i = 0; i < hits.size(); ++i) {
+        if (i + 1 < hits.size()) exact.prefetch_all(hits[i + 1].node);
+        hits[i].distance = exact(hits[i].node);
+      }
+      std::sort(hits.begin(), hits.end());
+      if (hits.size() > need) hits.resize(need);
+      return hits;
+    }
     if (!quant_.trained) {
       auto hits = graph_->search(FloatSpace{vectors_.data(), config_.dim, config_.distance, q}, ef, accept);
       if (hits.size() > need) hits.resize(need);
@@ -886,6 +971,7 @@ class CollectionImpl {
       hits = exact_scan(q.data(), need, f, cands);
     } else {
       size_t ef = std::max(r.hnsw_ef.value_or(config_.hnsw.ef_construct), need);
+      if (bin_.trained && r.oversampling) ef = std::max(ef, size_t(std::ceil(*r.oversampling * double(need))));
       hits = graph_search(q.data(), need, ef, f);
       // A filter that the estimate misjudged can starve the walk; the exact scan is the truth.
       if (f && hits.size() < need) hits = exact_scan(q.data(), need, f, cands);
@@ -925,6 +1011,7 @@ class CollectionImpl {
     w.raw(kDataMagic, sizeof kDataMagic);
     json header = {{"format", 1}, {"name", name_}, {"config", config_to_storage(config_)}, {"last_op", last_op_}};
     header["quantizer"] = quant_.trained ? json{{"lo", quant_.lo}, {"hi", quant_.hi}} : json();
+    if (bin_.trained) header["binary_means"] = bin_.mean;
     header["indexes"] = json::array();
     for (const auto& [f, idx] : indexes_)
       header["indexes"].push_back({{"field", f}, {"type", payload_schema_type_name(idx->type())}});
@@ -981,7 +1068,7 @@ class CollectionImpl {
     if (n > r.remaining()) fail(ErrorKind::corrupt, "{}: slot count {} exceeds file size", what, n);
     slots_.assign(n, Slot{});
     payloads_.assign(n, json());
-    if (quantizable() && !vectors_.file_backed()) vectors_.use_file(dir_ / kVectorFile);
+    if ((quantizable() || config_.binary) && !vectors_.file_backed()) vectors_.use_file(dir_ / kVectorFile);
     vectors_.resize(n * dim);
     std::vector<uint8_t> states(n);
     for (uint64_t s = 0; s < n; ++s) {
@@ -1039,6 +1126,14 @@ class CollectionImpl {
     if (header.contains("indexes"))
       for (const auto& ix : header["indexes"])
         apply_index(true, ix.at("field").get<std::string>(), parse_payload_schema_type(ix.at("type").get<std::string>()));
+    if (header.contains("binary_means") && header["binary_means"].is_array() && config_.binary) {
+      BinaryCoder b;
+      b.mean = header["binary_means"].get<std::vector<float>>();
+      if (b.mean.size() != config_.dim) fail(ErrorKind::corrupt, "{}: bad binary quantisation header", what);
+      b.words = (config_.dim + 63) / 64;
+      b.trained = true;
+      set_binary(b);
+    }
     if (header.contains("quantizer") && header["quantizer"].is_object() && quantizable()) {
       Quantizer q;
       q.lo = header["quantizer"].at("lo").get<float>();
@@ -1238,6 +1333,8 @@ class CollectionImpl {
   std::vector<uint8_t> codes_;              // slot * dim int8 codes when quantised
   std::vector<float> code_sums_;            // per slot sum of codes
   Quantizer quant_;
+  BinaryCoder bin_;                         // binary quantisation (trained: codes in bcodes_)
+  std::vector<uint64_t> bcodes_;            // slot * bin_.words
   IdMap by_id_{&slots_};                    // live points by id (unordered)
   // Live slots in id order, built on demand for scroll and filter selection; dropped by every
   // insert or delete (which hold mu_ exclusively).

@@ -189,7 +189,7 @@ void CollectionConfig::validate() const {
         fail(ErrorKind::invalid_argument, "vector name '{}' is used by both a dense and a sparse vector", name);
       if (name.empty()) fail(ErrorKind::invalid_argument, "sparse_vectors: a sparse vector needs a non-empty name");
     }
-    if (quantization)
+    if (quantization || binary)
       fail(ErrorKind::unsupported, "quantization_config on a collection with named or sparse vectors is not supported");
     if (wal_capacity_mb == 0) fail(ErrorKind::invalid_argument, "wal_capacity_mb must be at least 1");
     return;
@@ -240,6 +240,8 @@ nlohmann::json CollectionConfig::to_json() const {
   if (quantization)
     j["quantization_config"] = {
         {"scalar", {{"type", "int8"}, {"quantile", quantization->quantile}, {"always_ram", quantization->always_ram}}}};
+  else if (binary)
+    j["quantization_config"] = {{"binary", {{"always_ram", binary->always_ram}}}};
   else
     j["quantization_config"] = nullptr;
   if (!sparse.empty()) {
@@ -261,11 +263,33 @@ void apply_hnsw(const nlohmann::json& h, HnswParams& p, const char* where) {
   p.full_scan_threshold = get_size(h, "full_scan_threshold", p.full_scan_threshold, where);
 }
 
-void apply_quantization(const nlohmann::json& q, std::optional<ScalarQuantization>& out) {
+void apply_quantization(const nlohmann::json& q, CollectionConfig& c) {
   if (q.is_null()) return;
+  if (q == "Disabled") {
+    c.quantization.reset();
+    c.binary.reset();
+    return;
+  }
   if (!q.is_object()) fail(ErrorKind::invalid_argument, "quantization_config: expected an object");
-  if (q.contains("product") || q.contains("binary"))
-    fail(ErrorKind::unsupported, "quantization_config: only scalar (int8) quantization is supported");
+  if (q.contains("product"))
+    fail(ErrorKind::unsupported, "quantization_config: product quantization is not supported (scalar and binary are)");
+  if (auto b = q.find("binary"); b != q.end()) {
+    if (!b->is_object()) fail(ErrorKind::invalid_argument, "quantization_config.binary: expected an object");
+    BinaryQuantization bq;
+    for (auto it = b->begin(); it != b->end(); ++it) {
+      if (it.value().is_null()) continue;
+      if (it.key() == "always_ram" && it.value().is_boolean()) bq.always_ram = it.value().get<bool>();
+      else if (it.key() == "encoding" && it.value() == "one_bit") continue;
+      else if (it.key() == "query_encoding" && it.value() == "default") continue;
+      else fail(ErrorKind::unsupported, "quantization_config.binary.{} = {} is not supported (one bit per dimension)",
+                it.key(), it.value().dump());
+    }
+    c.binary = bq;
+    c.quantization.reset();
+    return;
+  }
+  std::optional<ScalarQuantization>& out = c.quantization;
+  c.binary.reset();
   auto it = q.find("scalar");
   if (it == q.end() || !it->is_object())
     fail(ErrorKind::invalid_argument, "quantization_config: expected {{\"scalar\": {{\"type\": \"int8\", ...}}}}");
@@ -341,7 +365,7 @@ CollectionConfig CollectionConfig::from_create_json(const nlohmann::json& body) 
         c.vectors[it.key()] = p;
       }
     }
-    if (auto q = body.find("quantization_config"); q != body.end()) apply_quantization(*q, c.quantization);
+    if (auto q = body.find("quantization_config"); q != body.end()) apply_quantization(*q, c);
     if (auto w = body.find("wal_config"); w != body.end() && w->is_object())
       c.wal_capacity_mb = get_size(*w, "wal_capacity_mb", c.wal_capacity_mb, "wal_config");
     c.validate();
@@ -355,8 +379,8 @@ CollectionConfig CollectionConfig::from_create_json(const nlohmann::json& body) 
   if (auto od = v->find("on_disk"); od != v->end() && od->is_boolean()) c.on_disk = od->get<bool>();
   if (auto h = body.find("hnsw_config"); h != body.end()) apply_hnsw(*h, c.hnsw, "hnsw_config");
   if (auto h = v->find("hnsw_config"); h != v->end()) apply_hnsw(*h, c.hnsw, "vectors.hnsw_config");
-  if (auto q = body.find("quantization_config"); q != body.end()) apply_quantization(*q, c.quantization);
-  if (auto q = v->find("quantization_config"); q != v->end()) apply_quantization(*q, c.quantization);
+  if (auto q = body.find("quantization_config"); q != body.end()) apply_quantization(*q, c);
+  if (auto q = v->find("quantization_config"); q != v->end()) apply_quantization(*q, c);
   if (auto w = body.find("wal_config"); w != body.end() && w->is_object())
     c.wal_capacity_mb = get_size(*w, "wal_capacity_mb", c.wal_capacity_mb, "wal_config");
   c.validate();
@@ -393,14 +417,12 @@ void CollectionConfig::apply_patch(const nlohmann::json& body) {
           if (f.key() == "hnsw_config") apply_hnsw(f.value(), *h, (where + ".hnsw_config").c_str());
           else if (f.key() == "on_disk" && f.value().is_boolean()) *od = f.value().get<bool>();
           else if (f.key() == "quantization_config" && !named) {
-            if (f.value() == "Disabled") quantization.reset();
-            else apply_quantization(f.value(), quantization);
+            apply_quantization(f.value(), *this);
           } else fail(ErrorKind::unsupported, "{}.{} cannot be changed by Etna", where, f.key());
         }
       }
     } else if (k == "quantization_config") {
-      if (v == "Disabled") quantization.reset();
-      else apply_quantization(v, quantization);
+      apply_quantization(v, *this);
     } else if (k == "sparse_vectors") {
       if (!v.is_object()) fail(ErrorKind::invalid_argument, "sparse_vectors: expected an object");
       for (auto si = v.begin(); si != v.end(); ++si) {

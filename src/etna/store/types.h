@@ -111,11 +111,21 @@ struct SparseParams {
   SparseModifier modifier = SparseModifier::None;
 };
 
+// Optional binary quantisation (Qdrant's `binary`): one bit per dimension, set when the
+// component is above that dimension's mean over the collection (trained once 256 points exist;
+// for centred embeddings this is the sign bit). The graph walk compares codes by Hamming
+// distance (popcount); the walk's candidates, ef = max(hnsw_ef, oversampling * limit) of them,
+// are rescored with the original floats.
+struct BinaryQuantization {
+  bool always_ram = true;
+};
+
 struct CollectionConfig {
   size_t dim = 0;  // 1 .. 65536
   Distance distance = Distance::Cosine;
   HnswParams hnsw;
   std::optional<ScalarQuantization> quantization;
+  std::optional<BinaryQuantization> binary;  // exclusive with quantization
   bool on_disk = false;  // accepted and ignored (vectors live in RAM)
   // The log is checkpointed into the data file once it grows past this many MiB (Qdrant's
   // wal_capacity_mb), so replay on open stays bounded.
@@ -209,6 +219,7 @@ struct SearchRequest {
   bool with_vector = false;
   bool exact = false;                   // true: brute force, no index
   std::optional<size_t> hnsw_ef;        // search beam width; default max(ef_construct, limit+offset)
+  std::optional<double> oversampling;   // binary quantisation: walk ef >= oversampling * (limit+offset)
   // Multi-vector collections: which vector to search ("" = the default one) and a sparse query
   // instead of `vector`. with_vector returns every vector of the point.
   std::string using_name;
