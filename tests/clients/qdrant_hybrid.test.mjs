@@ -320,6 +320,25 @@ test('payload indexes: text (word match), datetime ranges, keyword/integer/float
   assert.deepEqual(ids(ordered.points), [40, 39]);
 });
 
+test('binary quantisation: created, reported, searched with oversampling (rescored float scores); product refused', async () => {
+  await client.createCollection('bin', { vectors: { size: 64, distance: 'Cosine' }, quantization_config: { binary: { always_ram: true } } });
+  assert.deepEqual((await client.getCollection('bin')).config.quantization_config, { binary: { always_ram: true } });
+  const vec = (i) => Array.from({ length: 64 }, (_, k) => Math.sin(i * 0.7 + k * 1.3) + ((i * 31 + k * 17) % 7) / 7 - 0.5);
+  await client.upsert('bin', { wait: true, points: Array.from({ length: 600 }, (_, i) => ({ id: i + 1, vector: vec(i + 1) })) });
+  let found = 0;
+  for (let q = 0; q < 20; q++) {
+    const v = vec(1000 + q);
+    const exact = await client.search('bin', { vector: v, limit: 10, params: { exact: true } });
+    const approx = await client.search('bin', { vector: v, limit: 10, params: { quantization: { rescore: true, oversampling: 3 } } });
+    const want = new Set(ids(exact));
+    found += approx.filter((h) => want.has(h.id)).length;
+    for (const h of approx) assert.ok(Math.abs(h.score - cos(v, vec(Number(h.id)))) < 1e-4, 'scores are rescored floats');
+  }
+  assert.ok(found / 200 >= 0.8, `recall@10 ${found / 200}`);
+  await expectError(client.search('bin', { vector: vec(1), params: { quantization: { rescore: false } } }), 501, /rescore/);
+  await expectError(client.createCollection('pq', { vectors: { size: 8, distance: 'Dot' }, quantization_config: { product: { compression: 'x16' } } }), 501, /product/);
+});
+
 test('kill -9: every acknowledged named / sparse write is there after restart', async () => {
   await client.upsert('hyb', { wait: true, points: [{ id: 1000, vector: { image: [1, 2, 3], words: { indices: [7], values: [0.25] } }, payload: { late: true } }] });
   await client.setPayload('hyb', { wait: true, payload: { tagged: 1 }, points: [2] });
