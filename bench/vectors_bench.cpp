@@ -372,6 +372,11 @@ void run(size_t n, size_t dim, size_t nq, size_t M, size_t efc, const std::strin
       if (!r.ok) continue;
       const char* name = p == &et ? "etna f32 " : p == &e8 ? "etna int8" : "etna bin ";
       double q = qps_at_recall(r.rows, kTargetRecall, &lb);
+      if (!(q > 0)) {
+        std::printf("RATIO %s / hnswlib: recall@10 %.2f not reached at ef <= 512  memory %.2fx (anon %.2fx)\n", name,
+                    kTargetRecall, r.mem_per_vec / hn.mem_per_vec, r.anon_per_vec / hn.anon_per_vec);
+        continue;
+      }
       std::printf("RATIO %s / hnswlib: QPS@0.95 %.2fx (goal >= 1.2)  build time %.2fx wall, %.2fx CPU (goal <= 1)  "
                   "memory %.2fx (anon %.2fx; goal <= %s)\n",
                   name, q / base, r.build_s / hn.build_s, r.build_cpu_s / hn.build_cpu_s, r.mem_per_vec / hn.mem_per_vec,
