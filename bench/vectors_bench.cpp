@@ -1,6 +1,7 @@
 // Vector store benchmark: build time, memory per vector and QPS vs recall@10 for ef 16..512,
 // single thread, side by side with hnswlib (same data, M, ef_construction), plus Etna with int8
-// scalar quantisation (graph walk on codes, top ef rescored with the float originals).
+// scalar quantisation and with binary quantisation (graph walk on codes, top ef rescored with
+// the float originals).
 //
 // Data: 1000 Gaussian centres (N(0,1) per component) and points = centre + N(0, spread^2) noise
 // with spread 1.5 by default, i.e. noise larger than the centre spread: clusters overlap and the
@@ -16,7 +17,7 @@
 //
 // A plain program (prints tables); sizes via env:
 //   ETNA_BENCH_N=200000  ETNA_BENCH_DIMS=128,768  ETNA_BENCH_QUERIES=500  ETNA_BENCH_M=16
-//   ETNA_BENCH_EFC=100  ETNA_BENCH_SPREAD=1.5  ETNA_BENCH_CENTRES=1000  ETNA_BENCH_ONLY=hnswlib,etna,int8
+//   ETNA_BENCH_EFC=100  ETNA_BENCH_SPREAD=1.5  ETNA_BENCH_CENTRES=1000  ETNA_BENCH_ONLY=hnswlib,etna,int8,binary
 // Quick check: ETNA_BENCH_N=20000 ETNA_BENCH_DIMS=128 ./vectors_bench
 #include <malloc.h>
 #include <sys/wait.h>
@@ -238,7 +239,7 @@ void run(size_t n, size_t dim, size_t nq, size_t M, size_t efc, const std::strin
 
   auto want = [&](const char* name) { return only.empty() || only.find(name) != std::string::npos; };
 
-  Result hn, et, e8;
+  Result hn, et, e8, eb;
   // One library's figures, measured the same way for all: `build()` timed (wall and CPU) with
   // the resident-memory growth around it, then for each ef the best of kReps passes of
   // `search(query, ef, ids)` (ids filled only when non-null, on the first pass).
@@ -283,7 +284,7 @@ void run(size_t n, size_t dim, size_t nq, size_t M, size_t efc, const std::strin
     });
   }
 
-  auto etna = [&](bool int8) {
+  auto etna = [&](bool int8, bool binary = false) {
     return in_child([&] {
       Result r;
       auto dir = std::filesystem::temp_directory_path() / ("etna-bench-" + std::to_string(getpid()));
@@ -296,6 +297,7 @@ void run(size_t n, size_t dim, size_t nq, size_t M, size_t efc, const std::strin
         cfg.hnsw.m = M;
         cfg.hnsw.ef_construct = efc;
         if (int8) cfg.quantization = etna::store::ScalarQuantization{};
+        if (binary) cfg.binary = etna::store::BinaryQuantization{};
         cfg.wal_capacity_mb = 1 << 20;  // no checkpoint inside the timed build
         etna::store::Collection* c = nullptr;
         r = measure(
@@ -321,6 +323,7 @@ void run(size_t n, size_t dim, size_t nq, size_t M, size_t efc, const std::strin
   };
   if (want("etna")) et = etna(false);
   if (want("int8")) e8 = etna(true);
+  if (want("binary")) eb = etna(false, true);
 
   auto line = [&](const char* name, const Result& r, const char* extra) {
     if (!r.ok) {
@@ -333,9 +336,10 @@ void run(size_t n, size_t dim, size_t nq, size_t M, size_t efc, const std::strin
   line("hnswlib", hn, "");
   line("etna float", et, "  [build includes the fsync'ed write-ahead log]");
   line("etna int8", e8, "  [idem; floats in a file mapping, anon excludes them]");
+  line("etna binary", eb, "  [1 bit/dim codes + float rescoring; floats in a file mapping]");
 
-  std::printf("%5s | %9s %7s | %9s %7s %5s | %9s %7s %5s\n", "ef", "hnswlib", "recall", "etna f32", "recall", "x",
-              "etna int8", "recall", "x");
+  std::printf("%5s | %9s %7s | %9s %7s %5s | %9s %7s %5s | %9s %7s %5s\n", "ef", "hnswlib", "recall", "etna f32", "recall",
+              "x", "etna int8", "recall", "x", "etna bin", "recall", "x");
   for (size_t i = 0; i < kEfs.size(); ++i) {
     auto cell = [&](const Result& r, bool ratio) {
       if (!r.ok || i >= r.rows.size()) {
@@ -352,20 +356,27 @@ void run(size_t n, size_t dim, size_t nq, size_t M, size_t efc, const std::strin
     cell(hn, false);
     cell(et, true);
     cell(e8, true);
+    cell(eb, true);
     std::printf("\n");
   }
 
-  std::printf("QPS at recall@10 = %.2f (linear between the bracketing ef): hnswlib %s, etna f32 %s, etna int8 %s\n",
+  std::printf("QPS at recall@10 = %.2f (linear between the bracketing ef): hnswlib %s, etna f32 %s, etna int8 %s, "
+              "etna binary %s\n",
               kTargetRecall, hn.ok ? fmt_qps_at(hn).c_str() : "-", et.ok ? fmt_qps_at(et).c_str() : "-",
-              e8.ok ? fmt_qps_at(e8).c_str() : "-");
+              e8.ok ? fmt_qps_at(e8).c_str() : "-", eb.ok ? fmt_qps_at(eb).c_str() : "-");
   if (hn.ok) {
     bool lb;
     double base = qps_at_recall(hn.rows, kTargetRecall, &lb);
-    for (const auto* p : {&et, &e8}) {
+    for (const auto* p : {&et, &e8, &eb}) {
       const Result& r = *p;
       if (!r.ok) continue;
-      const char* name = p == &et ? "etna f32 " : "etna int8";
+      const char* name = p == &et ? "etna f32 " : p == &e8 ? "etna int8" : "etna bin ";
       double q = qps_at_recall(r.rows, kTargetRecall, &lb);
+      if (!(q > 0)) {
+        std::printf("RATIO %s / hnswlib: recall@10 %.2f not reached at ef <= 512  memory %.2fx (anon %.2fx)\n", name,
+                    kTargetRecall, r.mem_per_vec / hn.mem_per_vec, r.anon_per_vec / hn.anon_per_vec);
+        continue;
+      }
       std::printf("RATIO %s / hnswlib: QPS@0.95 %.2fx (goal >= 1.2)  build time %.2fx wall, %.2fx CPU (goal <= 1)  "
                   "memory %.2fx (anon %.2fx; goal <= %s)\n",
                   name, q / base, r.build_s / hn.build_s, r.build_cpu_s / hn.build_cpu_s, r.mem_per_vec / hn.mem_per_vec,

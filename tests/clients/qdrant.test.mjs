@@ -309,8 +309,9 @@ test('query: nearest vector, by point id, with filter/limit/offset/with_payload,
   assert.deepEqual(batch[0].points.map((p) => p.id), [3]);
   assert.deepEqual(batch[1].points.map((p) => p.id), [6]);
 
-  await expectError(client.query('qry', { query: { fusion: 'rrf' }, limit: 2 }), 501, /not supported/);
-  await expectError(client.query('qry', { prefetch: [{ query: [1, 0, 0, 0] }], query: { fusion: 'rrf' } }), 501, /prefetch/);
+  await expectError(client.query('qry', { query: { fusion: 'rrf' }, limit: 2 }), 400, /prefetch/);
+  const fused = await client.query('qry', { prefetch: [{ query: [1, 0, 0, 0] }], query: { fusion: 'rrf' }, limit: 2 });
+  assert.deepEqual(fused.points.map((p) => p.id), [1, 2], 'one list fused is that list (hybrid forms: qdrant_hybrid.test.mjs)');
   await expectError(client.query('qry', { query: 424242, limit: 1 }), 404, /424242/);
   await expectError(client.query('qry', { query: [1, 0], limit: 2 }), 400, /dim/i);
 });

@@ -3,9 +3,12 @@
 // payload operations, payload indexes and snapshots. Responses use Qdrant's envelope
 // {"result": ..., "status": "ok", "time": seconds}; errors {"status": {"error": "..."}, "time": ...}.
 //
+// Also: named and sparse vectors, the Query API (nested prefetch, rrf/dbsf fusion, recommend,
+// discover, context, order_by), recommend/discover endpoints, groups, aliases, PATCH of a
+// collection, text and datetime payload indexes (docs/api.md lists the forms).
 // Etna extensions (documented in README): distance "Hamming" and "Jaccard" for binary (0/1)
-// vectors. Not supported (answered with a clear error): named and sparse vectors, multi-stage
-// query (prefetch, fusion), recommend/discover, snapshot upload over HTTP and remote snapshot URLs.
+// vectors. Not supported (answered with a clear error naming it): multi-vectors, lookup_from /
+// with_lookup, sample and formula queries, geo, snapshot upload over HTTP, remote snapshot URLs.
 #pragma once
 #include <string>
 

@@ -16,6 +16,7 @@
 #include "etna/store/distance.h"
 #include "etna/store/float_arena.h"
 #include "etna/store/hnsw.h"
+#include "etna/store/multi_collection.h"
 #include "etna/store/payload_index.h"
 #include "etna/store/storage.h"
 
@@ -55,6 +56,7 @@ json config_to_storage(const CollectionConfig& c) {
             {"on_disk", c.on_disk},
             {"wal_capacity_mb", c.wal_capacity_mb}};
   if (c.quantization) j["quantization"] = {{"quantile", c.quantization->quantile}, {"always_ram", c.quantization->always_ram}};
+  if (c.binary) j["binary"] = {{"always_ram", c.binary->always_ram}};
   return j;
 }
 
@@ -71,6 +73,7 @@ CollectionConfig config_from_storage(const json& j) {
     if (j.contains("quantization") && !j["quantization"].is_null())
       c.quantization = ScalarQuantization{j["quantization"].at("quantile").get<float>(),
                                           j["quantization"].value("always_ram", true)};
+    if (j.contains("binary") && !j["binary"].is_null()) c.binary = BinaryQuantization{j["binary"].value("always_ram", true)};
     c.validate();
     return c;
   } catch (const Error&) {
@@ -145,6 +148,58 @@ struct Quantizer {
     q.trained = true;
     return q;
   }
+};
+
+// Binary code: bit d is set when x[d] is above that dimension's mean (training), so codes of
+// centred data are sign bits. Distances between codes are Hamming distances.
+struct BinaryCoder {
+  bool trained = false;
+  std::vector<float> mean;
+  size_t words = 0;  // uint64 words per code
+  void encode(const float* x, uint64_t* out) const {
+    std::fill(out, out + words, 0);
+    for (size_t d = 0; d < mean.size(); ++d)
+      if (x[d] > mean[d]) out[d >> 6] |= uint64_t(1) << (d & 63);
+  }
+  static BinaryCoder train(const float* base, size_t dim, const std::vector<uint32_t>& slots) {
+    BinaryCoder b;
+    b.words = (dim + 63) / 64;
+    b.mean.assign(dim, 0.0f);
+    if (slots.empty()) return b;
+    std::vector<double> acc(dim, 0.0);
+    for (uint32_t s : slots)
+      for (size_t d = 0; d < dim; ++d) acc[d] += base[size_t(s) * dim + d];
+    for (size_t d = 0; d < dim; ++d) b.mean[d] = float(acc[d] / double(slots.size()));
+    b.trained = true;
+    return b;
+  }
+};
+
+uint32_t hamming_generic(const uint64_t* a, const uint64_t* b, size_t words) {
+  uint32_t n = 0;
+  for (size_t i = 0; i < words; ++i) n += uint32_t(__builtin_popcountll(a[i] ^ b[i]));
+  return n;
+}
+__attribute__((target("popcnt"))) uint32_t hamming_popcnt(const uint64_t* a, const uint64_t* b, size_t words) {
+  uint32_t n = 0;
+  for (size_t i = 0; i < words; ++i) n += uint32_t(__builtin_popcountll(a[i] ^ b[i]));
+  return n;
+}
+// The popcnt instruction when the CPU has it (chosen once, like the distance kernels).
+uint32_t (*hamming())(const uint64_t*, const uint64_t*, size_t) {
+  static const auto fn = __builtin_cpu_supports("popcnt") ? hamming_popcnt : hamming_generic;
+  return fn;
+}
+
+struct BinarySpace {
+  const uint64_t* codes;
+  size_t words;
+  const uint64_t* q;
+  uint32_t (*fn)(const uint64_t*, const uint64_t*, size_t) = hamming();
+  float operator()(uint32_t v) const { return float(fn(q, codes + size_t(v) * words, words)); }
+  float between(uint32_t a, uint32_t b) const { return float(fn(codes + size_t(a) * words, codes + size_t(b) * words, words)); }
+  void prefetch(uint32_t v) const { __builtin_prefetch(codes + size_t(v) * words); }
+  void prefetch_all(uint32_t v) const { prefetch(v); }
 };
 
 // Prefetches `bytes` bytes from p into the cache, one line at a time.
@@ -335,7 +390,7 @@ class CollectionImpl {
     std::error_code ec;
     std::filesystem::create_directories(dir_, ec);
     if (ec) fail(ErrorKind::io, "cannot create collection directory {}: {}", dir_.string(), ec.message());
-    if (quantizable()) vectors_.use_file(dir_ / kVectorFile);
+    if (quantizable() || config_.binary) vectors_.use_file(dir_ / kVectorFile);
     checkpoint_locked_write_only();
     open_wal();
   }
@@ -522,6 +577,41 @@ class CollectionImpl {
     checkpoint_locked();
   }
 
+  void update_config(const json& patch) {
+    CollectionConfig next = config_;
+    next.apply_patch(patch);
+    wait_for_optimizer();
+    std::unique_lock lock(mu_);
+    check_alive();
+    bool graph = next.hnsw.m != config_.hnsw.m || next.hnsw.ef_construct != config_.hnsw.ef_construct;
+    bool quant = next.quantization.has_value() != config_.quantization.has_value() ||
+                 (next.quantization && next.quantization->quantile != config_.quantization->quantile) ||
+                 next.binary.has_value() != config_.binary.has_value();
+    config_ = next;
+    if (graph) {
+      // Rebuilt inline over the live points with the new parameters; tombstones go.
+      const size_t dim = config_.dim;
+      auto g = std::make_unique<HnswGraph>(config_.hnsw.m, config_.hnsw.ef_construct, slots_.size() + 7);
+      g->reserve_nodes(slots_.size());
+      for (uint32_t s = 0; s < slots_.size(); ++s)
+        if (slots_[s].live) g->insert(s, FloatSpace{vectors_.data(), dim, config_.distance, &vectors_[size_t(s) * dim]});
+      graph_ = std::move(g);
+      tombstones_ = 0;
+      free_slots_.clear();
+      for (uint32_t s = slots_.size(); s-- > 0;)
+        if (!slots_[s].live) free_slots_.push_back(s);
+    }
+    if (quant) {
+      quant_ = Quantizer{};
+      codes_.clear();
+      code_sums_.clear();
+      bin_ = BinaryCoder{};
+      bcodes_.clear();
+      maybe_train_quantizer();
+    }
+    checkpoint_locked();
+  }
+
   void wait_for_optimizer() const {
     std::unique_lock<std::mutex> lock(opt_mu_);
     opt_cv_.wait(lock, [&] { return !opt_requested_ && !opt_running_; });
@@ -615,6 +705,7 @@ class CollectionImpl {
       order_dirty();
       index(s);
       if (quant_.trained) quant_.encode(&vectors_[size_t(s) * dim], dim, &codes_[size_t(s) * dim], &code_sums_[s]);
+      if (bin_.trained) bin_.encode(&vectors_[size_t(s) * dim], &bcodes_[size_t(s) * bin_.words]);
       graph_->insert(s, FloatSpace{vectors_.data(), dim, config_.distance, &vectors_[size_t(s) * dim]});
     }
     maybe_train_quantizer();
@@ -693,6 +784,7 @@ class CollectionImpl {
       codes_.resize(slots_.size() * config_.dim);
       code_sums_.resize(slots_.size());
     }
+    if (bin_.trained) bcodes_.resize(slots_.size() * bin_.words);
     return s;
   }
 
@@ -701,11 +793,24 @@ class CollectionImpl {
   }
 
   void maybe_train_quantizer() {
+    if (config_.binary && !bin_.trained && by_id_.size() >= kQuantizeMinPoints) {
+      std::vector<uint32_t> live;
+      by_id_.for_each([&](uint32_t s) { live.push_back(s); });
+      std::sort(live.begin(), live.end());
+      set_binary(BinaryCoder::train(vectors_.data(), config_.dim, live));
+    }
     if (!quantizable() || quant_.trained || by_id_.size() < kQuantizeMinPoints) return;
     std::vector<uint32_t> live;
     by_id_.for_each([&](uint32_t s) { live.push_back(s); });
     std::sort(live.begin(), live.end());
     set_quantizer(Quantizer::train(vectors_.data(), config_.dim, live, config_.quantization->quantile));
+  }
+
+  void set_binary(const BinaryCoder& b) {
+    bin_ = b;
+    bcodes_.assign(slots_.size() * b.words, 0);
+    for (uint32_t s = 0; s < slots_.size(); ++s)
+      if (slots_[s].live || graph_->contains(s)) bin_.encode(&vectors_[size_t(s) * config_.dim], &bcodes_[size_t(s) * b.words]);
   }
 
   void set_quantizer(const Quantizer& q) {
@@ -812,6 +917,19 @@ class CollectionImpl {
 
   template <class Accept>
   std::vector<Candidate> graph_search_with(const float* q, size_t need, size_t ef, const Accept& accept) const {
+    if (bin_.trained) {
+      std::vector<uint64_t> qc(bin_.words);
+      bin_.encode(q, qc.data());
+      auto hits = graph_->search(BinarySpace{bcodes_.data(), bin_.words, qc.data()}, ef, accept);
+      FloatSpace exact{vectors_.data(), config_.dim, config_.distance, q};
+      for (size_t i = 0; i < hits.size(); ++i) {
+        if (i + 1 < hits.size()) exact.prefetch_all(hits[i + 1].node);
+        hits[i].distance = exact(hits[i].node);
+      }
+      std::sort(hits.begin(), hits.end());
+      if (hits.size() > need) hits.resize(need);
+      return hits;
+    }
     if (!quant_.trained) {
       auto hits = graph_->search(FloatSpace{vectors_.data(), config_.dim, config_.distance, q}, ef, accept);
       if (hits.size() > need) hits.resize(need);
@@ -853,6 +971,7 @@ class CollectionImpl {
       hits = exact_scan(q.data(), need, f, cands);
     } else {
       size_t ef = std::max(r.hnsw_ef.value_or(config_.hnsw.ef_construct), need);
+      if (bin_.trained && r.oversampling) ef = std::max(ef, size_t(std::ceil(*r.oversampling * double(need))));
       hits = graph_search(q.data(), need, ef, f);
       // A filter that the estimate misjudged can starve the walk; the exact scan is the truth.
       if (f && hits.size() < need) hits = exact_scan(q.data(), need, f, cands);
@@ -892,6 +1011,7 @@ class CollectionImpl {
     w.raw(kDataMagic, sizeof kDataMagic);
     json header = {{"format", 1}, {"name", name_}, {"config", config_to_storage(config_)}, {"last_op", last_op_}};
     header["quantizer"] = quant_.trained ? json{{"lo", quant_.lo}, {"hi", quant_.hi}} : json();
+    if (bin_.trained) header["binary_means"] = bin_.mean;
     header["indexes"] = json::array();
     for (const auto& [f, idx] : indexes_)
       header["indexes"].push_back({{"field", f}, {"type", payload_schema_type_name(idx->type())}});
@@ -948,7 +1068,7 @@ class CollectionImpl {
     if (n > r.remaining()) fail(ErrorKind::corrupt, "{}: slot count {} exceeds file size", what, n);
     slots_.assign(n, Slot{});
     payloads_.assign(n, json());
-    if (quantizable() && !vectors_.file_backed()) vectors_.use_file(dir_ / kVectorFile);
+    if ((quantizable() || config_.binary) && !vectors_.file_backed()) vectors_.use_file(dir_ / kVectorFile);
     vectors_.resize(n * dim);
     std::vector<uint8_t> states(n);
     for (uint64_t s = 0; s < n; ++s) {
@@ -1006,6 +1126,14 @@ class CollectionImpl {
     if (header.contains("indexes"))
       for (const auto& ix : header["indexes"])
         apply_index(true, ix.at("field").get<std::string>(), parse_payload_schema_type(ix.at("type").get<std::string>()));
+    if (header.contains("binary_means") && header["binary_means"].is_array() && config_.binary) {
+      BinaryCoder b;
+      b.mean = header["binary_means"].get<std::vector<float>>();
+      if (b.mean.size() != config_.dim) fail(ErrorKind::corrupt, "{}: bad binary quantisation header", what);
+      b.words = (config_.dim + 63) / 64;
+      b.trained = true;
+      set_binary(b);
+    }
     if (header.contains("quantizer") && header["quantizer"].is_object() && quantizable()) {
       Quantizer q;
       q.lo = header["quantizer"].at("lo").get<float>();
@@ -1045,7 +1173,7 @@ class CollectionImpl {
       case kDeleteIndex: {
         std::string field = r.str();
         uint8_t t = r.u8();
-        if (t > 3) fail(ErrorKind::corrupt, "bad index type in log");
+        if (t > 5) fail(ErrorKind::corrupt, "bad index type in log");
         apply_index(type == kCreateIndex, field, static_cast<PayloadSchemaType>(t));
         break;
       }
@@ -1137,6 +1265,7 @@ class CollectionImpl {
       q = Quantizer::train(copy.data(), dim, live, config_.quantization->quantile);
     std::unique_lock lock(mu_);
     if (dropped_) return;
+    if (g->M() != config_.hnsw.m) return;  // the config changed meanwhile (update_config rebuilt)
     for (uint32_t s = 0; s < slots_.size(); ++s)
       if (slots_[s].live && !g->contains(s))
         g->insert(s, FloatSpace{vectors_.data(), dim, config_.distance, &vectors_[size_t(s) * dim]});
@@ -1204,6 +1333,8 @@ class CollectionImpl {
   std::vector<uint8_t> codes_;              // slot * dim int8 codes when quantised
   std::vector<float> code_sums_;            // per slot sum of codes
   Quantizer quant_;
+  BinaryCoder bin_;                         // binary quantisation (trained: codes in bcodes_)
+  std::vector<uint64_t> bcodes_;            // slot * bin_.words
   IdMap by_id_{&slots_};                    // live points by id (unordered)
   // Live slots in id order, built on demand for scroll and filter selection; dropped by every
   // insert or delete (which hold mu_ exclusively).
@@ -1225,11 +1356,14 @@ class CollectionImpl {
 // ---------------------------------------------------------------------------------------------
 
 Collection::Collection(std::unique_ptr<CollectionImpl> impl) : impl_(std::move(impl)) {}
+Collection::Collection(std::unique_ptr<detail::MultiCollection> multi) : multi_(std::move(multi)) {}
 Collection::~Collection() = default;
 
 std::unique_ptr<Collection> Collection::create(const std::filesystem::path& dir, std::string name,
                                                const CollectionConfig& config, Options options) {
   config.validate();
+  if (config.multi())
+    return std::unique_ptr<Collection>(new Collection(detail::MultiCollection::create(dir, std::move(name), config, options)));
   if (std::filesystem::exists(dir))
     fail(ErrorKind::conflict, "collection directory {} already exists", dir.string());
   auto impl = std::make_unique<CollectionImpl>(dir, std::move(name), config, options);
@@ -1238,6 +1372,8 @@ std::unique_ptr<Collection> Collection::create(const std::filesystem::path& dir,
 }
 
 std::unique_ptr<Collection> Collection::open(const std::filesystem::path& dir, std::string name, Options options) {
+  if (detail::is_multi_data_file(dir / kDataFile))
+    return std::unique_ptr<Collection>(new Collection(detail::MultiCollection::open(dir, std::move(name), options)));
   CollectionConfig placeholder;
   placeholder.dim = 1;
   auto impl = std::make_unique<CollectionImpl>(dir, std::move(name), placeholder, options);
@@ -1245,41 +1381,120 @@ std::unique_ptr<Collection> Collection::open(const std::filesystem::path& dir, s
   return std::unique_ptr<Collection>(new Collection(std::move(impl)));
 }
 
-const std::string& Collection::name() const { return impl_->name(); }
-const CollectionConfig& Collection::config() const { return impl_->config(); }
-uint64_t Collection::upsert(std::vector<Point> points) { return impl_->upsert(std::move(points)); }
-uint64_t Collection::delete_points(const PointSelector& s) { return impl_->delete_points(s); }
+namespace {
+// A single-vector collection takes its vector as `vector` or as the one named "".
+std::vector<Point>& single_vector_points(std::vector<Point>& points, const std::string& name) {
+  for (auto& p : points) {
+    if (p.named.empty()) continue;
+    auto it = p.named.dense.find("");
+    if (p.named.sparse.empty() && p.named.dense.size() == 1 && it != p.named.dense.end() && p.vector.empty()) {
+      p.vector = std::move(it->second);
+      p.named = {};
+      continue;
+    }
+    std::string bad = !p.named.sparse.empty() ? p.named.sparse.begin()->first : p.named.dense.begin()->first;
+    if (bad.empty()) bad = p.named.dense.size() > 1 ? std::next(p.named.dense.begin())->first : bad;
+    fail(ErrorKind::invalid_argument,
+         "Not existing vector name error: point {}: vector '{}'; collection '{}' has one unnamed vector", p.id.to_string(),
+         bad, name);
+  }
+  return points;
+}
+
+void check_single_request(const SearchRequest& r, const std::string& name) {
+  if (!r.using_name.empty() || r.sparse)
+    fail(ErrorKind::invalid_argument, "Not existing vector name error: '{}'; collection '{}' has one unnamed vector",
+         r.sparse && r.using_name.empty() ? std::string("(sparse)") : r.using_name, name);
+}
+}  // namespace
+
+namespace {
+// Filters as the collection evaluates them: text matches on keys with a text index become word
+// matches (Qdrant's full-text semantics); elsewhere they stay substring matches.
+std::shared_ptr<const Filter> bound(const Collection& c, const std::shared_ptr<const Filter>& f) {
+  if (!f) return f;
+  std::vector<std::string> keys;
+  for (const auto& [field, fi] : c.info().payload_schema)
+    if (fi.type == PayloadSchemaType::Text) keys.push_back(field);
+  return keys.empty() ? f : bind_text_indexes(f, keys);
+}
+PointSelector bound(const Collection& c, const PointSelector& s) {
+  PointSelector out = s;
+  out.filter = bound(c, s.filter);
+  return out;
+}
+}  // namespace
+
+#define ETNA_DISPATCH(call) return multi_ ? multi_->call : impl_->call
+const std::string& Collection::name() const { ETNA_DISPATCH(name()); }
+const CollectionConfig& Collection::config() const { ETNA_DISPATCH(config()); }
+uint64_t Collection::upsert(std::vector<Point> points) {
+  if (multi_) return multi_->upsert(std::move(points));
+  return impl_->upsert(std::move(single_vector_points(points, impl_->name())));
+}
+uint64_t Collection::delete_points(const PointSelector& sel) {
+  auto s = bound(*this, sel);
+  ETNA_DISPATCH(delete_points(s));
+}
 std::vector<Record> Collection::retrieve(const std::vector<PointId>& ids, const PayloadSelector& p, bool v) const {
-  return impl_->retrieve(ids, p, v);
+  ETNA_DISPATCH(retrieve(ids, p, v));
 }
-ScrollResult Collection::scroll(const ScrollRequest& r) const { return impl_->scroll(r); }
-uint64_t Collection::count(const Filter* f) const { return impl_->count(f); }
-uint64_t Collection::set_payload(const nlohmann::json& p, const PointSelector& s) {
-  return impl_->payload_op(kSetPayload, p, s);
+ScrollResult Collection::scroll(const ScrollRequest& req) const {
+  ScrollRequest r = req;
+  r.filter = bound(*this, req.filter);
+  ETNA_DISPATCH(scroll(r));
 }
-uint64_t Collection::overwrite_payload(const nlohmann::json& p, const PointSelector& s) {
-  return impl_->payload_op(kOverwritePayload, p, s);
+uint64_t Collection::count(const Filter* filter) const {
+  std::shared_ptr<const Filter> f;
+  if (filter) f = bound(*this, std::shared_ptr<const Filter>(std::shared_ptr<const Filter>(), filter));
+  ETNA_DISPATCH(count(f.get()));
 }
-uint64_t Collection::delete_payload(const std::vector<std::string>& keys, const PointSelector& s) {
-  return impl_->payload_op(kDeletePayloadKeys, nlohmann::json(keys), s);
+uint64_t Collection::set_payload(const nlohmann::json& p, const PointSelector& sel) {
+  auto s = bound(*this, sel);
+  ETNA_DISPATCH(payload_op(kSetPayload, p, s));
 }
-uint64_t Collection::clear_payload(const PointSelector& s) {
-  return impl_->payload_op(kClearPayload, nlohmann::json(), s);
+uint64_t Collection::overwrite_payload(const nlohmann::json& p, const PointSelector& sel) {
+  auto s = bound(*this, sel);
+  ETNA_DISPATCH(payload_op(kOverwritePayload, p, s));
 }
-std::vector<ScoredPoint> Collection::search(const SearchRequest& r) const { return impl_->search(r); }
-std::vector<std::vector<ScoredPoint>> Collection::search_batch(const std::vector<SearchRequest>& r) const {
+uint64_t Collection::delete_payload(const std::vector<std::string>& keys, const PointSelector& sel) {
+  auto s = bound(*this, sel);
+  ETNA_DISPATCH(payload_op(kDeletePayloadKeys, nlohmann::json(keys), s));
+}
+uint64_t Collection::clear_payload(const PointSelector& sel) {
+  auto s = bound(*this, sel);
+  ETNA_DISPATCH(payload_op(kClearPayload, nlohmann::json(), s));
+}
+std::vector<ScoredPoint> Collection::search(const SearchRequest& req) const {
+  SearchRequest r = req;
+  r.filter = bound(*this, req.filter);
+  if (multi_) return multi_->search(r);
+  check_single_request(r, impl_->name());
+  return impl_->search(r);
+}
+std::vector<std::vector<ScoredPoint>> Collection::search_batch(const std::vector<SearchRequest>& reqs) const {
+  std::vector<SearchRequest> r = reqs;
+  for (auto& q : r) q.filter = bound(*this, q.filter);
+  if (multi_) {
+    std::vector<std::vector<ScoredPoint>> out;
+    for (const auto& q : r) out.push_back(multi_->search(q));
+    return out;
+  }
+  for (const auto& q : r) check_single_request(q, impl_->name());
   return impl_->search_batch(r);
 }
-uint64_t Collection::create_payload_index(const std::string& f, PayloadSchemaType t) {
-  return impl_->index_op(true, f, t);
-}
+uint64_t Collection::create_payload_index(const std::string& f, PayloadSchemaType t) { ETNA_DISPATCH(index_op(true, f, t)); }
 uint64_t Collection::delete_payload_index(const std::string& f) {
-  return impl_->index_op(false, f, PayloadSchemaType::Keyword);
+  ETNA_DISPATCH(index_op(false, f, PayloadSchemaType::Keyword));
 }
-CollectionInfo Collection::info() const { return impl_->info(); }
-void Collection::write_snapshot(const std::filesystem::path& p) const { impl_->write_snapshot(p); }
-void Collection::checkpoint() { impl_->checkpoint(); }
-void Collection::wait_for_optimizer() const { impl_->wait_for_optimizer(); }
-void Collection::mark_dropped() { impl_->mark_dropped(); }
+CollectionInfo Collection::info() const { ETNA_DISPATCH(info()); }
+void Collection::update_config(const nlohmann::json& p) { ETNA_DISPATCH(update_config(p)); }
+void Collection::write_snapshot(const std::filesystem::path& p) const { ETNA_DISPATCH(write_snapshot(p)); }
+void Collection::checkpoint() { ETNA_DISPATCH(checkpoint()); }
+void Collection::wait_for_optimizer() const {
+  if (impl_) impl_->wait_for_optimizer();
+}
+void Collection::mark_dropped() { ETNA_DISPATCH(mark_dropped()); }
+#undef ETNA_DISPATCH
 
 }  // namespace etna::store

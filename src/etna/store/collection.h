@@ -1,4 +1,5 @@
-// One collection of points: vectors (one dense vector per point, fixed dimension), JSON payloads,
+// One collection of points: vectors (one dense vector per point, fixed dimension; or, when the
+// config has named or sparse vectors, several per point kept by multi_collection.h), JSON payloads,
 // an HNSW graph (plus exact scan), optional int8 quantisation, payload indexes and a write-ahead
 // log. Thread-safe: any number of concurrent readers, writers are serialised; every write is
 // logged and fsync'ed before it returns (an acknowledged write survives kill -9).
@@ -17,6 +18,9 @@
 namespace etna::store {
 
 class CollectionImpl;
+namespace detail {
+class MultiCollection;
+}
 
 class Collection {
  public:
@@ -78,6 +82,10 @@ class Collection {
   uint64_t delete_payload_index(const std::string& field);
 
   CollectionInfo info() const;
+  // PATCH /collections/{name} (CollectionConfig::apply_patch). A changed HNSW setting rebuilds
+  // the graph(s) before returning, a changed quantisation retrains or drops the codes; the new
+  // config is checkpointed, so it survives a crash. Throws as apply_patch, nothing changed then.
+  void update_config(const nlohmann::json& patch);
 
   // Writes a self-contained snapshot (config + points + payload indexes) to `path`.
   void write_snapshot(const std::filesystem::path& path) const;
@@ -88,9 +96,11 @@ class Collection {
 
  private:
   explicit Collection(std::unique_ptr<CollectionImpl> impl);
+  explicit Collection(std::unique_ptr<detail::MultiCollection> multi);
   friend class Database;
   void mark_dropped();  // later calls fail with not_found; stops the optimiser
-  std::unique_ptr<CollectionImpl> impl_;
+  std::unique_ptr<CollectionImpl> impl_;            // single-vector engine, or
+  std::unique_ptr<detail::MultiCollection> multi_;  // multi-vector engine
 };
 
 }  // namespace etna::store

@@ -59,7 +59,72 @@ std::unique_ptr<Database> Database::open(const fs::path& dir, Collection::Option
       log::error("vector store: cannot open collection '{}', skipping it: {}", name, e.what());
     }
   }
+  fs::path aliases = dir / "aliases.json";
+  if (fs::exists(aliases)) {
+    try {
+      auto bytes = detail::read_file(aliases);
+      auto j = nlohmann::json::parse(bytes.begin(), bytes.end());
+      for (auto it = j.begin(); it != j.end(); ++it)
+        if (db->collections_.count(it.value().get<std::string>())) db->aliases_[it.key()] = it.value().get<std::string>();
+    } catch (const std::exception& e) {
+      log::error("vector store: ignoring unreadable {}: {}", aliases.string(), e.what());
+    }
+  }
   return db;
+}
+
+void Database::save_aliases(const std::map<std::string, std::string>& a) {
+  nlohmann::json j = nlohmann::json::object();
+  for (const auto& [k, v] : a) j[k] = v;
+  std::string text = j.dump();
+  detail::write_file_atomic(dir_ / "aliases.json", std::vector<uint8_t>(text.begin(), text.end()));
+}
+
+void Database::update_aliases(const std::vector<AliasAction>& actions) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto next = aliases_;
+  for (const auto& a : actions) {
+    switch (a.kind) {
+      case AliasAction::Kind::Create:
+        check_name(a.first);
+        if (!collections_.count(a.second)) fail(ErrorKind::not_found, "Not found: Collection `{}` doesn't exist!", a.second);
+        if (collections_.count(a.first))
+          fail(ErrorKind::conflict, "Wrong input: alias `{}` is the name of a collection", a.first);
+        if (next.count(a.first)) fail(ErrorKind::conflict, "Wrong input: Alias `{}` already exists!", a.first);
+        next[a.first] = a.second;
+        break;
+      case AliasAction::Kind::Delete:
+        if (!next.erase(a.first)) fail(ErrorKind::not_found, "Not found: Alias `{}` doesn't exist!", a.first);
+        break;
+      case AliasAction::Kind::Rename: {
+        auto it = next.find(a.first);
+        if (it == next.end()) fail(ErrorKind::not_found, "Not found: Alias `{}` doesn't exist!", a.first);
+        check_name(a.second);
+        if (collections_.count(a.second))
+          fail(ErrorKind::conflict, "Wrong input: alias `{}` is the name of a collection", a.second);
+        if (next.count(a.second) && a.second != a.first)
+          fail(ErrorKind::conflict, "Wrong input: Alias `{}` already exists!", a.second);
+        std::string target = it->second;
+        next.erase(it);
+        next[a.second] = target;
+        break;
+      }
+    }
+  }
+  save_aliases(next);
+  aliases_ = std::move(next);
+}
+
+std::map<std::string, std::string> Database::aliases() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return aliases_;
+}
+
+std::string Database::resolve(const std::string& name) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (collections_.count(name)) return name;
+  auto it = aliases_.find(name);
+  return it == aliases_.end() ? name : it->second;
 }
 
 Collection& Database::create_collection(const std::string& name, const CollectionConfig& config) {
@@ -67,6 +132,7 @@ Collection& Database::create_collection(const std::string& name, const Collectio
   config.validate();
   std::lock_guard<std::mutex> lock(mu_);
   if (collections_.count(name)) fail(ErrorKind::conflict, "collection '{}' already exists", name);
+  if (aliases_.count(name)) fail(ErrorKind::conflict, "'{}' is already an alias of collection '{}'", name, aliases_[name]);
   fs::path dir = dir_ / "collections" / name;
   if (fs::exists(dir)) remove_tree(dir);  // leftovers of a collection that failed to open
   std::shared_ptr<Collection> c = Collection::create(dir, name, config, options_);
@@ -84,6 +150,16 @@ bool Database::drop_collection(const std::string& name) {
     c = it->second;
     collections_.erase(it);
     c->mark_dropped();
+    auto next = aliases_;
+    for (auto a = next.begin(); a != next.end();) a = a->second == name ? next.erase(a) : std::next(a);
+    if (next != aliases_) {
+      try {
+        save_aliases(next);
+      } catch (const std::exception& e) {
+        log::error("vector store: cannot save aliases after dropping '{}': {}", name, e.what());
+      }
+      aliases_ = std::move(next);
+    }
     // Rename first so a crash mid-removal never leaves a half-deleted collection that reopens.
     fs::path dir = dir_ / "collections" / name, old = working_dir(dir_ / "collections", "dropped", name);
     std::error_code ec;

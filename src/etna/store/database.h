@@ -41,6 +41,22 @@ class Database {
   // not a valid snapshot (the existing collection is then left untouched).
   Collection& restore(const std::string& name, const std::filesystem::path& snapshot_path);
 
+  // Aliases (Qdrant's): other names for collections, kept in <dir>/aliases.json (written
+  // atomically, so a crash leaves the old or the new set). Dropping a collection drops its aliases.
+  struct AliasAction {
+    enum class Kind { Create, Delete, Rename };
+    Kind kind;
+    std::string first;   // create / delete: the alias; rename: the old alias
+    std::string second;  // create: the collection; rename: the new alias
+  };
+  // Applies every action in order, all or nothing. Throws not_found (unknown alias or
+  // collection), conflict (alias exists or is a collection's name), invalid_argument (bad name).
+  void update_aliases(const std::vector<AliasAction>& actions);
+  // alias -> collection, sorted by alias.
+  std::map<std::string, std::string> aliases() const;
+  // The collection an alias names; any other name is returned unchanged.
+  std::string resolve(const std::string& name) const;
+
   const std::filesystem::path& dir() const { return dir_; }
 
  private:
@@ -49,6 +65,8 @@ class Database {
   Collection::Options options_;
   mutable std::mutex mu_;
   std::map<std::string, std::shared_ptr<Collection>> collections_;  // GUARDED_BY(mu_)
+  std::map<std::string, std::string> aliases_;                      // GUARDED_BY(mu_)
+  void save_aliases(const std::map<std::string, std::string>& a);    // REQUIRES: mu_ held
 };
 
 }  // namespace etna::store

@@ -1,12 +1,76 @@
 #include "etna/store/filter.h"
 
 #include <algorithm>
+#include <cctype>
+#include <optional>
 
 #include "etna/base/error.h"
 
 namespace etna::store {
 
 using nlohmann::json;
+
+// ---- date-times ----
+
+std::optional<double> parse_datetime(const std::string& t) {
+  auto digits = [&](size_t pos, size_t n, int& out) {
+    if (pos + n > t.size()) return false;
+    out = 0;
+    for (size_t i = pos; i < pos + n; ++i) {
+      if (t[i] < '0' || t[i] > '9') return false;
+      out = out * 10 + (t[i] - '0');
+    }
+    return true;
+  };
+  int Y, M, D, h = 0, m = 0, sec = 0;
+  if (!digits(0, 4, Y) || t.size() < 10 || t[4] != '-' || !digits(5, 2, M) || t[7] != '-' || !digits(8, 2, D))
+    return std::nullopt;
+  if (M < 1 || M > 12 || D < 1 || D > 31) return std::nullopt;
+  size_t i = 10;
+  double frac = 0, offset = 0;
+  if (i < t.size()) {
+    if (t[i] != 'T' && t[i] != 't' && t[i] != ' ') return std::nullopt;
+    if (!digits(i + 1, 2, h) || i + 3 >= t.size() || t[i + 3] != ':' || !digits(i + 4, 2, m)) return std::nullopt;
+    i += 6;
+    if (i < t.size() && t[i] == ':') {
+      if (!digits(i + 1, 2, sec)) return std::nullopt;
+      i += 3;
+    }
+    if (i < t.size() && t[i] == '.') {
+      double scale = 0.1;
+      size_t j = i + 1;
+      for (; j < t.size() && t[j] >= '0' && t[j] <= '9'; ++j, scale /= 10) frac += (t[j] - '0') * scale;
+      if (j == i + 1) return std::nullopt;
+      i = j;
+    }
+    if (i < t.size()) {
+      if ((t[i] == 'Z' || t[i] == 'z') && i + 1 == t.size()) {
+        ++i;
+      } else if (t[i] == '+' || t[i] == '-') {
+        int oh, om = 0;
+        if (!digits(i + 1, 2, oh)) return std::nullopt;
+        size_t j = i + 3;
+        if (j < t.size() && t[j] == ':') ++j;
+        if (j < t.size() && !digits(j, 2, om)) return std::nullopt;
+        if (j < t.size()) j += 2;
+        if (j != t.size()) return std::nullopt;
+        offset = (t[i] == '+' ? 1 : -1) * (oh * 3600.0 + om * 60.0);
+        i = j;
+      } else {
+        return std::nullopt;
+      }
+    }
+    if (h > 23 || m > 59 || sec > 60) return std::nullopt;
+  }
+  // Days since the epoch of a proleptic Gregorian date (Howard Hinnant's days_from_civil).
+  int y = Y - (M <= 2);
+  int era = (y >= 0 ? y : y - 399) / 400;
+  int yoe = y - era * 400;
+  int doy = (153 * (M + (M > 2 ? -3 : 9)) + 2) / 5 + D - 1;
+  int doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+  double days = double(era) * 146097.0 + double(doe) - 719468.0;
+  return days * 86400.0 + h * 3600.0 + m * 60.0 + sec + frac - offset;
+}
 
 // ---- key paths ----
 
@@ -121,8 +185,16 @@ bool check_field(const FieldCondition& f, const json& payload) {
   }
   if (f.range) {
     bool any = false;
-    for (auto* v : vals)
-      if (v->is_number() && f.range->contains(v->get<double>())) { any = true; break; }
+    for (auto* v : vals) {
+      if (f.range->datetime) {
+        if (!v->is_string()) continue;
+        auto t = parse_datetime(v->get_ref<const std::string&>());
+        if (t && f.range->contains(*t)) { any = true; break; }
+      } else if (v->is_number() && f.range->contains(v->get<double>())) {
+        any = true;
+        break;
+      }
+    }
     if (!any) return false;
   }
   return std::visit(
@@ -139,6 +211,17 @@ bool check_field(const FieldCondition& f, const json& payload) {
         } else if constexpr (std::is_same_v<T, MatchExcept>) {
           // Qdrant: matches when some stored value is not in the list (a missing field does not).
           for (auto* v : vals) if (!v->is_null() && !any_equal(*v, m.values)) return true;
+          return false;
+        } else if (m.words) {  // MatchText with a text index
+          auto want = text_words(m.text);
+          for (auto* v : vals) {
+            if (!v->is_string()) continue;
+            auto have = text_words(v->get_ref<const std::string&>());
+            std::sort(have.begin(), have.end());
+            if (std::all_of(want.begin(), want.end(),
+                            [&](const std::string& w) { return std::binary_search(have.begin(), have.end(), w); }))
+              return true;
+          }
           return false;
         } else {  // MatchText
           for (auto* v : vals)
@@ -255,7 +338,16 @@ Range parse_range(const json& j, const std::string& where) {
     else if (it.key() == "lte") slot = &r.lte;
     else bad(where, "unknown range bound '" + it.key() + "' (expected gt, gte, lt, lte)");
     if (it->is_null()) continue;
-    if (!it->is_number()) bad(where + "." + it.key(), "expected a number");
+    if (it->is_string()) {
+      auto t = parse_datetime(it->get<std::string>());
+      if (!t) bad(where + "." + it.key(), "expected a number or an RFC 3339 date-time");
+      if (!r.datetime && (r.gt || r.gte || r.lt || r.lte)) bad(where + "." + it.key(), "mixes a date-time with number bounds");
+      *slot = *t;
+      r.datetime = true;
+      continue;
+    }
+    if (!it->is_number()) bad(where + "." + it.key(), "expected a number or an RFC 3339 date-time");
+    if (r.datetime) bad(where + "." + it.key(), "mixes a number with date-time bounds");
     *slot = it->get<double>();
   }
   return r;
@@ -410,5 +502,59 @@ std::shared_ptr<const Filter> parse_filter_at(const json& j, const std::string& 
 }  // namespace
 
 std::shared_ptr<const Filter> parse_filter(const json& j) { return parse_filter_at(j, "filter"); }
+
+// ---- full-text matching ----
+
+std::vector<std::string> text_words(const std::string& text) {
+  std::vector<std::string> out;
+  std::string cur;
+  for (unsigned char c : text) {
+    if (std::isalnum(c) || c >= 0x80) {
+      cur.push_back(static_cast<char>(std::tolower(c)));
+    } else if (!cur.empty()) {
+      out.push_back(std::move(cur));
+      cur.clear();
+    }
+  }
+  if (!cur.empty()) out.push_back(std::move(cur));
+  return out;
+}
+
+namespace {
+
+Condition bind_condition(const Condition& c, const std::vector<std::string>& keys);
+
+std::vector<Condition> bind_all(const std::vector<Condition>& cs, const std::vector<std::string>& keys) {
+  std::vector<Condition> out;
+  for (const auto& c : cs) out.push_back(bind_condition(c, keys));
+  return out;
+}
+
+Condition bind_condition(const Condition& c, const std::vector<std::string>& keys) {
+  if (auto* f = std::get_if<FieldCondition>(&c)) {
+    auto* m = std::get_if<MatchText>(&f->match);
+    if (m && std::find(keys.begin(), keys.end(), f->key.text) != keys.end()) {
+      FieldCondition g = *f;
+      std::get<MatchText>(g.match).words = true;
+      return g;
+    }
+    return c;
+  }
+  if (auto* sub = std::get_if<std::shared_ptr<const Filter>>(&c)) return bind_text_indexes(*sub, keys);
+  return c;  // nested conditions address array elements, which the index does not cover
+}
+
+}  // namespace
+
+std::shared_ptr<const Filter> bind_text_indexes(const std::shared_ptr<const Filter>& f,
+                                                const std::vector<std::string>& keys) {
+  if (!f || keys.empty()) return f;
+  auto g = std::make_shared<Filter>();
+  g->must = bind_all(f->must, keys);
+  g->should = bind_all(f->should, keys);
+  g->must_not = bind_all(f->must_not, keys);
+  if (f->min_should) g->min_should = Filter::MinShould{bind_all(f->min_should->conditions, keys), f->min_should->min_count};
+  return g;
+}
 
 }  // namespace etna::store

@@ -35,9 +35,18 @@ struct Filter;
 struct MatchValue { nlohmann::json value; };              // keyword (string), integer or bool
 struct MatchAny { std::vector<nlohmann::json> values; };  // any of these
 struct MatchExcept { std::vector<nlohmann::json> values; };  // none of these
-struct MatchText { std::string text; };                   // substring of a string value
+// Without a text index on the key: substring of a string value. With one (words = true, set by
+// bind_text_indexes): every word of `text` is a word of the value (lower-cased, split at every
+// character that is not a letter or digit), as Qdrant's full-text match.
+struct MatchText {
+  std::string text;
+  bool words = false;
+};
+// Bounds are numbers, or RFC 3339 date-times (datetime = true; stored strings are then compared
+// as instants, see parse_datetime).
 struct Range {
   std::optional<double> gt, gte, lt, lte;
+  bool datetime = false;
   bool contains(double x) const;
 };
 
@@ -79,6 +88,18 @@ struct Filter {
 // empty conditions or unsupported condition kinds (geo) throw etna::Error(invalid_argument)
 // with the path of the offending element, e.g. "filter.must[1].range.gt: expected a number".
 std::shared_ptr<const Filter> parse_filter(const nlohmann::json& j);
+
+// An RFC 3339 date-time ("2024-05-01", "2024-05-01T10:00:00Z", "2024-05-01 10:00:00.5+02:00";
+// no zone means UTC) as seconds since 1970-01-01 UTC; nullopt when `text` is not one.
+std::optional<double> parse_datetime(const std::string& text);
+
+// The words of a text as the full-text index sees them (lower-case ASCII letters and digits;
+// other bytes, including UTF-8 sequences, are kept inside words).
+std::vector<std::string> text_words(const std::string& text);
+
+// A copy of `f` whose text matches on these keys use word matching (the keys have a text index).
+std::shared_ptr<const Filter> bind_text_indexes(const std::shared_ptr<const Filter>& f,
+                                                const std::vector<std::string>& text_keys);
 
 // All values found at `key` in `payload` (arrays flattened). Null values are included.
 std::vector<const nlohmann::json*> values_at(const nlohmann::json& payload, const KeyPath& key);

@@ -1,6 +1,7 @@
 #include "etna/store/payload_index.h"
 
 #include <algorithm>
+#include <iterator>
 
 namespace etna::store::detail {
 
@@ -12,6 +13,8 @@ std::vector<std::string> PayloadIndex::keys_of(const nlohmann::json& payload) co
   for (const auto* v : values_at(payload, path_)) {
     if (type_ == PayloadSchemaType::Keyword && v->is_string()) out.push_back(v->get<std::string>());
     if (type_ == PayloadSchemaType::Bool && v->is_boolean()) out.push_back(v->get<bool>() ? "true" : "false");
+    if (type_ == PayloadSchemaType::Text && v->is_string())
+      for (auto& w : text_words(v->get<std::string>())) out.push_back(std::move(w));
   }
   std::sort(out.begin(), out.end());
   out.erase(std::unique(out.begin(), out.end()), out.end());
@@ -21,6 +24,11 @@ std::vector<std::string> PayloadIndex::keys_of(const nlohmann::json& payload) co
 std::vector<double> PayloadIndex::numbers_of(const nlohmann::json& payload) const {
   std::vector<double> out;
   for (const auto* v : values_at(payload, path_)) {
+    if (type_ == PayloadSchemaType::Datetime) {
+      if (!v->is_string()) continue;
+      if (auto t = parse_datetime(v->get<std::string>())) out.push_back(*t);
+      continue;
+    }
     if (!v->is_number()) continue;
     if (type_ == PayloadSchemaType::Integer && v->is_number_float()) continue;
     out.push_back(v->get<double>());
@@ -30,9 +38,13 @@ std::vector<double> PayloadIndex::numbers_of(const nlohmann::json& payload) cons
   return out;
 }
 
+bool PayloadIndex::keyed() const {
+  return type_ == PayloadSchemaType::Keyword || type_ == PayloadSchemaType::Bool || type_ == PayloadSchemaType::Text;
+}
+
 void PayloadIndex::add(uint32_t slot, const nlohmann::json& payload) {
   bool any = false;
-  if (type_ == PayloadSchemaType::Keyword || type_ == PayloadSchemaType::Bool) {
+  if (keyed()) {
     for (auto& k : keys_of(payload)) by_key_[k].push_back(slot), any = true;
   } else {
     for (double x : numbers_of(payload)) by_number_.emplace(x, slot), any = true;
@@ -42,7 +54,7 @@ void PayloadIndex::add(uint32_t slot, const nlohmann::json& payload) {
 
 void PayloadIndex::remove(uint32_t slot, const nlohmann::json& payload) {
   bool any = false;
-  if (type_ == PayloadSchemaType::Keyword || type_ == PayloadSchemaType::Bool) {
+  if (keyed()) {
     for (auto& k : keys_of(payload)) {
       auto it = by_key_.find(k);
       if (it == by_key_.end()) continue;
@@ -83,9 +95,33 @@ std::optional<std::vector<uint32_t>> PayloadIndex::candidates(const FieldConditi
     for (auto it = lo; it != hi; ++it) out.push_back(it->second);
     return true;
   };
-  bool keyed = type_ == PayloadSchemaType::Keyword || type_ == PayloadSchemaType::Bool;
+  bool keyed = this->keyed();
+  if (type_ == PayloadSchemaType::Text) {
+    // Word match: the points holding every word of the query (intersection of the word lists).
+    auto* m = std::get_if<MatchText>(&cond.match);
+    if (!m || !m->words || cond.range) return std::nullopt;
+    auto words = text_words(m->text);
+    if (words.empty()) return std::nullopt;
+    bool first = true;
+    for (const auto& w : words) {
+      auto it = by_key_.find(w);
+      std::vector<uint32_t> cur;
+      if (it != by_key_.end()) cur = it->second;
+      std::sort(cur.begin(), cur.end());
+      if (first) {
+        out = std::move(cur);
+        first = false;
+      } else {
+        std::vector<uint32_t> both;
+        std::set_intersection(out.begin(), out.end(), cur.begin(), cur.end(), std::back_inserter(both));
+        out = std::move(both);
+      }
+    }
+    return out;
+  }
   if (cond.range) {
     if (keyed || !std::holds_alternative<std::monostate>(cond.match)) return std::nullopt;
+    if (cond.range->datetime != (type_ == PayloadSchemaType::Datetime)) return std::nullopt;
     auto lo = cond.range->gte ? by_number_.lower_bound(*cond.range->gte)
               : cond.range->gt ? by_number_.upper_bound(*cond.range->gt)
                                : by_number_.begin();
@@ -94,6 +130,8 @@ std::optional<std::vector<uint32_t>> PayloadIndex::candidates(const FieldConditi
         break;
       out.push_back(it->second);
     }
+  } else if (type_ == PayloadSchemaType::Datetime) {
+    return std::nullopt;
   } else if (auto* m = std::get_if<MatchValue>(&cond.match)) {
     if (!(keyed ? add_key(m->value) : add_number(m->value))) return std::nullopt;
   } else if (auto* m = std::get_if<MatchAny>(&cond.match)) {

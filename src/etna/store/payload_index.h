@@ -30,8 +30,9 @@ class PayloadIndex {
   std::optional<std::vector<uint32_t>> candidates(const FieldCondition& cond) const;
 
  private:
-  std::vector<std::string> keys_of(const nlohmann::json& payload) const;  // keyword / bool
-  std::vector<double> numbers_of(const nlohmann::json& payload) const;     // integer / float
+  std::vector<std::string> keys_of(const nlohmann::json& payload) const;  // keyword / bool / text words
+  std::vector<double> numbers_of(const nlohmann::json& payload) const;     // integer / float / datetime
+  bool keyed() const;  // keyword, bool and text (words) use by_key_
 
   std::string field_;
   KeyPath path_;

@@ -137,7 +137,63 @@ std::string distance_name(Distance d) {
 
 bool higher_is_better(Distance d) { return d == Distance::Cosine || d == Distance::Dot; }
 
+std::map<std::string, VectorParams> CollectionConfig::dense_spaces() const {
+  if (named) return vectors;
+  return {{"", VectorParams{dim, distance, hnsw, on_disk}}};
+}
+
+SparseVector SparseVector::from_json(const nlohmann::json& j, const std::string& where) {
+  if (!j.is_object() || !j.contains("indices") || !j.contains("values") || !j["indices"].is_array() ||
+      !j["values"].is_array())
+    fail(ErrorKind::invalid_argument, "{}: a sparse vector is {{\"indices\": [...], \"values\": [...]}}", where);
+  const auto& ji = j["indices"];
+  const auto& jv = j["values"];
+  if (ji.size() != jv.size())
+    fail(ErrorKind::invalid_argument, "{}: sparse vector has {} indices but {} values", where, ji.size(), jv.size());
+  std::vector<std::pair<uint32_t, float>> pairs;
+  pairs.reserve(ji.size());
+  for (size_t i = 0; i < ji.size(); ++i) {
+    if (!ji[i].is_number_unsigned() || ji[i].get<uint64_t>() > UINT32_MAX)
+      fail(ErrorKind::invalid_argument, "{}.indices[{}]: expected an integer in 0..4294967295", where, i);
+    if (!jv[i].is_number() || !std::isfinite(jv[i].get<double>()) || std::fabs(jv[i].get<double>()) > 3.4e38)
+      fail(ErrorKind::invalid_argument, "{}.values[{}]: expected a finite number", where, i);
+    pairs.emplace_back(ji[i].get<uint32_t>(), jv[i].get<float>());
+  }
+  std::sort(pairs.begin(), pairs.end());
+  SparseVector v;
+  for (size_t i = 0; i < pairs.size(); ++i) {
+    if (i > 0 && pairs[i].first == pairs[i - 1].first)
+      fail(ErrorKind::invalid_argument, "{}: sparse vector index {} appears twice (indices must be unique)", where,
+           pairs[i].first);
+    v.indices.push_back(pairs[i].first);
+    v.values.push_back(pairs[i].second);
+  }
+  return v;
+}
+
+nlohmann::json SparseVector::to_json() const { return {{"indices", indices}, {"values", values}}; }
+
 void CollectionConfig::validate() const {
+  if (named || !sparse.empty()) {
+    for (const auto& [name, p] : dense_spaces()) {
+      std::string n = name.empty() ? "vectors" : "vectors." + name;
+      if (p.dim == 0 || p.dim > 65536)
+        fail(ErrorKind::invalid_argument, "{}.size must be between 1 and 65536, got {}", n, p.dim);
+      if (p.hnsw.m < 2 || p.hnsw.m > 256)
+        fail(ErrorKind::invalid_argument, "{}.hnsw_config.m must be between 2 and 256, got {}", n, p.hnsw.m);
+      if (p.hnsw.ef_construct < 4 || p.hnsw.ef_construct > 10000)
+        fail(ErrorKind::invalid_argument, "{}.hnsw_config.ef_construct must be between 4 and 10000", n);
+    }
+    for (const auto& [name, p] : sparse) {
+      if (dense_spaces().count(name))
+        fail(ErrorKind::invalid_argument, "vector name '{}' is used by both a dense and a sparse vector", name);
+      if (name.empty()) fail(ErrorKind::invalid_argument, "sparse_vectors: a sparse vector needs a non-empty name");
+    }
+    if (quantization || binary)
+      fail(ErrorKind::unsupported, "quantization_config on a collection with named or sparse vectors is not supported");
+    if (wal_capacity_mb == 0) fail(ErrorKind::invalid_argument, "wal_capacity_mb must be at least 1");
+    return;
+  }
   if (dim == 0 || dim > 65536)
     fail(ErrorKind::invalid_argument, "vector size must be between 1 and 65536, got {}", dim);
   if (hnsw.m < 2 || hnsw.m > 256)
@@ -153,7 +209,16 @@ void CollectionConfig::validate() const {
 
 nlohmann::json CollectionConfig::to_json() const {
   nlohmann::json j;
-  j["params"] = {{"vectors", {{"size", dim}, {"distance", distance_name(distance)}, {"on_disk", on_disk}}},
+  nlohmann::json vj = {{"size", dim}, {"distance", distance_name(distance)}, {"on_disk", on_disk}};
+  if (named) {
+    vj = nlohmann::json::object();
+    for (const auto& [name, p] : vectors) {
+      vj[name] = {{"size", p.dim}, {"distance", distance_name(p.distance)}, {"on_disk", p.on_disk}};
+      vj[name]["hnsw_config"] = {{"m", p.hnsw.m}, {"ef_construct", p.hnsw.ef_construct},
+                                 {"full_scan_threshold", p.hnsw.full_scan_threshold}};
+    }
+  }
+  j["params"] = {{"vectors", vj},
                  {"shard_number", 1},
                  {"replication_factor", 1},
                  {"write_consistency_factor", 1},
@@ -175,8 +240,16 @@ nlohmann::json CollectionConfig::to_json() const {
   if (quantization)
     j["quantization_config"] = {
         {"scalar", {{"type", "int8"}, {"quantile", quantization->quantile}, {"always_ram", quantization->always_ram}}}};
+  else if (binary)
+    j["quantization_config"] = {{"binary", {{"always_ram", binary->always_ram}}}};
   else
     j["quantization_config"] = nullptr;
+  if (!sparse.empty()) {
+    nlohmann::json sj = nlohmann::json::object();
+    for (const auto& [name, p] : sparse)
+      sj[name] = p.modifier == SparseModifier::Idf ? nlohmann::json{{"modifier", "idf"}} : nlohmann::json::object();
+    j["params"]["sparse_vectors"] = sj;
+  }
   return j;
 }
 
@@ -190,11 +263,33 @@ void apply_hnsw(const nlohmann::json& h, HnswParams& p, const char* where) {
   p.full_scan_threshold = get_size(h, "full_scan_threshold", p.full_scan_threshold, where);
 }
 
-void apply_quantization(const nlohmann::json& q, std::optional<ScalarQuantization>& out) {
+void apply_quantization(const nlohmann::json& q, CollectionConfig& c) {
   if (q.is_null()) return;
+  if (q == "Disabled") {
+    c.quantization.reset();
+    c.binary.reset();
+    return;
+  }
   if (!q.is_object()) fail(ErrorKind::invalid_argument, "quantization_config: expected an object");
-  if (q.contains("product") || q.contains("binary"))
-    fail(ErrorKind::unsupported, "quantization_config: only scalar (int8) quantization is supported");
+  if (q.contains("product"))
+    fail(ErrorKind::unsupported, "quantization_config: product quantization is not supported (scalar and binary are)");
+  if (auto b = q.find("binary"); b != q.end()) {
+    if (!b->is_object()) fail(ErrorKind::invalid_argument, "quantization_config.binary: expected an object");
+    BinaryQuantization bq;
+    for (auto it = b->begin(); it != b->end(); ++it) {
+      if (it.value().is_null()) continue;
+      if (it.key() == "always_ram" && it.value().is_boolean()) bq.always_ram = it.value().get<bool>();
+      else if (it.key() == "encoding" && it.value() == "one_bit") continue;
+      else if (it.key() == "query_encoding" && it.value() == "default") continue;
+      else fail(ErrorKind::unsupported, "quantization_config.binary.{} = {} is not supported (one bit per dimension)",
+                it.key(), it.value().dump());
+    }
+    c.binary = bq;
+    c.quantization.reset();
+    return;
+  }
+  std::optional<ScalarQuantization>& out = c.quantization;
+  c.binary.reset();
   auto it = q.find("scalar");
   if (it == q.end() || !it->is_object())
     fail(ErrorKind::invalid_argument, "quantization_config: expected {{\"scalar\": {{\"type\": \"int8\", ...}}}}");
@@ -218,11 +313,63 @@ CollectionConfig CollectionConfig::from_create_json(const nlohmann::json& body) 
   if (!body.is_object()) fail(ErrorKind::invalid_argument, "collection config: expected a JSON object");
   CollectionConfig c;
   auto v = body.find("vectors");
-  if (v == body.end() || !v->is_object())
+  if (auto sp = body.find("sparse_vectors"); sp != body.end() && !sp->is_null()) {
+    if (!sp->is_object()) fail(ErrorKind::invalid_argument, "sparse_vectors: expected an object of named sparse vectors");
+    for (auto it = sp->begin(); it != sp->end(); ++it) {
+      SparseParams p;
+      const auto& o = it.value();
+      if (!o.is_object() && !o.is_null())
+        fail(ErrorKind::invalid_argument, "sparse_vectors.{}: expected an object", it.key());
+      if (o.is_object()) {
+        for (auto k = o.begin(); k != o.end(); ++k) {
+          if (k.key() == "modifier") {
+            if (k.value().is_null() || k.value() == "none") continue;
+            if (k.value() != "idf")
+              fail(ErrorKind::invalid_argument, "sparse_vectors.{}.modifier: expected \"idf\" or \"none\"", it.key());
+            p.modifier = SparseModifier::Idf;
+          } else if (k.key() != "index") {
+            fail(ErrorKind::unsupported, "sparse_vectors.{}.{} is not supported", it.key(), k.key());
+          }
+        }
+      }
+      c.sparse[it.key()] = p;
+    }
+  }
+  if ((v == body.end() || v->is_null()) && !c.sparse.empty()) {
+    c.named = true;  // sparse vectors only
+  } else if (v == body.end() || !v->is_object()) {
     fail(ErrorKind::invalid_argument, "collection config: \"vectors\" must be an object with \"size\" and \"distance\"");
-  if (!v->contains("size")) {
-    fail(ErrorKind::unsupported,
-         "collection config: named vectors are not supported; use \"vectors\": {{\"size\": N, \"distance\": \"Cosine\"}}");
+  }
+  if (c.named || !v->contains("size")) {
+    c.named = true;
+    HnswParams top;
+    if (auto h = body.find("hnsw_config"); h != body.end()) apply_hnsw(*h, top, "hnsw_config");
+    if (v != body.end() && !v->is_null()) {
+      for (auto it = v->begin(); it != v->end(); ++it) {
+        std::string where = "vectors." + it.key();
+        if (!it.value().is_object()) fail(ErrorKind::invalid_argument, "{}: expected {{\"size\", \"distance\"}}", where);
+        const auto& o = it.value();
+        for (const char* k : {"multivector_config", "datatype"})
+          if (o.contains(k) && !o[k].is_null()) fail(ErrorKind::unsupported, "{}.{} is not supported", where, k);
+        if (o.contains("quantization_config") && !o["quantization_config"].is_null())
+          fail(ErrorKind::unsupported, "{}.quantization_config: quantisation of named vectors is not supported", where);
+        VectorParams p;
+        p.hnsw = top;
+        p.dim = get_size(o, "size", 0, where.c_str());
+        auto d = o.find("distance");
+        if (d == o.end() || !d->is_string())
+          fail(ErrorKind::invalid_argument, "{}.distance: expected one of Cosine, Dot, Euclid, Manhattan", where);
+        p.distance = parse_distance(d->get<std::string>());
+        if (auto od = o.find("on_disk"); od != o.end() && od->is_boolean()) p.on_disk = od->get<bool>();
+        if (auto h = o.find("hnsw_config"); h != o.end()) apply_hnsw(*h, p.hnsw, (where + ".hnsw_config").c_str());
+        c.vectors[it.key()] = p;
+      }
+    }
+    if (auto q = body.find("quantization_config"); q != body.end()) apply_quantization(*q, c);
+    if (auto w = body.find("wal_config"); w != body.end() && w->is_object())
+      c.wal_capacity_mb = get_size(*w, "wal_capacity_mb", c.wal_capacity_mb, "wal_config");
+    c.validate();
+    return c;
   }
   c.dim = get_size(*v, "size", 0, "vectors");
   auto d = v->find("distance");
@@ -232,12 +379,73 @@ CollectionConfig CollectionConfig::from_create_json(const nlohmann::json& body) 
   if (auto od = v->find("on_disk"); od != v->end() && od->is_boolean()) c.on_disk = od->get<bool>();
   if (auto h = body.find("hnsw_config"); h != body.end()) apply_hnsw(*h, c.hnsw, "hnsw_config");
   if (auto h = v->find("hnsw_config"); h != v->end()) apply_hnsw(*h, c.hnsw, "vectors.hnsw_config");
-  if (auto q = body.find("quantization_config"); q != body.end()) apply_quantization(*q, c.quantization);
-  if (auto q = v->find("quantization_config"); q != v->end()) apply_quantization(*q, c.quantization);
+  if (auto q = body.find("quantization_config"); q != body.end()) apply_quantization(*q, c);
+  if (auto q = v->find("quantization_config"); q != v->end()) apply_quantization(*q, c);
   if (auto w = body.find("wal_config"); w != body.end() && w->is_object())
     c.wal_capacity_mb = get_size(*w, "wal_capacity_mb", c.wal_capacity_mb, "wal_config");
   c.validate();
   return c;
+}
+
+void CollectionConfig::apply_patch(const nlohmann::json& body) {
+  if (!body.is_object()) fail(ErrorKind::invalid_argument, "collection update: expected a JSON object");
+  for (auto it = body.begin(); it != body.end(); ++it) {
+    const std::string& k = it.key();
+    const nlohmann::json& v = it.value();
+    if (v.is_null()) continue;
+    if (k == "hnsw_config") {
+      apply_hnsw(v, hnsw, "hnsw_config");
+      for (auto& [n, p] : vectors) apply_hnsw(v, p.hnsw, "hnsw_config");
+    } else if (k == "vectors") {
+      if (!v.is_object()) fail(ErrorKind::invalid_argument, "vectors: expected an object of vector names");
+      for (auto vi = v.begin(); vi != v.end(); ++vi) {
+        std::string where = "vectors." + vi.key();
+        const auto& o = vi.value();
+        if (!o.is_object()) fail(ErrorKind::invalid_argument, "{}: expected an object", where);
+        HnswParams* h = nullptr;
+        bool* od = nullptr;
+        if (named) {
+          auto f = vectors.find(vi.key());
+          if (f == vectors.end()) fail(ErrorKind::not_found, "Not existing vector name error: {}", vi.key());
+          h = &f->second.hnsw, od = &f->second.on_disk;
+        } else {
+          if (!vi.key().empty()) fail(ErrorKind::not_found, "Not existing vector name error: {}", vi.key());
+          h = &hnsw, od = &on_disk;
+        }
+        for (auto f = o.begin(); f != o.end(); ++f) {
+          if (f.value().is_null()) continue;
+          if (f.key() == "hnsw_config") apply_hnsw(f.value(), *h, (where + ".hnsw_config").c_str());
+          else if (f.key() == "on_disk" && f.value().is_boolean()) *od = f.value().get<bool>();
+          else if (f.key() == "quantization_config" && !named) {
+            apply_quantization(f.value(), *this);
+          } else fail(ErrorKind::unsupported, "{}.{} cannot be changed by Etna", where, f.key());
+        }
+      }
+    } else if (k == "quantization_config") {
+      apply_quantization(v, *this);
+    } else if (k == "sparse_vectors") {
+      if (!v.is_object()) fail(ErrorKind::invalid_argument, "sparse_vectors: expected an object");
+      for (auto si = v.begin(); si != v.end(); ++si) {
+        auto f = sparse.find(si.key());
+        if (f == sparse.end()) fail(ErrorKind::not_found, "Not existing vector name error: {}", si.key());
+        if (!si.value().is_object()) fail(ErrorKind::invalid_argument, "sparse_vectors.{}: expected an object", si.key());
+        for (auto m = si.value().begin(); m != si.value().end(); ++m) {
+          if (m.key() == "modifier") {
+            if (m.value().is_null() || m.value() == "none") f->second.modifier = SparseModifier::None;
+            else if (m.value() == "idf") f->second.modifier = SparseModifier::Idf;
+            else fail(ErrorKind::invalid_argument, "sparse_vectors.{}.modifier: expected \"idf\" or \"none\"", si.key());
+          } else if (m.key() != "index") {
+            fail(ErrorKind::unsupported, "sparse_vectors.{}.{} cannot be changed by Etna", si.key(), m.key());
+          }
+        }
+      }
+    } else if (k == "optimizers_config" || k == "params") {
+      if (!v.is_object()) fail(ErrorKind::invalid_argument, "{}: expected an object", k);
+    } else {
+      fail(ErrorKind::unsupported, "collection update: \"{}\" is not supported by Etna", k);
+    }
+  }
+  validate();
 }
 
 // ---- payload selection ----
@@ -332,7 +540,11 @@ PayloadSchemaType parse_payload_schema_type(const std::string& name) {
   if (n == "integer") return PayloadSchemaType::Integer;
   if (n == "float") return PayloadSchemaType::Float;
   if (n == "bool") return PayloadSchemaType::Bool;
-  fail(ErrorKind::invalid_argument, "unknown payload index type '{}'; expected keyword, integer, float or bool", name);
+  if (n == "text") return PayloadSchemaType::Text;
+  if (n == "datetime") return PayloadSchemaType::Datetime;
+  if (n == "geo" || n == "uuid")
+    fail(ErrorKind::unsupported, "payload index type '{}' is not supported (keyword, integer, float, bool, text, datetime are)", name);
+  fail(ErrorKind::invalid_argument, "unknown payload index type '{}'; expected keyword, integer, float, bool, text or datetime", name);
 }
 
 std::string payload_schema_type_name(PayloadSchemaType t) {
@@ -341,6 +553,8 @@ std::string payload_schema_type_name(PayloadSchemaType t) {
     case PayloadSchemaType::Integer: return "integer";
     case PayloadSchemaType::Float: return "float";
     case PayloadSchemaType::Bool: return "bool";
+    case PayloadSchemaType::Text: return "text";
+    case PayloadSchemaType::Datetime: return "datetime";
   }
   return "?";
 }

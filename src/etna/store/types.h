@@ -86,15 +86,60 @@ struct ScalarQuantization {
   bool always_ram = true;
 };
 
+// One named dense vector of a collection with named vectors (Qdrant's `vectors: {"name": {...}}`).
+struct VectorParams {
+  size_t dim = 0;  // 1 .. 65536
+  Distance distance = Distance::Cosine;
+  HnswParams hnsw;
+  bool on_disk = false;  // accepted and ignored
+};
+
+// A sparse vector (Qdrant's {indices, values}): indices unique, values finite.
+struct SparseVector {
+  std::vector<uint32_t> indices;
+  std::vector<float> values;
+  // Parses {"indices": [...], "values": [...]}; sorts by index. Throws invalid_argument naming
+  // `where` on unequal lengths, repeated indices, negative or too large indices, non-finite values.
+  static SparseVector from_json(const nlohmann::json& j, const std::string& where);
+  nlohmann::json to_json() const;
+};
+
+// A sparse vector space: inverted index, dot-product scores. modifier idf weights each query
+// term by Qdrant's inverse document frequency ln((N - n + 0.5) / (n + 0.5) + 1).
+enum class SparseModifier { None, Idf };
+struct SparseParams {
+  SparseModifier modifier = SparseModifier::None;
+};
+
+// Optional binary quantisation (Qdrant's `binary`): one bit per dimension, set when the
+// component is above that dimension's mean over the collection (trained once 256 points exist;
+// for centred embeddings this is the sign bit). The graph walk compares codes by Hamming
+// distance (popcount); the walk's candidates, ef = max(hnsw_ef, oversampling * limit) of them,
+// are rescored with the original floats.
+struct BinaryQuantization {
+  bool always_ram = true;
+};
+
 struct CollectionConfig {
   size_t dim = 0;  // 1 .. 65536
   Distance distance = Distance::Cosine;
   HnswParams hnsw;
   std::optional<ScalarQuantization> quantization;
+  std::optional<BinaryQuantization> binary;  // exclusive with quantization
   bool on_disk = false;  // accepted and ignored (vectors live in RAM)
   // The log is checkpointed into the data file once it grows past this many MiB (Qdrant's
   // wal_capacity_mb), so replay on open stays bounded.
   size_t wal_capacity_mb = 32;
+  // Named and sparse vectors. When `named` is set the default vector (dim/distance above) is
+  // unused and `vectors` holds every dense vector by name; `sparse` may be set either way (the
+  // default dense vector is then the vector named ""). A collection with named or sparse vectors
+  // is kept by the multi-vector engine (multi_collection.h).
+  bool named = false;
+  std::map<std::string, VectorParams> vectors;
+  std::map<std::string, SparseParams> sparse;
+  bool multi() const { return named || !sparse.empty(); }
+  // Dense vector spaces by name (the default one as "" unless named).
+  std::map<std::string, VectorParams> dense_spaces() const;
 
   // Throws invalid_argument when a field is out of range (dim 0, m < 2, quantile outside (0.5,1]).
   void validate() const;
@@ -103,13 +148,29 @@ struct CollectionConfig {
   // PUT /collections/{name} (vectors/hnsw_config/quantization_config/optimizers_config/...).
   nlohmann::json to_json() const;
   static CollectionConfig from_create_json(const nlohmann::json& body);
+  // Applies the body of PATCH /collections/{name}: hnsw_config (all dense vectors), vectors
+  // ({name: {hnsw_config, on_disk, quantization_config}}), quantization_config (an object or
+  // "Disabled"), sparse_vectors ({name: {modifier}}); optimizers_config and params are accepted
+  // and ignored (one segment, one node). Anything else throws unsupported naming it.
+  void apply_patch(const nlohmann::json& body);
 };
 
 // A point to upsert. payload must be a JSON object (null is treated as {}).
+// Named dense and sparse vectors of one point (multi-vector collections).
+struct NamedVectors {
+  std::map<std::string, std::vector<float>> dense;
+  std::map<std::string, SparseVector> sparse;
+  bool empty() const { return dense.empty() && sparse.empty(); }
+};
+
+// A point to upsert. payload must be a JSON object (null is treated as {}). A single-vector
+// collection takes `vector` (or named.dense[""]); a multi-vector one takes `named` (a plain
+// `vector` counts as the vector named "").
 struct Point {
   PointId id;
   std::vector<float> vector;
   nlohmann::json payload = nlohmann::json::object();
+  NamedVectors named = {};
 };
 
 // Which parts of the payload to return: all, none, only `keys` (include) or all but `keys`
@@ -132,6 +193,7 @@ struct Record {
   PointId id;
   std::optional<nlohmann::json> payload;
   std::optional<std::vector<float>> vector;
+  std::optional<NamedVectors> vectors = {};  // multi-vector collections (instead of vector)
 };
 
 // A search hit. version is the operation id that last wrote the point.
@@ -141,6 +203,7 @@ struct ScoredPoint {
   float score = 0;
   std::optional<nlohmann::json> payload;
   std::optional<std::vector<float>> vector;
+  std::optional<NamedVectors> vectors = {};  // multi-vector collections (instead of vector)
 };
 
 struct Filter;
@@ -156,6 +219,11 @@ struct SearchRequest {
   bool with_vector = false;
   bool exact = false;                   // true: brute force, no index
   std::optional<size_t> hnsw_ef;        // search beam width; default max(ef_construct, limit+offset)
+  std::optional<double> oversampling;   // binary quantisation: walk ef >= oversampling * (limit+offset)
+  // Multi-vector collections: which vector to search ("" = the default one) and a sparse query
+  // instead of `vector`. with_vector returns every vector of the point.
+  std::string using_name;
+  std::optional<SparseVector> sparse;
 };
 
 struct ScrollRequest {
@@ -180,8 +248,9 @@ struct PointSelector {
   static PointSelector by_filter(std::shared_ptr<const Filter> f) { return {{}, std::move(f)}; }
 };
 
-// Payload index types (Qdrant's field_schema names: "keyword", "integer", "float", "bool").
-enum class PayloadSchemaType { Keyword, Integer, Float, Bool };
+// Payload index types (Qdrant's field_schema names: "keyword", "integer", "float", "bool",
+// "text" (full-text: word match, see MatchText), "datetime" (RFC 3339 strings, range filters)).
+enum class PayloadSchemaType { Keyword, Integer, Float, Bool, Text, Datetime };
 PayloadSchemaType parse_payload_schema_type(const std::string& name);
 std::string payload_schema_type_name(PayloadSchemaType t);
 
