@@ -4,13 +4,18 @@
 #include <csignal>
 #include <ctime>
 #include <cctype>
+#include <cstring>
 #include <thread>
 
 #include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
+#include <sys/socket.h>
 
 #include "etna/base/json_limits.h"
 #include "etna/base/log.h"
+#include "etna/server/head_gate.h"
 
 namespace etna::server {
 namespace {
@@ -18,6 +23,167 @@ namespace {
 // Start of the request being handled on this worker thread (cpp-httplib runs the pre-routing
 // hook, the handler and the logger for one request on the same thread).
 thread_local std::chrono::steady_clock::time_point t_request_start;
+// Set by the logger (which cpp-httplib calls once a response is written) when the response says
+// "Connection: close", e.g. because a handler left the body unread.
+thread_local bool t_response_closes = false;
+
+// cpp-httplib's Stream over a Connection: bytes the head gate read ahead come first, then the
+// socket, with poll()-based read and write timeouts.
+class ConnectionStream : public httplib::Stream {
+ public:
+  ConnectionStream(Connection& c, std::chrono::milliseconds read_timeout, std::chrono::milliseconds write_timeout)
+      : c_(c), read_ms_(static_cast<int>(read_timeout.count())), write_ms_(static_cast<int>(write_timeout.count())) {}
+  ~ConnectionStream() override { c_.pending.erase(0, pos_); }  // the rest belongs to the next request
+
+  bool is_readable() const override { return pos_ < c_.pending.size() || wait_for(POLLIN, read_ms_); }
+  // Also false once the peer hung up: cpp-httplib asks before each piece of a streamed response,
+  // so a client that went away ends its stream (and frees its place) at the next piece.
+  bool is_writable() const override {
+    pollfd p{c_.fd, POLLOUT | POLLRDHUP, 0};
+    if (::poll(&p, 1, 0) == 1 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR))) return false;
+    return wait_for(POLLOUT, write_ms_);
+  }
+  ssize_t read(char* ptr, size_t size) override {
+    if (pos_ >= c_.pending.size()) {
+      c_.pending.clear();
+      pos_ = 0;
+      if (!wait_for(POLLIN, read_ms_)) return -1;
+      if (size >= 4096) return ::recv(c_.fd, ptr, size, 0);  // large reads go straight through
+      char buf[4096];
+      ssize_t n = ::recv(c_.fd, buf, sizeof buf, 0);
+      if (n <= 0) return n;
+      c_.pending.assign(buf, static_cast<size_t>(n));
+    }
+    const size_t k = std::min(size, c_.pending.size() - pos_);
+    std::memcpy(ptr, c_.pending.data() + pos_, k);
+    pos_ += k;
+    return static_cast<ssize_t>(k);
+  }
+  ssize_t write(const char* ptr, size_t size) override {
+    if (!wait_for(POLLOUT, write_ms_)) return -1;
+    return ::send(c_.fd, ptr, size, MSG_NOSIGNAL);
+  }
+  void get_remote_ip_and_port(std::string& ip, int& port) const override { address_of(true, ip, port); }
+  void get_local_ip_and_port(std::string& ip, int& port) const override { address_of(false, ip, port); }
+  socket_t socket() const override { return c_.fd; }
+
+ private:
+  bool wait_for(short events, int ms) const {
+    pollfd p{c_.fd, events, 0};
+    for (;;) {
+      int n = ::poll(&p, 1, std::max(ms, 1));
+      if (n < 0 && errno == EINTR) continue;
+      return n == 1 && (p.revents & (events | POLLHUP)) != 0;
+    }
+  }
+  void address_of(bool peer, std::string& ip, int& port) const {
+    sockaddr_storage a{};
+    socklen_t len = sizeof a;
+    int rc = peer ? ::getpeername(c_.fd, reinterpret_cast<sockaddr*>(&a), &len)
+                  : ::getsockname(c_.fd, reinterpret_cast<sockaddr*>(&a), &len);
+    ip.clear();
+    port = 0;
+    if (rc != 0) return;
+    char text[INET6_ADDRSTRLEN] = {};
+    if (a.ss_family == AF_INET) {
+      auto* v4 = reinterpret_cast<sockaddr_in*>(&a);
+      inet_ntop(AF_INET, &v4->sin_addr, text, sizeof text);
+      port = ntohs(v4->sin_port);
+    } else if (a.ss_family == AF_INET6) {
+      auto* v6 = reinterpret_cast<sockaddr_in6*>(&a);
+      inet_ntop(AF_INET6, &v6->sin6_addr, text, sizeof text);
+      port = ntohs(v6->sin6_port);
+    }
+    ip = text;
+  }
+
+  Connection& c_;
+  size_t pos_ = 0;
+  int read_ms_;
+  int write_ms_;
+};
+
+}  // namespace
+
+// cpp-httplib's Server with its connection handling replaced: each accepted connection goes to
+// the head gate first and reaches a worker only with a complete request head; after each
+// response a kept-alive connection goes back to the gate. (cpp-httplib 0.11 has no setting for
+// head deadlines or header limits, and reads heads on its workers; process_and_close_socket is
+// its documented extension point, the one its SSL server overrides too.)
+class GatedServer : public httplib::Server {
+ public:
+  GatedServer(std::size_t threads, HeadLimits limits, std::chrono::milliseconds read_timeout,
+              std::chrono::milliseconds write_timeout, HeadGate::Refusal refusal)
+      : threads_(threads), limits_(limits), read_timeout_(read_timeout), write_timeout_(write_timeout),
+        refusal_(std::move(refusal)) {
+    new_task_queue = [this] {
+      pool_ = std::make_unique<httplib::ThreadPool>(threads_);
+      gate_ = std::make_unique<HeadGate>(
+          limits_,
+          [this](std::unique_ptr<Connection> c) {
+            auto holder = std::make_shared<std::unique_ptr<Connection>>(std::move(c));
+            pool_->enqueue([this, holder] { serve(std::move(*holder)); });
+          },
+          refusal_);
+      return new Queue(*this);
+    };
+  }
+
+ private:
+  // What cpp-httplib's listen loop owns: forwards to our pool; on shutdown the gate stops first
+  // (so nothing is queued after the pool stops), then the pool finishes its jobs.
+  class Queue : public httplib::TaskQueue {
+   public:
+    explicit Queue(GatedServer& s) : s_(s) {}
+    void enqueue(std::function<void()> fn) override { s_.pool_->enqueue(std::move(fn)); }
+    void shutdown() override {
+      s_.gate_->stop();
+      s_.pool_->shutdown();
+    }
+
+   private:
+    GatedServer& s_;
+  };
+
+  bool process_and_close_socket(socket_t sock) override {
+    serve(std::make_unique<Connection>(sock));
+    return true;
+  }
+
+  // On a worker: answers the requests whose heads are complete; a connection whose next head is
+  // not there yet goes (back) to the gate.
+  void serve(std::unique_ptr<Connection> c) {
+    for (;;) {
+      if (absorb_head(*c, limits_) != HeadState::complete) {
+        gate_->add(std::move(c));  // incomplete, refused or closed: the gate sorts it out
+        return;
+      }
+      bool close_connection = static_cast<std::size_t>(c->served + 1) >= keep_alive_max_count_;
+      bool connection_closed = false;
+      t_response_closes = false;
+      bool ok;
+      {
+        ConnectionStream strm(*c, read_timeout_, write_timeout_);
+        ok = process_request(strm, close_connection, connection_closed, nullptr);
+      }
+      ++c->served;
+      if (!ok || close_connection || connection_closed || t_response_closes || !is_running()) {
+        ::shutdown(c->fd, SHUT_RDWR);
+        return;  // closes
+      }
+    }
+  }
+
+  std::size_t threads_;
+  HeadLimits limits_;
+  std::chrono::milliseconds read_timeout_;
+  std::chrono::milliseconds write_timeout_;
+  HeadGate::Refusal refusal_;
+  std::unique_ptr<httplib::ThreadPool> pool_;  // destroyed after gate_, whose callback uses it
+  std::unique_ptr<HeadGate> gate_;
+};
+
+namespace {
 
 std::string reason_message(int status, const httplib::Request& req, std::size_t max_body) {
   switch (status) {
@@ -122,12 +288,24 @@ bool constant_time_equals(const std::string& a, const std::string& b) {
 }
 
 HttpServer::HttpServer(ServerOptions options)
-    : options_(std::move(options)), server_(std::make_unique<httplib::Server>()), default_format_(default_error_body) {
+    : options_(std::move(options)), default_format_(default_error_body) {
   if (options_.port < 0 || options_.port > 65535) fail(ErrorKind::invalid_argument, "port {} is out of range 0..65535", options_.port);
   if (options_.max_body_bytes == 0) fail(ErrorKind::invalid_argument, "the request body limit must be positive");
   int threads = options_.threads;
   if (threads <= 0) threads = std::max(4, 2 * static_cast<int>(std::thread::hardware_concurrency()));
-  server_->new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<std::size_t>(threads)); };
+  HeadLimits limits;
+  limits.head_timeout = std::max(options_.head_timeout, std::chrono::milliseconds(1));
+  limits.idle_timeout = std::max(options_.idle_timeout, std::chrono::milliseconds(1));
+  limits.max_head_bytes = std::max<std::size_t>(options_.max_head_bytes, 1024);
+  limits.max_header_count = options_.max_headers;
+  auto refusal = [this](int status, const std::string& message, const std::string& path) {
+    const std::string body = format_for(path)(status, message).dump();
+    return fmt::format("HTTP/1.1 {} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
+                       status, status == 408 ? "Request Timeout" : "Request Header Fields Too Large", body.size(), body);
+  };
+  server_ = std::make_unique<GatedServer>(static_cast<std::size_t>(threads), limits, options_.read_timeout,
+                                          options_.write_timeout, refusal);
+  server_->set_keep_alive_max_count(100);
   server_->set_payload_max_length(options_.max_body_bytes);
   auto split = [](std::chrono::milliseconds d) {
     auto ms = std::max<long long>(d.count(), 1);
@@ -213,6 +391,7 @@ void HttpServer::install_hooks() {
   });
 
   server_->set_logger([](const httplib::Request& req, const httplib::Response& res) {
+    t_response_closes = res.get_header_value("Connection") == "close";
     if (!spdlog::should_log(spdlog::level::debug)) return;
     double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t_request_start).count();
     log::debug("http: {} {} {} ({} bytes in) -> {} ({} bytes out, {:.2f} ms)", req.remote_addr, req.method, req.path,
