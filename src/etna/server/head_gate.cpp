@@ -68,15 +68,25 @@ HeadState absorb_head(Connection& c, const HeadLimits& limits) {
     else if (errno != EAGAIN && errno != EWOULDBLOCK) eof = true;
     break;
   }
-  const std::size_t end = head_end(c.pending, limits.max_head_bytes + 3);
+  return judge_head(c.pending, limits, eof);
+}
+
+HeadState judge_head(const std::string& bytes, const HeadLimits& limits, bool eof) {
+  const std::size_t end = head_end(bytes, limits.max_head_bytes + 3);
   if (end == std::string::npos) {
-    if (c.pending.size() > limits.max_head_bytes) return HeadState::too_large;
+    if (bytes.size() > limits.max_head_bytes) return HeadState::too_large;
     return eof ? HeadState::closed : HeadState::incomplete;
   }
   // Lines in the head: the request line, the headers, the blank line.
-  const std::size_t lines = static_cast<std::size_t>(std::count(c.pending.begin(), c.pending.begin() + static_cast<std::ptrdiff_t>(end), '\n'));
+  const std::size_t lines = static_cast<std::size_t>(std::count(bytes.begin(), bytes.begin() + static_cast<std::ptrdiff_t>(end), '\n'));
   if (lines > limits.max_header_count + 2) return HeadState::too_many_headers;
   return HeadState::complete;
+}
+
+std::string head_refusal_message(HeadState state, const HeadLimits& limits) {
+  if (state == HeadState::too_large) return fmt::format("the request head exceeds {} bytes", limits.max_head_bytes);
+  if (state == HeadState::too_many_headers) return fmt::format("the request has more than {} headers", limits.max_header_count);
+  return fmt::format("the request head did not arrive within {} ms", limits.head_timeout.count());
 }
 
 struct HeadGate::Waiting {
@@ -173,14 +183,13 @@ void HeadGate::run() {
       Waiting& w = waiting[i];
       if (fds[i + 1].revents != 0 || w.fresh) {
         w.fresh = false;
-        switch (absorb_head(*w.c, limits_)) {
+        const HeadState state = absorb_head(*w.c, limits_);
+        switch (state) {
           case HeadState::complete: ready_(std::move(w.c)); continue;
           case HeadState::closed: continue;
           case HeadState::too_large:
-            refuse(w, 431, fmt::format("the request head exceeds {} bytes", limits_.max_head_bytes));
-            continue;
           case HeadState::too_many_headers:
-            refuse(w, 431, fmt::format("the request has more than {} headers", limits_.max_header_count));
+            refuse(w, 431, head_refusal_message(state, limits_));
             continue;
           case HeadState::incomplete:
             if (!w.started && !w.c->pending.empty()) {
@@ -192,7 +201,7 @@ void HeadGate::run() {
       }
       if (after >= w.deadline) {
         if (w.started)
-          refuse(w, 408, fmt::format("the request head did not arrive within {} ms", limits_.head_timeout.count()));
+          refuse(w, 408, head_refusal_message(HeadState::incomplete, limits_));
         continue;  // an idle connection just closes
       }
       keep.push_back(std::move(w));

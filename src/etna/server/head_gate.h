@@ -39,6 +39,12 @@ struct Connection {
 
 enum class HeadState { complete, incomplete, closed, too_large, too_many_headers };
 
+// Whether `bytes` start with a complete head within the limits; `eof`: no more bytes will come.
+HeadState judge_head(const std::string& bytes, const HeadLimits& limits, bool eof);
+
+// The message of a 431 (too_large, too_many_headers) or 408 (incomplete at the deadline).
+std::string head_refusal_message(HeadState state, const HeadLimits& limits);
+
 // Reads what the socket has without blocking (at most up to the head limit) and says whether
 // `c.pending` now starts with a complete head.
 HeadState absorb_head(Connection& c, const HeadLimits& limits);

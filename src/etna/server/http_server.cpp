@@ -5,6 +5,8 @@
 #include <ctime>
 #include <cctype>
 #include <cstring>
+#include <optional>
+#include <string_view>
 #include <thread>
 
 #include <arpa/inet.h>
@@ -26,6 +28,48 @@ thread_local std::chrono::steady_clock::time_point t_request_start;
 // Set by the logger (which cpp-httplib calls once a response is written) when the response says
 // "Connection: close", e.g. because a handler left the body unread.
 thread_local bool t_response_closes = false;
+
+// The credential headers of the request being handled on this thread, exactly as they arrived.
+// cpp-httplib percent-decodes header values and its parsed strings stop at a NUL, so the key
+// check reads these instead ("api-key: s3cret\0zzz" must not pass as "s3cret").
+struct RawCredentials {
+  bool valid = false;  // false: the request did not come through the gate (use the parsed headers)
+  std::optional<std::string> authorization, api_key, x_api_key;
+};
+thread_local RawCredentials t_raw_credentials;
+
+// Fills t_raw_credentials from a request head (request line, headers, blank line).
+void capture_raw_credentials(std::string_view head) {
+  RawCredentials out;
+  out.valid = true;
+  auto lower_eq = [](std::string_view a, std::string_view b) {
+    if (a.size() != b.size()) return false;
+    for (size_t i = 0; i < a.size(); ++i)
+      if (std::tolower(static_cast<unsigned char>(a[i])) != b[i]) return false;
+    return true;
+  };
+  size_t pos = head.find('\n');  // skip the request line
+  while (pos != std::string_view::npos && pos + 1 < head.size()) {
+    size_t start = pos + 1;
+    size_t end = head.find('\n', start);
+    std::string_view line = head.substr(start, end == std::string_view::npos ? std::string_view::npos : end - start);
+    pos = end;
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    if (line.empty()) break;  // the blank line ends the head
+    size_t colon = line.find(':');
+    if (colon == std::string_view::npos) continue;
+    std::string_view name = line.substr(0, colon);
+    std::string_view value = line.substr(colon + 1);
+    while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
+    while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.remove_suffix(1);
+    std::optional<std::string>* slot = lower_eq(name, "authorization") ? &out.authorization
+                                       : lower_eq(name, "api-key")     ? &out.api_key
+                                       : lower_eq(name, "x-api-key")   ? &out.x_api_key
+                                                                       : nullptr;
+    if (slot && !*slot) *slot = std::string(value);  // the first one counts, as for parsed headers
+  }
+  t_raw_credentials = std::move(out);
+}
 
 // cpp-httplib's Stream over a Connection: bytes the head gate read ahead come first, then the
 // socket, with poll()-based read and write timeouts.
@@ -103,6 +147,39 @@ class ConnectionStream : public httplib::Stream {
   int write_ms_;
 };
 
+// cpp-httplib's Stream over bytes in memory (HttpServer::serve_bytes).
+class MemoryStream : public httplib::Stream {
+ public:
+  MemoryStream(const std::string& in, std::size_t& pos, std::string& out) : in_(in), pos_(pos), out_(out) {}
+  bool is_readable() const override { return pos_ < in_.size(); }
+  bool is_writable() const override { return out_.size() < (64u << 20); }
+  ssize_t read(char* ptr, size_t size) override {
+    const size_t k = std::min(size, in_.size() - pos_);
+    std::memcpy(ptr, in_.data() + pos_, k);
+    pos_ += k;
+    return static_cast<ssize_t>(k);
+  }
+  ssize_t write(const char* ptr, size_t size) override {
+    if (!is_writable()) return -1;
+    out_.append(ptr, size);
+    return static_cast<ssize_t>(size);
+  }
+  void get_remote_ip_and_port(std::string& ip, int& port) const override {
+    ip = "127.0.0.1";
+    port = 1;
+  }
+  void get_local_ip_and_port(std::string& ip, int& port) const override {
+    ip = "127.0.0.1";
+    port = 2;
+  }
+  socket_t socket() const override { return -1; }
+
+ private:
+  const std::string& in_;
+  std::size_t& pos_;
+  std::string& out_;
+};
+
 }  // namespace
 
 // cpp-httplib's Server with its connection handling replaced: each accepted connection goes to
@@ -145,6 +222,31 @@ class GatedServer : public httplib::Server {
     GatedServer& s_;
   };
 
+ public:
+  // HttpServer::serve_bytes: the worker's loop over bytes in memory.
+  std::string serve_bytes(const std::string& in) {
+    std::string out;
+    std::size_t pos = 0;
+    for (int served = 0; pos < in.size() && served < 16; ++served) {
+      const std::string rest = in.substr(pos);
+      const HeadState state = judge_head(rest, limits_, true);
+      if (state == HeadState::too_large || state == HeadState::too_many_headers) {
+        const std::string why = head_refusal_message(state, limits_);
+        return out + refusal_(431, why, "/");
+      }
+      if (state != HeadState::complete) return out;
+      capture_raw_credentials(std::string_view(rest));
+      t_response_closes = false;
+      bool connection_closed = false;
+      MemoryStream strm(in, pos, out);
+      const std::size_t before = pos;
+      const bool ok = process_request(strm, false, connection_closed, nullptr);
+      if (!ok || connection_closed || t_response_closes || pos == before) break;
+    }
+    return out;
+  }
+
+ private:
   bool process_and_close_socket(socket_t sock) override {
     serve(std::make_unique<Connection>(sock));
     return true;
@@ -161,6 +263,7 @@ class GatedServer : public httplib::Server {
       bool close_connection = static_cast<std::size_t>(c->served + 1) >= keep_alive_max_count_;
       bool connection_closed = false;
       t_response_closes = false;
+      capture_raw_credentials(std::string_view(c->pending));
       bool ok;
       {
         ConnectionStream strm(*c, read_timeout_, write_timeout_);
@@ -234,7 +337,9 @@ nlohmann::json default_error_body(int status, const std::string& message) {
                      : status == 404 ? "not_found_error"
                      : status < 500  ? "invalid_request_error"
                                      : "server_error";
-  return {{"error", {{"message", message}, {"type", type}, {"code", status}}}};
+  // 401's code names the problem as OpenAI's does; other codes are the status.
+  nlohmann::json code = status == 401 ? nlohmann::json("invalid_api_key") : nlohmann::json(status);
+  return {{"error", {{"message", message}, {"type", type}, {"code", code}}}};
 }
 
 nlohmann::json parse_json_body(const httplib::Request& req, bool allow_empty) {
@@ -330,6 +435,13 @@ HttpServer::~HttpServer() { stop(); }
 void HttpServer::install_hooks() {
   server_->set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
     t_request_start = std::chrono::steady_clock::now();
+    // cpp-httplib percent-decodes the path: a %00 would reach handlers as a NUL byte, which names
+    // no resource and cuts error messages (and file names) short.
+    if (req.path.find('\0') != std::string::npos) {
+      res.set_header("Connection", "close");
+      send_error(req, res, 400, "the request path contains a NUL byte (%00)");
+      return httplib::Server::HandlerResponse::Handled;
+    }
     if (!options_.cors_origins.empty() && req.method == "OPTIONS" && req.has_header("Origin")) {
       // CORS preflight: answered here, before authentication (browsers send no credentials).
       std::string origin = allowed_origin(req);
@@ -539,14 +651,22 @@ bool HttpServer::is_public(const std::string& path) const {
 
 bool HttpServer::authorized(const httplib::Request& req) const {
   if (options_.api_keys.empty() || is_public(req.path)) return true;
+  const RawCredentials& raw = t_raw_credentials;
+  auto header = [&](const char* name, const std::optional<std::string>& raw_value) -> std::optional<std::string> {
+    if (raw.valid) return raw_value;
+    if (!req.has_header(name)) return std::nullopt;
+    return req.get_header_value(name);
+  };
   std::string presented;
-  std::string auth = req.get_header_value("Authorization");
-  if (auth.size() > 7 && (auth.compare(0, 7, "Bearer ") == 0 || auth.compare(0, 7, "bearer ") == 0)) {
-    presented = auth.substr(7);
-  } else if (req.has_header("api-key")) {
-    presented = req.get_header_value("api-key");
-  } else if (req.has_header("x-api-key")) {  // Anthropic's clients
-    presented = req.get_header_value("x-api-key");
+  const auto auth = header("Authorization", raw.authorization);
+  const auto api_key = header("api-key", raw.api_key);
+  const auto x_api_key = header("x-api-key", raw.x_api_key);
+  if (auth && auth->size() > 7 && (auth->compare(0, 7, "Bearer ") == 0 || auth->compare(0, 7, "bearer ") == 0)) {
+    presented = auth->substr(7);
+  } else if (api_key) {
+    presented = *api_key;
+  } else if (x_api_key) {  // Anthropic's clients
+    presented = *x_api_key;
   } else {
     return false;
   }
@@ -623,6 +743,10 @@ std::string HttpServer::cross_site_refusal(const httplib::Request& req) const {
 std::string HttpServer::url() const {
   bool v6 = options_.host.find(':') != std::string::npos;
   return fmt::format("http://{}{}{}:{}", v6 ? "[" : "", options_.host, v6 ? "]" : "", port_);
+}
+
+std::string HttpServer::serve_bytes(const std::string& bytes) {
+  return static_cast<GatedServer&>(*server_).serve_bytes(bytes);
 }
 
 void HttpServer::bind() {

@@ -149,6 +149,11 @@ class HttpServer {
   // "http://HOST:PORT" (IPv6 hosts bracketed).
   std::string url() const;
 
+  // Serves `bytes` as if one client had sent them on a connection and closed it: every complete
+  // request in them goes through the head limits, the hooks and the router on this thread, and
+  // the responses come back as bytes. For tests and the fuzz_http target; needs no bind().
+  std::string serve_bytes(const std::string& bytes);
+
  private:
   const ErrorFormat& format_for(const std::string& path) const;
   bool authorized(const httplib::Request& req) const;
