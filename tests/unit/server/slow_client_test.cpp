@@ -213,3 +213,25 @@ TEST(SlowClients, KeepAliveAndPipelinedRequestsAreAnswered) {
 
 }  // namespace
 }  // namespace etna::server
+
+namespace etna::server {
+namespace {
+
+// serve_bytes (the fuzz_http target's entry) runs the same head limits and router in memory.
+TEST(ServeBytes, AnswersPipelinedRequestsAndAppliesTheHeadLimits) {
+  HttpServer server(ServerOptions{});
+  server.route(Method::get, "/health", [](const httplib::Request&, httplib::Response& res) { send_json(res, {{"status", "ok"}}); });
+  const std::string one = "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+  std::string out = server.serve_bytes(one + one);
+  std::size_t count = 0;
+  for (std::size_t p = out.find("HTTP/1.1 200"); p != std::string::npos; p = out.find("HTTP/1.1 200", p + 1)) ++count;
+  EXPECT_EQ(count, 2u) << out;
+  std::string many = "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n";
+  for (int i = 0; i < 150; ++i) many += "X-" + std::to_string(i) + ": 1\r\n";
+  EXPECT_EQ(server.serve_bytes(many + "\r\n").compare(0, 12, "HTTP/1.1 431"), 0);
+  EXPECT_EQ(server.serve_bytes("GET /hea"), "");  // an incomplete head gets no answer
+  EXPECT_EQ(server.serve_bytes("GET /nothing HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").compare(0, 12, "HTTP/1.1 404"), 0);
+}
+
+}  // namespace
+}  // namespace etna::server
