@@ -40,7 +40,7 @@ bench: build
 
 fuzz: deps
 	cmake --preset fuzz -B build-fuzz
-	cmake --build build-fuzz -j $(JOBS) --target fuzz_gguf fuzz_jinja fuzz_filter
+	cmake --build build-fuzz -j $(JOBS) --target fuzz_gguf fuzz_jinja fuzz_filter fuzz_http
 	scripts/run-fuzz build-fuzz $(or $(FUZZ_SECONDS),300)
 
 clean:

@@ -120,6 +120,8 @@ void serve(const ServeArgs& a) {
     server::register_openai_routes(http, *openai);
     server::register_anthropic_routes(http, *openai);
     server::register_responses_routes(http, *openai);
+  } else {
+    server::register_no_model_routes(http);
   }
   server::register_web_routes(http, {.data_dir = data, .openai = openai.get()});
   std::unique_ptr<engine::Reranker> reranker;

@@ -96,14 +96,19 @@ class BasicEmbedder : public Embedder {
         cut(tokens[i]);
       }
     }
-    std::vector<std::vector<float>> out(texts.size());
-    parallel_for(texts.size(), [&](size_t i) {
-      std::vector<float> hidden;
-      hidden_states(tokens[i], hidden);
-      out[i] = pool(hidden, static_cast<int>(tokens[i].size()), dim(), pooling_);
-      l2_normalize(out[i]);
-    });
-    return out;
+    return run(tokens);
+  }
+
+  std::vector<std::vector<float>> embed_tokens(const std::vector<std::vector<Token>>& inputs) const override {
+    const auto n_vocab = static_cast<Token>(tokenizer_->vocab().size());
+    for (size_t i = 0; i < inputs.size(); ++i) {
+      if (inputs[i].empty()) fail(ErrorKind::invalid_argument, "input {} has no tokens", i);
+      for (Token t : inputs[i])
+        if (t < 0 || t >= n_vocab) fail(ErrorKind::invalid_argument, "input {}: token id {} is outside the vocabulary (0..{})", i, t, n_vocab - 1);
+      if (static_cast<int>(inputs[i].size()) > max_tokens_)
+        fail(ErrorKind::limit, "input {} is too long: {} tokens, the model takes at most {}", i, inputs[i].size(), max_tokens_);
+    }
+    return run(inputs);
   }
 
   std::vector<int> count_tokens(const std::vector<std::string>& texts) const override {
@@ -125,6 +130,17 @@ class BasicEmbedder : public Embedder {
   }
 
  private:
+  std::vector<std::vector<float>> run(const std::vector<std::vector<Token>>& tokens) const {
+    std::vector<std::vector<float>> out(tokens.size());
+    parallel_for(tokens.size(), [&](size_t i) {
+      std::vector<float> hidden;
+      hidden_states(tokens[i], hidden);
+      out[i] = pool(hidden, static_cast<int>(tokens[i].size()), dim(), pooling_);
+      l2_normalize(out[i]);
+    });
+    return out;
+  }
+
   std::vector<Token> encode(const std::string& text) const {
     tokenizer::EncodeOptions opt;
     opt.add_special = true;

@@ -26,6 +26,11 @@ class Embedder {
   // unless `truncate` is set, in which case it is cut to max_tokens().
   virtual std::vector<std::vector<float>> embed(const std::vector<std::string>& texts, bool truncate = false) const = 0;
 
+  // One L2-normalised vector per token sequence, used exactly as given (no special tokens
+  // added). Throws etna::Error (invalid_argument) for an empty sequence or an id outside the
+  // vocabulary, (limit) for one longer than max_tokens().
+  virtual std::vector<std::vector<float>> embed_tokens(const std::vector<std::vector<tokenizer::Token>>& inputs) const = 0;
+
   // Token counts of the texts as embed() would see them (for usage reporting).
   virtual std::vector<int> count_tokens(const std::vector<std::string>& texts) const = 0;
 };

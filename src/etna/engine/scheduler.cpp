@@ -133,6 +133,17 @@ std::shared_ptr<RequestStream> Scheduler::submit(GenerationRequest request) {
   {
     std::lock_guard lock(mutex_);
     if (stopping_) fail(ErrorKind::unavailable, "the server is shutting down");
+    // Requests whose clients left give their place up now, wherever they are in the queue (the
+    // scheduler only looks at the front, when a slot frees up).
+    std::erase_if(queue_, [](const Pending& p) {
+      if (!p.stream->cancelled()) return false;
+      GenerationEvent e;
+      e.done = true;
+      e.finish = FinishReason::cancelled;
+      p.stream->push(std::move(e));
+      return true;
+    });
+    stats_.queued = static_cast<int>(queue_.size());
     // Free slots count as room: a burst arriving between two steps is not refused.
     const size_t room = static_cast<size_t>(options_.queue_capacity + options_.n_parallel - stats_.active);
     if (queue_.size() >= room)

@@ -67,6 +67,32 @@ struct Job {
   double seconds = 0;
 };
 
+// How API clients see a stored file's path: an uploaded file as "uploads/NAME" (relative to its
+// collection), never the server's absolute path to the data folder. Files ingested from an
+// --allow-ingest folder keep the absolute path the client gave.
+std::string shown_path(const fs::path& documents, const std::string& stored) {
+  const std::string root = documents.lexically_normal().string() + "/";
+  if (stored.compare(0, root.size(), root) != 0) return stored;
+  const std::string rest = stored.substr(root.size());  // COLLECTION/uploads/NAME
+  const auto slash = rest.find('/');
+  if (slash == std::string::npos || rest.compare(slash + 1, 8, "uploads/") != 0) return stored;
+  return rest.substr(slash + 1);
+}
+
+// shown_path applied to every "file" and "path" string in `j`.
+void show_paths(json& j, const fs::path& documents) {
+  if (j.is_object()) {
+    for (auto it = j.begin(); it != j.end(); ++it) {
+      if ((it.key() == "file" || it.key() == "path" || it.key() == "current") && it->is_string())
+        *it = shown_path(documents, it->get<std::string>());
+      else
+        show_paths(*it, documents);
+    }
+  } else if (j.is_array()) {
+    for (auto& x : j) show_paths(x, documents);
+  }
+}
+
 json report_json(const rag::IngestReport& r) {
   json skipped = json::array();
   for (const auto& s : r.skipped) skipped.push_back({{"path", rag::sanitize_utf8(s.path)}, {"reason", s.reason}});
@@ -353,7 +379,9 @@ struct DocsService::Impl {
     }
     std::unique_lock lock(mu);
     job_done.wait(lock, [&] { return job->state != "running"; });
-    send_json(res, job_json(*job), 200);
+    json j = job_json(*job);
+    show_paths(j, documents());
+    send_json(res, j, 200);
   }
 };
 
@@ -458,6 +486,8 @@ void ingest_folder(DocsService::Impl& m, const httplib::Request& req, httplib::R
   if (m.allowed.empty())
     throw HttpError(403, ErrorKind::invalid_argument,
                     "ingesting server folders is disabled: start the server with --allow-ingest DIR");
+  // A NUL would cut the path short at the first system call: refused, not truncated.
+  if (path.find('\0') != std::string::npos) fail(ErrorKind::invalid_argument, "'path' contains a NUL byte");
   if (path.empty() || fs::path(path).is_relative())
     fail(ErrorKind::invalid_argument, "'path' must be an absolute path on the server");
   std::error_code ec;
@@ -475,7 +505,12 @@ void ingest_folder(DocsService::Impl& m, const httplib::Request& req, httplib::R
 void delete_file(DocsService::Impl& m, const httplib::Request& req, httplib::Response& res, const std::string& name) {
   const fs::path dir = m.existing(name);
   if (!req.has_param("path")) fail(ErrorKind::invalid_argument, "give the file as ?path=... (its 'path' in the file list)");
-  const std::string path = req.get_param_value("path");
+  std::string path = req.get_param_value("path");
+  if (path.compare(0, 8, "uploads/") == 0) {  // as the file list shows an uploaded file
+    const fs::path p = (dir / path).lexically_normal();
+    if (!inside(p, (dir / "uploads").lexically_normal())) fail(ErrorKind::invalid_argument, "invalid file path '{}'", path);
+    path = p.string();
+  }
   auto col = m.lock_of(name);
   std::unique_lock col_lock(*col, std::try_to_lock);
   if (!col_lock.owns_lock()) fail(ErrorKind::conflict, "collection '{}' is being ingested; retry when the job is done", name);
@@ -553,11 +588,13 @@ PreparedAsk prepare_ask(DocsService::Impl& m, const std::string& name, const Ask
   out.tokens = std::make_shared<std::vector<tokenizer::Token>>(models->encode_prompt(prompt->text, templated));
   out.retrieved = json::array();
   for (size_t i = 0; i < prompt->sources.size(); ++i) out.retrieved.push_back(rag::source_json(prompt->sources[i], static_cast<int>(i + 1)));
+  show_paths(out.retrieved, m.documents());
   out.dropped = prompt->dropped;
-  out.finish = [prompt](const engine::GenerationEvent& r) {
+  out.finish = [prompt, documents = m.documents()](const engine::GenerationEvent& r) {
     const rag::ResolvedCitations c = rag::resolve_citations(r.text, prompt->sources);
     json citations = json::array();
     for (const auto& x : c.citations) citations.push_back(rag::citation_json(x));
+    show_paths(citations, documents);
     return json{{"answer", rag::sanitize_utf8(r.text)},
                 {"citations", citations},
                 {"unmatched", c.unmatched},
@@ -635,6 +672,7 @@ json DocsService::files(const std::string& collection) {
   auto cat = rag::Catalog::open(impl_->existing(collection) / "catalog.db");
   json files = json::array();
   for (const auto& f : cat->files()) files.push_back(file_json(f));
+  show_paths(files, impl_->documents());
   return files;
 }
 
@@ -644,6 +682,7 @@ json DocsService::search(const std::string& collection, const std::string& query
   const auto hits = impl_->search(collection, query, static_cast<size_t>(k), &hybrid);
   json out = json::array();
   for (const auto& h : hits) out.push_back(rag::source_json(h, 0));
+  show_paths(out, impl_->documents());
   return {{"hybrid", hybrid}, {"reranked", impl_->opt.reranker != nullptr}, {"hits", out}};
 }
 
@@ -653,7 +692,9 @@ json DocsService::passage(const std::string& collection, int64_t chunk_id) {
   if (rows.empty()) fail(ErrorKind::not_found, "collection '{}' has no chunk {}", collection, chunk_id);
   rag::SearchHit h;
   h.chunk = rows[0];
-  return rag::source_json(h, 0);
+  json j = rag::source_json(h, 0);
+  show_paths(j, impl_->documents());
+  return j;
 }
 
 json DocsService::ask(const std::string& collection, const std::string& question, int k, int max_tokens) {
@@ -745,7 +786,9 @@ void register_docs_routes(HttpServer& server, DocsService& docs) {
     std::lock_guard lock(m.mu);
     auto it = m.jobs.find(id);
     if (it == m.jobs.end()) fail(ErrorKind::not_found, "no job '{}'", id);
-    send_json(res, job_json(*it->second));
+    json j = job_json(*it->second);
+    show_paths(j, m.documents());
+    send_json(res, j);
   });
 }
 

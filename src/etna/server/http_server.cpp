@@ -4,13 +4,20 @@
 #include <csignal>
 #include <ctime>
 #include <cctype>
+#include <cstring>
+#include <optional>
+#include <string_view>
 #include <thread>
 
 #include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
+#include <sys/socket.h>
 
 #include "etna/base/json_limits.h"
 #include "etna/base/log.h"
+#include "etna/server/head_gate.h"
 
 namespace etna::server {
 namespace {
@@ -18,6 +25,268 @@ namespace {
 // Start of the request being handled on this worker thread (cpp-httplib runs the pre-routing
 // hook, the handler and the logger for one request on the same thread).
 thread_local std::chrono::steady_clock::time_point t_request_start;
+// Set by the logger (which cpp-httplib calls once a response is written) when the response says
+// "Connection: close", e.g. because a handler left the body unread.
+thread_local bool t_response_closes = false;
+
+// The credential headers of the request being handled on this thread, exactly as they arrived.
+// cpp-httplib percent-decodes header values and its parsed strings stop at a NUL, so the key
+// check reads these instead ("api-key: s3cret\0zzz" must not pass as "s3cret").
+struct RawCredentials {
+  bool valid = false;  // false: the request did not come through the gate (use the parsed headers)
+  std::optional<std::string> authorization, api_key, x_api_key;
+};
+thread_local RawCredentials t_raw_credentials;
+
+// Fills t_raw_credentials from a request head (request line, headers, blank line).
+void capture_raw_credentials(std::string_view head) {
+  RawCredentials out;
+  out.valid = true;
+  auto lower_eq = [](std::string_view a, std::string_view b) {
+    if (a.size() != b.size()) return false;
+    for (size_t i = 0; i < a.size(); ++i)
+      if (std::tolower(static_cast<unsigned char>(a[i])) != b[i]) return false;
+    return true;
+  };
+  size_t pos = head.find('\n');  // skip the request line
+  while (pos != std::string_view::npos && pos + 1 < head.size()) {
+    size_t start = pos + 1;
+    size_t end = head.find('\n', start);
+    std::string_view line = head.substr(start, end == std::string_view::npos ? std::string_view::npos : end - start);
+    pos = end;
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    if (line.empty()) break;  // the blank line ends the head
+    size_t colon = line.find(':');
+    if (colon == std::string_view::npos) continue;
+    std::string_view name = line.substr(0, colon);
+    std::string_view value = line.substr(colon + 1);
+    while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
+    while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.remove_suffix(1);
+    std::optional<std::string>* slot = lower_eq(name, "authorization") ? &out.authorization
+                                       : lower_eq(name, "api-key")     ? &out.api_key
+                                       : lower_eq(name, "x-api-key")   ? &out.x_api_key
+                                                                       : nullptr;
+    if (slot && !*slot) *slot = std::string(value);  // the first one counts, as for parsed headers
+  }
+  t_raw_credentials = std::move(out);
+}
+
+// cpp-httplib's Stream over a Connection: bytes the head gate read ahead come first, then the
+// socket, with poll()-based read and write timeouts.
+class ConnectionStream : public httplib::Stream {
+ public:
+  ConnectionStream(Connection& c, std::chrono::milliseconds read_timeout, std::chrono::milliseconds write_timeout)
+      : c_(c), read_ms_(static_cast<int>(read_timeout.count())), write_ms_(static_cast<int>(write_timeout.count())) {}
+  ~ConnectionStream() override { c_.pending.erase(0, pos_); }  // the rest belongs to the next request
+
+  bool is_readable() const override { return pos_ < c_.pending.size() || wait_for(POLLIN, read_ms_); }
+  // Also false once the peer hung up: cpp-httplib asks before each piece of a streamed response,
+  // so a client that went away ends its stream (and frees its place) at the next piece.
+  bool is_writable() const override {
+    pollfd p{c_.fd, POLLOUT | POLLRDHUP, 0};
+    if (::poll(&p, 1, 0) == 1 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR))) return false;
+    return wait_for(POLLOUT, write_ms_);
+  }
+  ssize_t read(char* ptr, size_t size) override {
+    if (pos_ >= c_.pending.size()) {
+      c_.pending.clear();
+      pos_ = 0;
+      if (!wait_for(POLLIN, read_ms_)) return -1;
+      if (size >= 4096) return ::recv(c_.fd, ptr, size, 0);  // large reads go straight through
+      char buf[4096];
+      ssize_t n = ::recv(c_.fd, buf, sizeof buf, 0);
+      if (n <= 0) return n;
+      c_.pending.assign(buf, static_cast<size_t>(n));
+    }
+    const size_t k = std::min(size, c_.pending.size() - pos_);
+    std::memcpy(ptr, c_.pending.data() + pos_, k);
+    pos_ += k;
+    return static_cast<ssize_t>(k);
+  }
+  ssize_t write(const char* ptr, size_t size) override {
+    if (!wait_for(POLLOUT, write_ms_)) return -1;
+    return ::send(c_.fd, ptr, size, MSG_NOSIGNAL);
+  }
+  void get_remote_ip_and_port(std::string& ip, int& port) const override { address_of(true, ip, port); }
+  void get_local_ip_and_port(std::string& ip, int& port) const override { address_of(false, ip, port); }
+  socket_t socket() const override { return c_.fd; }
+
+ private:
+  bool wait_for(short events, int ms) const {
+    pollfd p{c_.fd, events, 0};
+    for (;;) {
+      int n = ::poll(&p, 1, std::max(ms, 1));
+      if (n < 0 && errno == EINTR) continue;
+      return n == 1 && (p.revents & (events | POLLHUP)) != 0;
+    }
+  }
+  void address_of(bool peer, std::string& ip, int& port) const {
+    sockaddr_storage a{};
+    socklen_t len = sizeof a;
+    int rc = peer ? ::getpeername(c_.fd, reinterpret_cast<sockaddr*>(&a), &len)
+                  : ::getsockname(c_.fd, reinterpret_cast<sockaddr*>(&a), &len);
+    ip.clear();
+    port = 0;
+    if (rc != 0) return;
+    char text[INET6_ADDRSTRLEN] = {};
+    if (a.ss_family == AF_INET) {
+      auto* v4 = reinterpret_cast<sockaddr_in*>(&a);
+      inet_ntop(AF_INET, &v4->sin_addr, text, sizeof text);
+      port = ntohs(v4->sin_port);
+    } else if (a.ss_family == AF_INET6) {
+      auto* v6 = reinterpret_cast<sockaddr_in6*>(&a);
+      inet_ntop(AF_INET6, &v6->sin6_addr, text, sizeof text);
+      port = ntohs(v6->sin6_port);
+    }
+    ip = text;
+  }
+
+  Connection& c_;
+  size_t pos_ = 0;
+  int read_ms_;
+  int write_ms_;
+};
+
+// cpp-httplib's Stream over bytes in memory (HttpServer::serve_bytes).
+class MemoryStream : public httplib::Stream {
+ public:
+  MemoryStream(const std::string& in, std::size_t& pos, std::string& out) : in_(in), pos_(pos), out_(out) {}
+  bool is_readable() const override { return pos_ < in_.size(); }
+  bool is_writable() const override { return out_.size() < (64u << 20); }
+  ssize_t read(char* ptr, size_t size) override {
+    const size_t k = std::min(size, in_.size() - pos_);
+    std::memcpy(ptr, in_.data() + pos_, k);
+    pos_ += k;
+    return static_cast<ssize_t>(k);
+  }
+  ssize_t write(const char* ptr, size_t size) override {
+    if (!is_writable()) return -1;
+    out_.append(ptr, size);
+    return static_cast<ssize_t>(size);
+  }
+  void get_remote_ip_and_port(std::string& ip, int& port) const override {
+    ip = "127.0.0.1";
+    port = 1;
+  }
+  void get_local_ip_and_port(std::string& ip, int& port) const override {
+    ip = "127.0.0.1";
+    port = 2;
+  }
+  socket_t socket() const override { return -1; }
+
+ private:
+  const std::string& in_;
+  std::size_t& pos_;
+  std::string& out_;
+};
+
+}  // namespace
+
+// cpp-httplib's Server with its connection handling replaced: each accepted connection goes to
+// the head gate first and reaches a worker only with a complete request head; after each
+// response a kept-alive connection goes back to the gate. (cpp-httplib 0.11 has no setting for
+// head deadlines or header limits, and reads heads on its workers; process_and_close_socket is
+// its documented extension point, the one its SSL server overrides too.)
+class GatedServer : public httplib::Server {
+ public:
+  GatedServer(std::size_t threads, HeadLimits limits, std::chrono::milliseconds read_timeout,
+              std::chrono::milliseconds write_timeout, HeadGate::Refusal refusal)
+      : threads_(threads), limits_(limits), read_timeout_(read_timeout), write_timeout_(write_timeout),
+        refusal_(std::move(refusal)) {
+    new_task_queue = [this] {
+      pool_ = std::make_unique<httplib::ThreadPool>(threads_);
+      gate_ = std::make_unique<HeadGate>(
+          limits_,
+          [this](std::unique_ptr<Connection> c) {
+            auto holder = std::make_shared<std::unique_ptr<Connection>>(std::move(c));
+            pool_->enqueue([this, holder] { serve(std::move(*holder)); });
+          },
+          refusal_);
+      return new Queue(*this);
+    };
+  }
+
+ private:
+  // What cpp-httplib's listen loop owns: forwards to our pool; on shutdown the gate stops first
+  // (so nothing is queued after the pool stops), then the pool finishes its jobs.
+  class Queue : public httplib::TaskQueue {
+   public:
+    explicit Queue(GatedServer& s) : s_(s) {}
+    void enqueue(std::function<void()> fn) override { s_.pool_->enqueue(std::move(fn)); }
+    void shutdown() override {
+      s_.gate_->stop();
+      s_.pool_->shutdown();
+    }
+
+   private:
+    GatedServer& s_;
+  };
+
+ public:
+  // HttpServer::serve_bytes: the worker's loop over bytes in memory.
+  std::string serve_bytes(const std::string& in) {
+    std::string out;
+    std::size_t pos = 0;
+    for (int served = 0; pos < in.size() && served < 16; ++served) {
+      const std::string rest = in.substr(pos);
+      const HeadState state = judge_head(rest, limits_, true);
+      if (state == HeadState::too_large || state == HeadState::too_many_headers) {
+        const std::string why = head_refusal_message(state, limits_);
+        return out + refusal_(431, why, "/");
+      }
+      if (state != HeadState::complete) return out;
+      capture_raw_credentials(std::string_view(rest));
+      t_response_closes = false;
+      bool connection_closed = false;
+      MemoryStream strm(in, pos, out);
+      const std::size_t before = pos;
+      const bool ok = process_request(strm, false, connection_closed, nullptr);
+      if (!ok || connection_closed || t_response_closes || pos == before) break;
+    }
+    return out;
+  }
+
+ private:
+  bool process_and_close_socket(socket_t sock) override {
+    serve(std::make_unique<Connection>(sock));
+    return true;
+  }
+
+  // On a worker: answers the requests whose heads are complete; a connection whose next head is
+  // not there yet goes (back) to the gate.
+  void serve(std::unique_ptr<Connection> c) {
+    for (;;) {
+      if (absorb_head(*c, limits_) != HeadState::complete) {
+        gate_->add(std::move(c));  // incomplete, refused or closed: the gate sorts it out
+        return;
+      }
+      bool close_connection = static_cast<std::size_t>(c->served + 1) >= keep_alive_max_count_;
+      bool connection_closed = false;
+      t_response_closes = false;
+      capture_raw_credentials(std::string_view(c->pending));
+      bool ok;
+      {
+        ConnectionStream strm(*c, read_timeout_, write_timeout_);
+        ok = process_request(strm, close_connection, connection_closed, nullptr);
+      }
+      ++c->served;
+      if (!ok || close_connection || connection_closed || t_response_closes || !is_running()) {
+        ::shutdown(c->fd, SHUT_RDWR);
+        return;  // closes
+      }
+    }
+  }
+
+  std::size_t threads_;
+  HeadLimits limits_;
+  std::chrono::milliseconds read_timeout_;
+  std::chrono::milliseconds write_timeout_;
+  HeadGate::Refusal refusal_;
+  std::unique_ptr<httplib::ThreadPool> pool_;  // destroyed after gate_, whose callback uses it
+  std::unique_ptr<HeadGate> gate_;
+};
+
+namespace {
 
 std::string reason_message(int status, const httplib::Request& req, std::size_t max_body) {
   switch (status) {
@@ -68,7 +337,9 @@ nlohmann::json default_error_body(int status, const std::string& message) {
                      : status == 404 ? "not_found_error"
                      : status < 500  ? "invalid_request_error"
                                      : "server_error";
-  return {{"error", {{"message", message}, {"type", type}, {"code", status}}}};
+  // 401's code names the problem as OpenAI's does; other codes are the status.
+  nlohmann::json code = status == 401 ? nlohmann::json("invalid_api_key") : nlohmann::json(status);
+  return {{"error", {{"message", message}, {"type", type}, {"code", code}}}};
 }
 
 nlohmann::json parse_json_body(const httplib::Request& req, bool allow_empty) {
@@ -122,12 +393,24 @@ bool constant_time_equals(const std::string& a, const std::string& b) {
 }
 
 HttpServer::HttpServer(ServerOptions options)
-    : options_(std::move(options)), server_(std::make_unique<httplib::Server>()), default_format_(default_error_body) {
+    : options_(std::move(options)), default_format_(default_error_body) {
   if (options_.port < 0 || options_.port > 65535) fail(ErrorKind::invalid_argument, "port {} is out of range 0..65535", options_.port);
   if (options_.max_body_bytes == 0) fail(ErrorKind::invalid_argument, "the request body limit must be positive");
   int threads = options_.threads;
   if (threads <= 0) threads = std::max(4, 2 * static_cast<int>(std::thread::hardware_concurrency()));
-  server_->new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<std::size_t>(threads)); };
+  HeadLimits limits;
+  limits.head_timeout = std::max(options_.head_timeout, std::chrono::milliseconds(1));
+  limits.idle_timeout = std::max(options_.idle_timeout, std::chrono::milliseconds(1));
+  limits.max_head_bytes = std::max<std::size_t>(options_.max_head_bytes, 1024);
+  limits.max_header_count = options_.max_headers;
+  auto refusal = [this](int status, const std::string& message, const std::string& path) {
+    const std::string body = format_for(path)(status, message).dump();
+    return fmt::format("HTTP/1.1 {} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
+                       status, status == 408 ? "Request Timeout" : "Request Header Fields Too Large", body.size(), body);
+  };
+  server_ = std::make_unique<GatedServer>(static_cast<std::size_t>(threads), limits, options_.read_timeout,
+                                          options_.write_timeout, refusal);
+  server_->set_keep_alive_max_count(100);
   server_->set_payload_max_length(options_.max_body_bytes);
   auto split = [](std::chrono::milliseconds d) {
     auto ms = std::max<long long>(d.count(), 1);
@@ -152,6 +435,13 @@ HttpServer::~HttpServer() { stop(); }
 void HttpServer::install_hooks() {
   server_->set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
     t_request_start = std::chrono::steady_clock::now();
+    // cpp-httplib percent-decodes the path: a %00 would reach handlers as a NUL byte, which names
+    // no resource and cuts error messages (and file names) short.
+    if (req.path.find('\0') != std::string::npos) {
+      res.set_header("Connection", "close");
+      send_error(req, res, 400, "the request path contains a NUL byte (%00)");
+      return httplib::Server::HandlerResponse::Handled;
+    }
     if (!options_.cors_origins.empty() && req.method == "OPTIONS" && req.has_header("Origin")) {
       // CORS preflight: answered here, before authentication (browsers send no credentials).
       std::string origin = allowed_origin(req);
@@ -213,6 +503,7 @@ void HttpServer::install_hooks() {
   });
 
   server_->set_logger([](const httplib::Request& req, const httplib::Response& res) {
+    t_response_closes = res.get_header_value("Connection") == "close";
     if (!spdlog::should_log(spdlog::level::debug)) return;
     double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t_request_start).count();
     log::debug("http: {} {} {} ({} bytes in) -> {} ({} bytes out, {:.2f} ms)", req.remote_addr, req.method, req.path,
@@ -366,14 +657,22 @@ bool HttpServer::authorized(const httplib::Request& req) const {
   if (options_.api_keys.empty() || is_public(req.path)) return true;
   for (const auto& pred : public_requests_)
     if (pred(req)) return true;
+  const RawCredentials& raw = t_raw_credentials;
+  auto header = [&](const char* name, const std::optional<std::string>& raw_value) -> std::optional<std::string> {
+    if (raw.valid) return raw_value;
+    if (!req.has_header(name)) return std::nullopt;
+    return req.get_header_value(name);
+  };
   std::string presented;
-  std::string auth = req.get_header_value("Authorization");
-  if (auth.size() > 7 && (auth.compare(0, 7, "Bearer ") == 0 || auth.compare(0, 7, "bearer ") == 0)) {
-    presented = auth.substr(7);
-  } else if (req.has_header("api-key")) {
-    presented = req.get_header_value("api-key");
-  } else if (req.has_header("x-api-key")) {  // Anthropic's clients
-    presented = req.get_header_value("x-api-key");
+  const auto auth = header("Authorization", raw.authorization);
+  const auto api_key = header("api-key", raw.api_key);
+  const auto x_api_key = header("x-api-key", raw.x_api_key);
+  if (auth && auth->size() > 7 && (auth->compare(0, 7, "Bearer ") == 0 || auth->compare(0, 7, "bearer ") == 0)) {
+    presented = auth->substr(7);
+  } else if (api_key) {
+    presented = *api_key;
+  } else if (x_api_key) {  // Anthropic's clients
+    presented = *x_api_key;
   } else {
     return false;
   }
@@ -450,6 +749,10 @@ std::string HttpServer::cross_site_refusal(const httplib::Request& req) const {
 std::string HttpServer::url() const {
   bool v6 = options_.host.find(':') != std::string::npos;
   return fmt::format("http://{}{}{}:{}", v6 ? "[" : "", options_.host, v6 ? "]" : "", port_);
+}
+
+std::string HttpServer::serve_bytes(const std::string& bytes) {
+  return static_cast<GatedServer&>(*server_).serve_bytes(bytes);
 }
 
 void HttpServer::bind() {

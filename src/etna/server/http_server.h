@@ -31,6 +31,12 @@ struct ServerOptions {
   std::chrono::milliseconds read_timeout{30000};   // longest wait for the next bytes of a request
   std::chrono::milliseconds write_timeout{30000};  // longest wait to send the next bytes of a response
   std::chrono::milliseconds idle_timeout{5000};    // keep-alive: idle connection is closed after this
+  // A request head (request line and headers) must arrive whole within head_timeout of its first
+  // byte (408 otherwise), within max_head_bytes (431) and max_headers header lines (431). Until
+  // then the connection waits on the head gate's thread, not on a worker (head_gate.h).
+  std::chrono::milliseconds head_timeout{10000};
+  std::size_t max_head_bytes = 32u << 10;
+  std::size_t max_headers = 100;
   std::vector<std::string> api_keys;          // empty = no authentication
   std::vector<std::string> cors_origins;      // empty = no CORS headers at all; "*" = any origin
   // Host names (beyond localhost and IP addresses) that requests may name in their Host header;
@@ -147,6 +153,11 @@ class HttpServer {
 
   // "http://HOST:PORT" (IPv6 hosts bracketed).
   std::string url() const;
+
+  // Serves `bytes` as if one client had sent them on a connection and closed it: every complete
+  // request in them goes through the head limits, the hooks and the router on this thread, and
+  // the responses come back as bytes. For tests and the fuzz_http target; needs no bind().
+  std::string serve_bytes(const std::string& bytes);
 
  private:
   const ErrorFormat& format_for(const std::string& path) const;

@@ -171,6 +171,10 @@ class LockedEmbedder final : public engine::Embedder {
     std::lock_guard lock(mutex_);
     return inner_.count_tokens(texts);
   }
+  std::vector<std::vector<float>> embed_tokens(const std::vector<std::vector<engine::Token>>& inputs) const override {
+    std::lock_guard lock(mutex_);
+    return inner_.embed_tokens(inputs);
+  }
 
  private:
   const engine::Embedder& inner_;
@@ -462,8 +466,9 @@ Common parse_common(const json& body, const ojson& obody, bool chat) {
     p.seed = s->is_number_unsigned() ? s->get<uint64_t>() : static_cast<uint64_t>(s->get<int64_t>());
     if (p.seed == engine::kRandomSeed) p.seed = 0;
   }
-  int64_t max_tokens = int_field(body, "max_tokens", -1, 0, INT32_MAX);
-  if (chat) max_tokens = int_field(body, "max_completion_tokens", max_tokens, 0, INT32_MAX);
+  // At least 1, as OpenAI requires (0 used to generate one token anyway).
+  int64_t max_tokens = int_field(body, "max_tokens", -1, 1, INT32_MAX);
+  if (chat) max_tokens = int_field(body, "max_completion_tokens", max_tokens, 1, INT32_MAX);
   else if (!field(body, "max_tokens")) max_tokens = 16;  // OpenAI's default for text completions
   p.max_tokens = static_cast<int>(max_tokens);
   if (const json* s = field(body, "stop")) {
@@ -936,6 +941,12 @@ void submit_and_respond(OpenAIService& service, const GenerationSetup& g, engine
     throw ApiError(400, "context_length_exceeded", prompt_param,
                    fmt::format("this model's maximum context length is {} tokens, but the prompt has {} tokens",
                                service.n_ctx(), gr.prompt.size()));
+  // More new tokens than the whole context holds can never be honoured (OpenAI answers 400 too,
+  // rather than capping silently).
+  if (gr.params.max_tokens > service.n_ctx())
+    throw ApiError(400, "invalid_value", "max_tokens",
+                   fmt::format("max_tokens is too large: {}; this model's context holds {} tokens", gr.params.max_tokens,
+                               service.n_ctx()));
   gr.grammar = g.common.grammar;
   gr.logit_bias = g.common.logit_bias;
   // n choices are n requests on the scheduler (their common prompt is evaluated once and shared
@@ -1089,20 +1100,42 @@ void handle_embeddings(OpenAIService& service, const httplib::Request& req, http
   check_model(body, service.embedding_model_id(), "embedding");
   const json* input = field(body, "input");
   if (!input) bad_request("input", "'input' is required");
+  // Text, or token ids of this model's vocabulary (OpenAI's array of integers, or of arrays).
   std::vector<std::string> texts;
+  std::vector<std::vector<engine::Token>> token_inputs;
+  const int n_vocab = static_cast<int>(m.embedder->tokenizer().vocab().size());
+  auto token_list = [&](const json& arr) {
+    if (arr.empty()) bad_request("input", "a token-id input must not be empty");
+    std::vector<engine::Token> ids;
+    for (const auto& t : arr) {
+      if (!t.is_number_integer()) bad_type("input", "an array of token ids (integers)", t);
+      const int64_t id = t.get<int64_t>();
+      if (id < 0 || id >= n_vocab) bad_request("input", "token id {} is outside this model's vocabulary (0..{})", id, n_vocab - 1);
+      ids.push_back(static_cast<engine::Token>(id));
+    }
+    return ids;
+  };
   if (input->is_string()) {
     texts.push_back(input->get<std::string>());
   } else if (input->is_array()) {
     if (input->empty()) bad_request("input", "'input' must not be empty");
     if (input->size() > 2048) bad_request("input", "at most 2048 inputs per request");
-    for (const auto& x : *input) {
-      if (x.is_number_integer() || x.is_array())
-        bad_request("input", "token-id inputs are not supported; send text");
-      if (!x.is_string()) bad_type("input", "a string or an array of strings", x);
-      texts.push_back(x.get<std::string>());
+    if ((*input)[0].is_number_integer()) {
+      token_inputs.push_back(token_list(*input));
+    } else {
+      for (const auto& x : *input) {
+        if (x.is_array()) {
+          if (!texts.empty()) bad_request("input", "mix of text and token-id inputs; send one kind");
+          token_inputs.push_back(token_list(x));
+          continue;
+        }
+        if (!x.is_string()) bad_type("input", "a string, an array of strings, or token ids", x);
+        if (!token_inputs.empty()) bad_request("input", "mix of text and token-id inputs; send one kind");
+        texts.push_back(x.get<std::string>());
+      }
     }
   } else {
-    bad_type("input", "a string or an array of strings", *input);
+    bad_type("input", "a string, an array of strings, or token ids", *input);
   }
   std::string format = "float";
   if (const json* f = field(body, "encoding_format")) {
@@ -1113,19 +1146,28 @@ void handle_embeddings(OpenAIService& service, const httplib::Request& req, http
   }
   if (const json* d = field(body, "dimensions")) {
     if (!d->is_number_integer()) bad_type("dimensions", "an integer", *d);
+    // Shortening is only sound for models trained for it (Matryoshka representation learning);
+    // a GGUF file does not say whether its model was, so other sizes are refused.
     if (d->get<int64_t>() != m.embedder->dim())
-      bad_request("dimensions", "this model's embeddings have {} dimensions", m.embedder->dim());
+      bad_request("dimensions",
+                  "this model's embeddings have {} dimensions and cannot be shortened to {}: only models trained "
+                  "for it (Matryoshka) keep their meaning when cut, and this file does not say it was",
+                  m.embedder->dim(), d->get<int64_t>());
   }
   std::vector<std::vector<float>> vectors;
   std::vector<int> counts;
   {
     std::lock_guard lock(m.embed_mutex);
-    counts = m.embedder->count_tokens(texts);
+    if (token_inputs.empty()) {
+      counts = m.embedder->count_tokens(texts);
+    } else {
+      for (const auto& t : token_inputs) counts.push_back(static_cast<int>(t.size()));
+    }
     for (size_t i = 0; i < counts.size(); ++i)
       if (counts[i] > m.embedder->max_tokens())
         throw ApiError(400, "context_length_exceeded", "input",
                        fmt::format("input {} has {} tokens; this model's maximum is {}", i, counts[i], m.embedder->max_tokens()));
-    vectors = m.embedder->embed(texts);
+    vectors = token_inputs.empty() ? m.embedder->embed(texts) : m.embedder->embed_tokens(token_inputs);
   }
   json data = json::array();
   int total = 0;
@@ -1252,6 +1294,22 @@ void register_openai_routes(HttpServer& server, OpenAIService& service) {
   server.route(Method::get, "/metrics", [&service](const httplib::Request&, httplib::Response& res) {
     res.set_content(metrics_text(service), "text/plain; version=0.0.4");
   });
+}
+
+void register_no_model_routes(HttpServer& server) {
+  server.set_error_format("/v1/", [](int status, const std::string& message) { return openai_error_body(status, message); });
+  server.add_public_path("/health");
+  server.route(Method::get, "/health", [](const httplib::Request&, httplib::Response& res) {
+    send_json(res, {{"status", "ok"}});
+  });
+  server.route(Method::get, "/v1/models", [](const httplib::Request&, httplib::Response& res) {
+    send_json(res, {{"object", "list"}, {"data", json::array()}});
+  });
+  auto none = [](const httplib::Request&, httplib::Response& res) {
+    send_json(res, openai_error_body(404, "this server has no models (it was started with --no-model)", "model_not_found", "model"), 404);
+  };
+  server.route(Method::get, R"(/v1/models/([^/]+))", none);
+  for (const char* p : {"/v1/chat/completions", "/v1/completions", "/v1/embeddings"}) server.route(Method::post, p, none);
 }
 
 }  // namespace etna::server

@@ -117,6 +117,10 @@ class OpenAIService {
 // public; everything else follows the server's API-key setting.
 void register_openai_routes(HttpServer& server, OpenAIService& service);
 
+// For a server without models (serve --no-model): GET /health is 200 {"status": "ok"}, GET
+// /v1/models an empty list, and the inference routes 404 model_not_found naming --no-model.
+void register_no_model_routes(HttpServer& server);
+
 // OpenAI's error body: {"error": {"message", "type", "param", "code"}} (type and code derived
 // from the status when not given).
 nlohmann::json openai_error_body(int status, const std::string& message, const std::string& code = "",

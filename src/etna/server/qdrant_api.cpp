@@ -1150,6 +1150,10 @@ void register_qdrant_routes(HttpServer& server, store::Database& db) {
   server.set_error_format("/aliases", qdrant_error_body);
   server.set_error_format("/readyz", qdrant_error_body);
   server.set_error_format("/livez", qdrant_error_body);
+  // Qdrant's other root-level route families: a 404 (or any error) there is in Qdrant's envelope,
+  // which its clients parse, even where Etna has no such route.
+  for (const char* p : {"/aliases", "/cluster", "/telemetry", "/snapshots", "/locks", "/issues"})
+    server.set_error_format(p, qdrant_error_body);
   store::Database* dbp = &db;
   const std::string C = "/collections/([^/]+)";
 

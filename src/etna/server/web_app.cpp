@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <fstream>
+#include <map>
 #include <mutex>
 #include <random>
 #include <sstream>
@@ -114,25 +115,15 @@ int64_t unix_ms() {
 
 class Conversations {
  public:
-  Conversations(fs::path dir, std::size_t max_bytes) : dir_(std::move(dir)), max_bytes_(max_bytes) {}
+  Conversations(fs::path dir, std::size_t max_bytes, std::size_t max_count)
+      : dir_(std::move(dir)), max_bytes_(max_bytes), max_count_(max_count) {}
 
+  // From the index (.index.json: id -> title, created, updated), never from the files themselves.
   json list() const {
     std::lock_guard lock(mutex_);
+    load_index_locked();
     json out = json::array();
-    std::error_code ec;
-    if (!fs::is_directory(dir_, ec)) return out;
-    for (const auto& entry : fs::directory_iterator(dir_, ec)) {
-      const fs::path p = entry.path();
-      if (p.extension() != ".json" || !valid_conversation_id(p.stem().string())) continue;
-      try {
-        json c = read_file(p);
-        out.push_back({{"id", p.stem().string()},
-                       {"title", c.value("title", std::string("Untitled"))},
-                       {"updated", c.value("updated", int64_t{0})}});
-      } catch (const std::exception& e) {
-        log::warn("web: skipping unreadable conversation {}: {}", p.string(), e.what());
-      }
-    }
+    for (const auto& [id, e] : index_) out.push_back({{"id", id}, {"title", e.title}, {"updated", e.updated}});
     std::sort(out.begin(), out.end(), [](const json& a, const json& b) {
       return a["updated"].get<int64_t>() > b["updated"].get<int64_t>();
     });
@@ -188,30 +179,34 @@ class Conversations {
       c["settings"] = json::object();
     }
     std::lock_guard lock(mutex_);
+    load_index_locked();
     const fs::path p = path_of(id);
-    const bool created = !fs::exists(p);
-    int64_t created_ms = unix_ms();
-    if (!created) {
-      try {
-        created_ms = read_file(p).value("created", created_ms);
-      } catch (const std::exception&) {
-        // An unreadable old version is simply replaced.
-      }
-    }
+    auto known = index_.find(id);
+    const bool created = known == index_.end() && !fs::exists(p);
+    if (created && index_.size() >= max_count_)
+      throw HttpError(507, ErrorKind::limit,
+                      fmt::format("at most {} conversations are kept; delete some to start a new one", max_count_));
+    const int64_t created_ms = known != index_.end() ? known->second.created : unix_ms();
     c["created"] = created_ms;
     c["updated"] = unix_ms();
     // Compact: indentation grows with nesting, so pretty-printing multiplied a deep body's size.
     write_atomically(p, c.dump(-1, ' ', false, json::error_handler_t::replace));
+    index_[id] = {title, created_ms, c["updated"].get<int64_t>()};
+    save_index_locked();
     return {c, created};
   }
 
   void remove(const std::string& id) {
     check_id(id);
     std::lock_guard lock(mutex_);
+    load_index_locked();
     std::error_code ec;
-    if (!fs::remove(path_of(id), ec)) {
+    const bool removed = fs::remove(path_of(id), ec);
+    const bool indexed = index_.erase(id) > 0;
+    if (indexed) save_index_locked();
+    if (!removed) {
       if (ec) fail(ErrorKind::io, "cannot delete conversation '{}': {}", id, ec.message());
-      fail(ErrorKind::not_found, "no conversation '{}'", id);
+      if (!indexed) fail(ErrorKind::not_found, "no conversation '{}'", id);
     }
   }
 
@@ -255,9 +250,58 @@ class Conversations {
     }
   }
 
+  struct Entry {
+    std::string title;
+    int64_t created = 0, updated = 0;
+  };
+
+  // REQUIRES: mutex_ held. Reads .index.json once; without one (a data folder from before the
+  // index, or a damaged index), rebuilds it from the conversation files, once.
+  void load_index_locked() const {
+    if (index_loaded_) return;
+    index_loaded_ = true;
+    const fs::path ip = dir_ / ".index.json";
+    std::error_code ec;
+    if (fs::exists(ip, ec)) {
+      try {
+        const json j = read_file(ip);
+        for (const auto& [id, e] : j.items())
+          if (valid_conversation_id(id) && e.is_object())
+            index_[id] = {e.value("title", std::string("Untitled")), e.value("created", int64_t{0}), e.value("updated", int64_t{0})};
+        return;
+      } catch (const std::exception& e) {
+        log::warn("web: rebuilding the conversation index: {}", e.what());
+        index_.clear();
+      }
+    }
+    if (!fs::is_directory(dir_, ec)) return;
+    for (const auto& entry : fs::directory_iterator(dir_, ec)) {
+      const fs::path p = entry.path();
+      if (p.extension() != ".json" || !valid_conversation_id(p.stem().string())) continue;
+      try {
+        const json c = read_file(p);
+        index_[p.stem().string()] = {c.value("title", std::string("Untitled")), c.value("created", int64_t{0}),
+                                     c.value("updated", int64_t{0})};
+      } catch (const std::exception& e) {
+        log::warn("web: skipping unreadable conversation {}: {}", p.string(), e.what());
+      }
+    }
+    save_index_locked();
+  }
+
+  // REQUIRES: mutex_ held.
+  void save_index_locked() const {
+    json j = json::object();
+    for (const auto& [id, e] : index_) j[id] = {{"title", e.title}, {"created", e.created}, {"updated", e.updated}};
+    write_atomically(dir_ / ".index.json", j.dump(-1, ' ', false, json::error_handler_t::replace));
+  }
+
   fs::path dir_;
   std::size_t max_bytes_;
+  std::size_t max_count_;
   mutable std::mutex mutex_;
+  mutable bool index_loaded_ = false;             // REQUIRES: mutex_ held
+  mutable std::map<std::string, Entry> index_;    // REQUIRES: mutex_ held
 };
 
 // ---- status ------------------------------------------------------------------------------------
@@ -353,7 +397,8 @@ void register_web_routes(HttpServer& server, WebOptions options) {
     send_json(res, status_json(server, openai, started));
   });
 
-  auto conv = std::make_shared<Conversations>(options.data_dir / "conversations", options.max_conversation_bytes);
+  auto conv = std::make_shared<Conversations>(options.data_dir / "conversations", options.max_conversation_bytes,
+                                              options.max_conversations);
   server.route(Method::get, "/api/conversations", [conv](const httplib::Request&, httplib::Response& res) {
     send_json(res, {{"conversations", conv->list()}});
   });

@@ -16,6 +16,7 @@ struct WebOptions {
   std::filesystem::path data_dir;                // conversations live in <data_dir>/conversations/
   OpenAIService* openai = nullptr;               // model and generation figures; null = no model
   std::size_t max_conversation_bytes = 8u << 20;  // larger conversations get 413
+  std::size_t max_conversations = 1000;           // a new one past this gets 507 (delete some first)
 };
 
 // Registers the app's assets, /api/status and /api/conversations[/{id}] (before start). `openai`

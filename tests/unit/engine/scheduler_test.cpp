@@ -172,6 +172,29 @@ TEST_F(SchedulerTest, QueueBoundRefusesWithQueueFullError) {
   for (auto& r : ok) collect(*r);
 }
 
+// Issue 16 item 14: a cancelled request behind a waiting one gave its queue place back only
+// once it reached the front, so clients that aborted and retried got 429s.
+TEST_F(SchedulerTest, CancelledWaitingRequestReleasesItsPlaceAtOnce) {
+  SchedulerOptions o;
+  o.n_parallel = 1;
+  o.n_ctx = 4096;
+  o.queue_capacity = 2;
+  Scheduler s(*model_, *tokenizer_, o);
+  const auto prompt = ref_["cases"][0]["tokens"].get<std::vector<Token>>();
+  auto running = s.submit(greedy_request(prompt, 4000));  // holds the only slot for a while
+  auto waiting = s.submit(greedy_request(prompt, 5));
+  auto left = s.submit(greedy_request(prompt, 5));
+  left->cancel();
+  // The running request is far from done, so the queue still holds `waiting` and `left`.
+  std::shared_ptr<RequestStream> retry;
+  EXPECT_NO_THROW(retry = s.submit(greedy_request(prompt, 5)));
+  EXPECT_EQ(collect(*left).last.finish, FinishReason::cancelled);
+  running->cancel();
+  collect(*running);
+  EXPECT_EQ(collect(*waiting).last.finish, FinishReason::length);
+  if (retry) EXPECT_EQ(collect(*retry).last.finish, FinishReason::length);
+}
+
 TEST_F(SchedulerTest, StopsAtStopStringsAndReportsLogprobs) {
   auto s = make(2);
   const auto& c = ref_["cases"][0];  // ", there was a little girl named Lily. ..."

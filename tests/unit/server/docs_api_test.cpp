@@ -97,6 +97,22 @@ const char* kGuide =
     "# Boiler guide\n\nThe boiler must be serviced every spring by a certified technician.\n\n"
     "## Pressure\n\nKeep the pressure gauge between one and two bar.\n";
 
+// How many "path"/"file" strings in `j` name the server's data folder.
+int sr_files_absolute_paths(const json& j, const fs::path& data) {
+  int n = 0;
+  if (j.is_object()) {
+    for (auto it = j.begin(); it != j.end(); ++it) {
+      if (it->is_string() && (it.key() == "path" || it.key() == "file"))
+        n += it->get<std::string>().find(data.string()) != std::string::npos;
+      else
+        n += sr_files_absolute_paths(*it, data);
+    }
+  } else if (j.is_array()) {
+    for (const auto& x : j) n += sr_files_absolute_paths(x, data);
+  }
+  return n;
+}
+
 httplib::MultipartFormDataItems upload_items() {
   return {{"file", kNotes, "notes.txt", "text/plain"}, {"file", kGuide, "guide.md", "text/markdown"}};
 }
@@ -148,8 +164,11 @@ TEST(DocsApi, CreateUploadListSearchDeleteFile) {
   EXPECT_EQ(by_name["guide.md"]["format"], "markdown");
   EXPECT_GT(by_name["guide.md"]["chunks"].get<int>(), 0);
   const std::string notes_path = by_name["notes.txt"]["path"];
-  EXPECT_TRUE(fs::exists(notes_path));
-  EXPECT_NE(notes_path.find("/documents/manuals/uploads/"), std::string::npos);
+  // Issue 16 item 15: API clients see an upload relative to its collection, not the server's
+  // absolute path to its data folder.
+  EXPECT_EQ(notes_path, "uploads/notes.txt");
+  EXPECT_TRUE(fs::exists(data.path() / "documents/manuals" / notes_path));
+  EXPECT_EQ(sr_files_absolute_paths(body_of(c.Get("/api/collections/manuals/files")), data.path()), 0);
 
   auto search = c.Post("/api/collections/manuals/search", R"({"query":"when were zebra crossings introduced","k":3})",
                        "application/json");
@@ -162,6 +181,7 @@ TEST(DocsApi, CreateUploadListSearchDeleteFile) {
   EXPECT_NE(hit["text"].get<std::string>().find("1951"), std::string::npos);
   for (const char* k : {"id", "file", "name", "page", "lines", "bytes", "heading", "text", "score"})
     EXPECT_TRUE(hit.contains(k)) << k;
+  EXPECT_EQ(hit["file"], "uploads/notes.txt");
 
   json chunk = body_of(c.Get("/api/collections/manuals/chunks/" + std::to_string(hit["id"].get<int64_t>())));
   EXPECT_EQ(chunk["text"], hit["text"]);
@@ -172,7 +192,7 @@ TEST(DocsApi, CreateUploadListSearchDeleteFile) {
   ASSERT_TRUE(del);
   ASSERT_EQ(del->status, 200) << del->body;
   EXPECT_EQ(body_of(del)["chunks_removed"], by_name["notes.txt"]["chunks"]);
-  EXPECT_FALSE(fs::exists(notes_path));
+  EXPECT_FALSE(fs::exists(data.path() / "documents/manuals" / notes_path));
   json after = body_of(c.Post("/api/collections/manuals/search", R"({"query":"zebra crossings 1951"})", "application/json"));
   for (const auto& h : after["hits"]) EXPECT_NE(h["name"], "notes.txt");
   EXPECT_EQ(body_of(c.Get("/api/collections/manuals/files"))["files"].size(), 1u);

@@ -1,0 +1,237 @@
+// Issue 16 item 4: slow clients (slowloris) and header floods against the real HttpServer, over
+// loopback with raw sockets. Workers must only ever see complete request heads, so dribbling
+// clients cannot hold the pool, and a head has size, count and time limits.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <fstream>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+#include "etna/server/http_server.h"
+
+namespace etna::server {
+namespace {
+
+class Served {
+ public:
+  explicit Served(ServerOptions opt) {
+    opt.host = "127.0.0.1";
+    opt.port = 0;
+    server_ = std::make_unique<HttpServer>(opt);
+    server_->route(Method::get, "/health", [](const httplib::Request&, httplib::Response& res) {
+      send_json(res, {{"status", "ok"}});
+    });
+    server_->bind();
+    thread_ = std::thread([this] { server_->listen(); });
+    server_->wait_until_ready();
+  }
+  ~Served() {
+    server_->stop();
+    thread_.join();
+  }
+  int port() const { return server_->port(); }
+
+ private:
+  std::unique_ptr<HttpServer> server_;
+  std::thread thread_;
+};
+
+int connect_loopback(int port, int guard_seconds) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  timeval tv{guard_seconds, 0};  // guards against hanging forever; not a timing assertion
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  return fd;
+}
+
+bool send_all(int fd, const std::string& s) {
+  std::size_t off = 0;
+  while (off < s.size()) {
+    ssize_t n = ::send(fd, s.data() + off, s.size() - off, MSG_NOSIGNAL);
+    if (n <= 0) return false;
+    off += static_cast<std::size_t>(n);
+  }
+  return true;
+}
+
+std::string read_all(int fd) {
+  std::string out;
+  char buf[4096];
+  for (;;) {
+    ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    if (n <= 0) return out;
+    out.append(buf, static_cast<std::size_t>(n));
+  }
+}
+
+long rss_kib() {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
+  return 0;
+}
+
+TEST(SlowClients, DribblingHeadersDoNotBlockOtherRequests) {
+  ServerOptions opt;
+  opt.threads = 4;  // far fewer workers than slow clients
+  Served s(opt);
+  std::atomic<bool> done{false};
+  std::vector<std::thread> slow;
+  for (int i = 0; i < 24; ++i) {
+    slow.emplace_back([&, i] {
+      int fd = connect_loopback(s.port(), 60);
+      if (fd < 0) return;
+      send_all(fd, "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n");
+      // One header line every 100 ms until the check below is over (or the 40 s guard).
+      for (int k = 0; k < 400 && !done; ++k) {
+        if (!send_all(fd, "X-Slow-" + std::to_string(i) + "-" + std::to_string(k) + ": 1\r\n")) break;
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      }
+      ::close(fd);
+    });
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));  // let them all start dribbling
+  httplib::Client c("127.0.0.1", s.port());
+  c.set_connection_timeout(20, 0);
+  c.set_read_timeout(20, 0);  // a generous deadline: before the fix no answer came at all
+  int answered = 0;
+  for (int i = 0; i < 3; ++i) {
+    auto r = c.Get("/health");
+    if (r && r->status == 200) ++answered;
+  }
+  done = true;
+  for (auto& t : slow) t.join();
+  EXPECT_EQ(answered, 3) << "/health did not answer while slow clients dribbled headers";
+}
+
+TEST(SlowClients, HeaderFloodIsRefusedWithBoundedMemory) {
+  Served s(ServerOptions{});
+  const long before = rss_kib();
+  int fd = connect_loopback(s.port(), 60);
+  ASSERT_GE(fd, 0);
+  // 1.5 M small headers (about 15 MB) in one request head.
+  std::string block;
+  for (int i = 0; i < 1000; ++i) block += "X-F: 1234\r\n";
+  std::atomic<std::size_t> sent{0};
+  const std::size_t total = 1500 * block.size();
+  std::thread sender([&] {
+    if (!send_all(fd, "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n")) return;
+    for (int i = 0; i < 1500; ++i) {
+      if (!send_all(fd, block)) return;
+      sent += block.size();
+    }
+    send_all(fd, "\r\n");
+  });
+  std::string reply = read_all(fd);
+  sender.join();
+  ::close(fd);
+  const long grown_mib = (rss_kib() - before) / 1024;
+  EXPECT_LT(sent.load(), total) << "the whole flood was read; reply: " << reply.substr(0, 200);
+  if (!reply.empty()) {
+    EXPECT_EQ(reply.compare(0, 12, "HTTP/1.1 431"), 0) << reply.substr(0, 300);
+  }
+  EXPECT_LT(grown_mib, 64) << "the server grew by " << grown_mib << " MiB";
+  // And it still serves.
+  httplib::Client c("127.0.0.1", s.port());
+  c.set_read_timeout(20, 0);
+  auto r = c.Get("/health");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+}
+
+TEST(SlowClients, TooManyHeadersIs431) {
+  Served s(ServerOptions{});
+  int fd = connect_loopback(s.port(), 30);
+  ASSERT_GE(fd, 0);
+  std::string head = "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n";
+  for (int i = 0; i < 200; ++i) head += "X-" + std::to_string(i) + ": 1\r\n";
+  send_all(fd, head + "\r\n");
+  std::string reply = read_all(fd);
+  ::close(fd);
+  EXPECT_EQ(reply.compare(0, 12, "HTTP/1.1 431"), 0) << reply.substr(0, 300);
+  EXPECT_NE(reply.find("100 headers"), std::string::npos) << reply;
+}
+
+TEST(SlowClients, HeadThatNeverEndsGets408) {
+  ServerOptions opt;
+  opt.head_timeout = std::chrono::milliseconds(300);
+  Served s(opt);
+  int fd = connect_loopback(s.port(), 30);
+  ASSERT_GE(fd, 0);
+  send_all(fd, "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n");
+  std::string reply;
+  // Keep dribbling: each line arrives in time for a per-read timeout, never for the head's deadline.
+  std::thread dribble([&] {
+    for (int k = 0; k < 300; ++k) {
+      if (!send_all(fd, "X-" + std::to_string(k) + ": 1\r\n")) return;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+  });
+  reply = read_all(fd);
+  ::shutdown(fd, SHUT_RDWR);
+  dribble.join();
+  ::close(fd);
+  EXPECT_EQ(reply.compare(0, 12, "HTTP/1.1 408"), 0) << reply.substr(0, 300);
+}
+
+// Kept-alive and pipelined requests still work through the gate (and on a worker's read-ahead).
+TEST(SlowClients, KeepAliveAndPipelinedRequestsAreAnswered) {
+  Served s(ServerOptions{});
+  httplib::Client c("127.0.0.1", s.port());
+  c.set_keep_alive(true);
+  c.set_read_timeout(20, 0);
+  for (int i = 0; i < 5; ++i) {
+    auto r = c.Get("/health");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 200);
+  }
+  int fd = connect_loopback(s.port(), 30);
+  ASSERT_GE(fd, 0);
+  const std::string one = "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+  send_all(fd, one + one + "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+  std::string reply = read_all(fd);
+  ::close(fd);
+  std::size_t count = 0;
+  for (std::size_t p = reply.find("HTTP/1.1 200"); p != std::string::npos; p = reply.find("HTTP/1.1 200", p + 1)) ++count;
+  EXPECT_EQ(count, 3u) << reply;
+}
+
+}  // namespace
+}  // namespace etna::server
+
+namespace etna::server {
+namespace {
+
+// serve_bytes (the fuzz_http target's entry) runs the same head limits and router in memory.
+TEST(ServeBytes, AnswersPipelinedRequestsAndAppliesTheHeadLimits) {
+  HttpServer server(ServerOptions{});
+  server.route(Method::get, "/health", [](const httplib::Request&, httplib::Response& res) { send_json(res, {{"status", "ok"}}); });
+  const std::string one = "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+  std::string out = server.serve_bytes(one + one);
+  std::size_t count = 0;
+  for (std::size_t p = out.find("HTTP/1.1 200"); p != std::string::npos; p = out.find("HTTP/1.1 200", p + 1)) ++count;
+  EXPECT_EQ(count, 2u) << out;
+  std::string many = "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n";
+  for (int i = 0; i < 150; ++i) many += "X-" + std::to_string(i) + ": 1\r\n";
+  EXPECT_EQ(server.serve_bytes(many + "\r\n").compare(0, 12, "HTTP/1.1 431"), 0);
+  EXPECT_EQ(server.serve_bytes("GET /hea"), "");  // an incomplete head gets no answer
+  EXPECT_EQ(server.serve_bytes("GET /nothing HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").compare(0, 12, "HTTP/1.1 404"), 0);
+}
+
+}  // namespace
+}  // namespace etna::server
