@@ -192,7 +192,9 @@ TEST_F(SchedulerTest, CancelledWaitingRequestReleasesItsPlaceAtOnce) {
   running->cancel();
   collect(*running);
   EXPECT_EQ(collect(*waiting).last.finish, FinishReason::length);
-  if (retry) EXPECT_EQ(collect(*retry).last.finish, FinishReason::length);
+  if (retry) {
+    EXPECT_EQ(collect(*retry).last.finish, FinishReason::length);
+  }
 }
 
 TEST_F(SchedulerTest, StopsAtStopStringsAndReportsLogprobs) {
