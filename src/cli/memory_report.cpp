@@ -29,7 +29,8 @@ void print_memory_report(const std::string& path, int n_ctx, const std::string& 
                              {"scratch_bytes", m.scratch},
                              {"total_bytes", m.total()},
                              {"repacked_matrices", model->repacked_matrices()},
-                             {"repacked_bytes", model->repacked_bytes()}};
+                             {"repacked_bytes", model->repacked_bytes()},
+                             {"huge_page_bytes", model->huge_page_bytes()}};
     out = j.dump() + "\n";
   } else {
     auto mib = [](uint64_t b) { return fmt::format("{:10.2f} MiB  ({} bytes)", b / 1048576.0, b); };
@@ -40,9 +41,11 @@ void print_memory_report(const std::string& path, int n_ctx, const std::string& 
     out += fmt::format("KV for context   {}\n", mib(m.kv_total));
     out += fmt::format("scratch (est.)   {}\n", mib(m.scratch));
     out += fmt::format("total            {}\n", mib(m.total()));
-    out += fmt::format("repacked         {}  in {} matrices (8-row interleaved, in place of the mapped rows{})\n",
+    out += fmt::format("repacked         {}  in {} matrices (8-row groups, in place of the mapped rows{})\n",
                        mib(model->repacked_bytes()), model->repacked_matrices(),
                        model::Model::repack_enabled() ? "" : "; off: --no-repack");
+    out += fmt::format("huge pages       {}  moved from the file mapping to anonymous huge pages{}\n",
+                       mib(model->huge_page_bytes()), model->huge_page_bytes() ? "" : " (none: not offered, ETNA_HUGE_PAGES=0 or too little memory)");
   }
   std::fwrite(out.data(), 1, out.size(), stdout);
 }

@@ -6,6 +6,8 @@
 #include <atomic>
 #include <cstdlib>
 #include <cmath>
+#include <fstream>
+#include <string>
 #include <unordered_map>
 
 #include "etna/base/error.h"
@@ -200,7 +202,9 @@ std::unique_ptr<Model> Model::load(const std::string& path) {
            "not compute (it uses RMS norm)", path, n, c.arch);
   }
   ld.refuse_unknown_tensors();
+  // Repacking first: it changes protections page by page, which would split huge pages.
   if (repack_enabled()) m->repack_weights();
+  m->move_weights_to_huge_pages();
   log::debug("loaded {}: {} n_embd={} n_layer={} n_head={}/{} n_ff={} n_vocab={} n_expert={}/{}", path, c.arch,
              c.n_embd, c.n_layer, c.n_head, c.n_head_kv, c.n_ff, c.n_vocab, c.n_expert_used, c.n_expert);
   return m;
@@ -220,6 +224,35 @@ bool Model::repack_enabled() {
     g_repack.store(v);
   }
   return v == 1;
+}
+
+namespace {
+// MemAvailable from /proc/meminfo in bytes, or 0 when unknown.
+uint64_t available_memory() {
+  std::ifstream f("/proc/meminfo");
+  std::string key, unit;
+  uint64_t kib = 0;
+  while (f >> key >> kib) {
+    if (key == "MemAvailable:") return kib * 1024;
+    std::getline(f, unit);
+  }
+  return 0;
+}
+}  // namespace
+
+// Generation streams every weight once per token; from 4 KiB file pages that costs a TLB miss
+// per 4 KiB (a nested page walk on a virtual machine), from huge pages one per 2 MiB.
+void Model::move_weights_to_huge_pages() {
+  const char* env = std::getenv("ETNA_HUGE_PAGES");
+  if (env && std::string(env) == "0") return;
+  const gguf::GgufFile& f = *file_;
+  if (f.tensors().empty() || f.data_offset() >= f.file_size()) return;
+  const uint64_t bytes = f.file_size() - f.data_offset();
+  if (bytes > available_memory() / 4 * 3) {
+    log::debug("{}: weights stay paged from the file ({} bytes; not enough free memory for huge pages)", f.path(), bytes);
+    return;
+  }
+  huge_page_bytes_ = MappedFile::move_to_huge_pages(f.bytes() + f.data_offset(), bytes);
 }
 
 // The matrices only matmul reads (not token_embd, whose rows are looked up; nor a tied

@@ -205,6 +205,10 @@ class Model {
   // What load() repacked: matrices and their bytes (0 when off or nothing qualified).
   int repacked_matrices() const { return repacked_matrices_; }
   uint64_t repacked_bytes() const { return repacked_bytes_; }
+  // Bytes of weights load() moved from the file mapping into anonymous memory on transparent
+  // huge pages (0 when the kernel offers none, ETNA_HUGE_PAGES=0, or the weights would take
+  // more than 3/4 of the available memory: they then stay paged from the file).
+  uint64_t huge_page_bytes() const { return huge_page_bytes_; }
 
   const ModelConfig& config() const { return config_; }
   const gguf::GgufFile& file() const { return *file_; }
@@ -262,6 +266,7 @@ class Model {
  private:
   Model() = default;
   void check_batch(const Batch& batch, const KvCache& cache) const;
+  void move_weights_to_huge_pages();
   void repack_weights();
 
   std::unique_ptr<gguf::GgufFile> file_;
@@ -271,6 +276,7 @@ class Model {
   mutable std::atomic<uint64_t> expert_bytes_read_{0};
   int repacked_matrices_ = 0;
   uint64_t repacked_bytes_ = 0;
+  uint64_t huge_page_bytes_ = 0;
 };
 
 }  // namespace etna::model

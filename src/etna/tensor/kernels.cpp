@@ -74,6 +74,11 @@ KernelTable build_scalar_table() {
     set(T::Q6_K, ns::vec_dot_q6_k, ns::tile_q6_k);                          \
     t[static_cast<size_t>(T::Q4_0)].packed_tile = ns::packed_tile_q4_0;     \
     t[static_cast<size_t>(T::Q8_0)].packed_tile = ns::packed_tile_q8_0;     \
+    t[static_cast<size_t>(T::Q2_K)].packed_tile = ns::packed_tile_q2_k;     \
+    t[static_cast<size_t>(T::Q3_K)].packed_tile = ns::packed_tile_q3_k;     \
+    t[static_cast<size_t>(T::Q4_K)].packed_tile = ns::packed_tile_q4_k;     \
+    t[static_cast<size_t>(T::Q5_K)].packed_tile = ns::packed_tile_q5_k;     \
+    t[static_cast<size_t>(T::Q6_K)].packed_tile = ns::packed_tile_q6_k;     \
     set(T::IQ4_NL, ns::vec_dot_iq4_nl, ns::tile_iq4_nl);                    \
     set(T::IQ4_XS, ns::vec_dot_iq4_xs, ns::tile_iq4_xs);                    \
     set(T::IQ3_S, ns::vec_dot_iq3_s, ns::tile_iq3_s);                       \

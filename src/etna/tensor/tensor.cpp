@@ -175,7 +175,7 @@ void matmul(const Matrix& w, const float* x, int64_t n_tokens, float* y) {
     return;
   }
   // Interleaved groups of kPackRows rows (kRowsPerTask is a multiple of kPackRows).
-  if (w.rows % kPackRows != 0 || (w.type != GgmlType::Q4_0 && w.type != GgmlType::Q8_0) ||
+  if (w.rows % kPackRows != 0 || !is_packable_type(w.type) ||
       w.row_bytes != bytes_for(k, w.cols))
     fail(ErrorKind::invalid_argument, "matmul: an interleaved {} matrix of {} rows is not a repack_rows layout",
          gguf::ggml_type_name(w.type), w.rows);

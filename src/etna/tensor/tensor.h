@@ -63,14 +63,18 @@ float vec_dot(GgmlType type, int64_t n, const void* weight_row, const void* acti
 // caller at a time; the others compute on their own thread).
 void matmul(const Matrix& w, const float* x, int64_t n_tokens, float* y);
 
+// The types repack_rows has a layout for: Q4_0, Q8_0 and the K-quants Q2_K .. Q6_K.
+bool is_packable_type(GgmlType type);
+
 // True when repack_rows can interleave `w` and the active kernel set has a kernel for the
-// result: Q4_0 or Q8_0, rows a positive multiple of 8, rows packed back to back.
+// result: a packable type, rows a positive multiple of 8, rows packed back to back.
 bool can_repack(const Matrix& w);
 
-// Rearranges w in place into groups of 8 rows (per 32-element block: the 8 fp16 scales, then
-// the quants in 4-byte chunks, chunk c of the 8 rows side by side), so that one vector load
-// feeds 8 rows, and sets w.interleaved. `data` is w.data, writable. matmul on the result
-// equals matmul on the original bit for bit. REQUIRES: can_repack(w).
+// Rearranges w in place into groups of 8 rows and sets w.interleaved. Q4_0 / Q8_0, per
+// 32-element block: the 8 fp16 scales, then the quants in 4-byte chunks, chunk c of the 8 rows
+// side by side, so that one vector load feeds 8 rows. K-quants: the 8 rows' super-blocks i side
+// by side, so that the 8-row kernel reads one contiguous stream. `data` is w.data, writable.
+// matmul on the result equals matmul on the original bit for bit. REQUIRES: can_repack(w).
 void repack_rows(Matrix& w, uint8_t* data);
 
 // Writes the 8 original rows of group g (rows 8g..8g+7) of an interleaved matrix to out

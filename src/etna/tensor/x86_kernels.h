@@ -34,6 +34,16 @@
                         int nt);                                                                              \
   void packed_tile_q8_0(int64_t n, const uint8_t* g, const uint8_t* a, size_t as, float* y, size_t ys, int nr, \
                         int nt);                                                                              \
+  void packed_tile_q2_k(int64_t n, const uint8_t* g, const uint8_t* a, size_t as, float* y, size_t ys, int nr, \
+                        int nt);                                                                              \
+  void packed_tile_q3_k(int64_t n, const uint8_t* g, const uint8_t* a, size_t as, float* y, size_t ys, int nr, \
+                        int nt);                                                                              \
+  void packed_tile_q4_k(int64_t n, const uint8_t* g, const uint8_t* a, size_t as, float* y, size_t ys, int nr, \
+                        int nt);                                                                              \
+  void packed_tile_q5_k(int64_t n, const uint8_t* g, const uint8_t* a, size_t as, float* y, size_t ys, int nr, \
+                        int nt);                                                                              \
+  void packed_tile_q6_k(int64_t n, const uint8_t* g, const uint8_t* a, size_t as, float* y, size_t ys, int nr, \
+                        int nt);                                                                              \
   void quantize_q8_0(const float* src, void* dst, int64_t n);         \
   void quantize_q8_1(const float* src, void* dst, int64_t n);         \
   void quantize_q8_k(const float* src, void* dst, int64_t n);         \

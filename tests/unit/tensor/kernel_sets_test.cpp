@@ -331,7 +331,9 @@ std::vector<uint8_t> random_matrix(const Layout& l, int64_t rows, int64_t cols, 
 }
 
 const std::vector<Layout>& packable_layouts() {
-  static const std::vector<Layout> l = {{GgmlType::Q4_0, {0}}, {GgmlType::Q8_0, {0}}};
+  static const std::vector<Layout> l = {{GgmlType::Q4_0, {0}},     {GgmlType::Q8_0, {0}},    {GgmlType::Q2_K, {80, 82}},
+                                        {GgmlType::Q3_K, {108}},    {GgmlType::Q4_K, {0, 2}}, {GgmlType::Q5_K, {0, 2}},
+                                        {GgmlType::Q6_K, {208}}};
   return l;
 }
 
@@ -341,7 +343,7 @@ TEST(Repack, RoundTripsAndRefusesWhatItCannotPack) {
   for (const auto& name : simd_sets()) {
     UseTable use(*kernel_table_for(name));
     for (const auto& l : packable_layouts()) {
-      const int64_t rows = 24, cols = 256;
+      const int64_t rows = 24, cols = 512;  // 2 super-blocks: one would leave a K-quant group as it was
       auto data = random_matrix(l, rows, cols, 5);
       const auto original = data;
       Matrix w{l.type, cols, rows, data.data(), row_bytes(l.type, cols)};
@@ -360,8 +362,8 @@ TEST(Repack, RoundTripsAndRefusesWhatItCannotPack) {
       Matrix padded{l.type, cols, 8, data.data(), w.row_bytes + 4};
       EXPECT_FALSE(can_repack(padded));
     }
-    std::vector<uint8_t> k(row_bytes(GgmlType::Q4_K, 256) * 8);
-    EXPECT_FALSE(can_repack(Matrix{GgmlType::Q4_K, 256, 8, k.data(), row_bytes(GgmlType::Q4_K, 256)}));
+    std::vector<uint8_t> k(row_bytes(GgmlType::Q5_0, 256) * 8);
+    EXPECT_FALSE(can_repack(Matrix{GgmlType::Q5_0, 256, 8, k.data(), row_bytes(GgmlType::Q5_0, 256)}));
   }
   UseTable scalar(scalar_kernel_table());
   std::vector<uint8_t> d(row_bytes(GgmlType::Q4_0, 256) * 8);
@@ -380,6 +382,7 @@ TEST(Repack, PackedTilesEqualVecDotBitForBit) {
       ASSERT_NE(k.packed_tile, nullptr) << name;
       const TypeKernels& act = entry(simd, k.vec_dot_type);
       for (int64_t n : {32, 512, 2048}) {
+        if (n % k.block_size != 0) continue;  // K-quants: 256-element super-blocks
         auto data = random_matrix(l, kPackRows, n, 77 + static_cast<uint32_t>(n));
         const auto original = data;
         Matrix w{l.type, n, kPackRows, data.data(), row_bytes(l.type, n)};
