@@ -74,14 +74,15 @@ void Bm25Index::remove(int64_t id) {
   doc_terms_.erase(id);
 }
 
-std::vector<Bm25Index::Hit> Bm25Index::search(std::string_view query, size_t limit) const {
-  if (doc_len_.empty() || limit == 0) return {};
+Bm25Index::Scores Bm25Index::score_all(std::string_view query) const {
+  Scores out;
+  if (doc_len_.empty()) return out;
   std::vector<std::string> q = bm25_terms(query);
   std::sort(q.begin(), q.end());
   q.erase(std::unique(q.begin(), q.end()), q.end());
   const double n_docs = static_cast<double>(doc_len_.size());
   const double avgdl = std::max(1.0, static_cast<double>(total_len_) / n_docs);
-  std::unordered_map<int64_t, double> scores;
+  std::unordered_map<int64_t, double>& scores = out.by_id;
   for (const auto& t : q) {
     auto p = postings_.find(t);
     if (p == postings_.end()) continue;
@@ -93,9 +94,21 @@ std::vector<Bm25Index::Hit> Bm25Index::search(std::string_view query, size_t lim
       scores[id] += idf * (tf * (params_.k1 + 1.0)) / (tf + norm);
     }
   }
+  double sum = 0, sum_sq = 0;
+  for (const auto& [id, s] : scores) {
+    sum += s;
+    sum_sq += s * s;
+  }
+  out.mean = sum / n_docs;
+  out.stddev = std::sqrt(std::max(0.0, sum_sq / n_docs - out.mean * out.mean));
+  return out;
+}
+
+std::vector<Bm25Index::Hit> Bm25Index::top(const Scores& scores, size_t limit) {
+  if (limit == 0) return {};
   std::vector<Hit> hits;
-  hits.reserve(scores.size());
-  for (auto& [id, s] : scores) hits.push_back({id, s});
+  hits.reserve(scores.by_id.size());
+  for (const auto& [id, s] : scores.by_id) hits.push_back({id, s});
   auto better = [](const Hit& a, const Hit& b) { return a.score != b.score ? a.score > b.score : a.id < b.id; };
   if (hits.size() > limit) {
     std::partial_sort(hits.begin(), hits.begin() + static_cast<long>(limit), hits.end(), better);
@@ -104,6 +117,11 @@ std::vector<Bm25Index::Hit> Bm25Index::search(std::string_view query, size_t lim
     std::sort(hits.begin(), hits.end(), better);
   }
   return hits;
+}
+
+std::vector<Bm25Index::Hit> Bm25Index::search(std::string_view query, size_t limit) const {
+  if (doc_len_.empty() || limit == 0) return {};
+  return top(score_all(query), limit);
 }
 
 }  // namespace etna::rag

@@ -38,6 +38,16 @@ class Bm25Index {
   // ascending id).
   std::vector<Hit> search(std::string_view query, size_t limit) const;
 
+  // Every document's score for the query: the non-zero ones by id, and the mean and standard
+  // deviation over all size() documents (zeros included), for score normalisation.
+  struct Scores {
+    std::unordered_map<int64_t, double> by_id;
+    double mean = 0, stddev = 0;
+  };
+  Scores score_all(std::string_view query) const;
+  // The `limit` best of `scores`, best first (ties by ascending id).
+  static std::vector<Hit> top(const Scores& scores, size_t limit);
+
  private:
   Bm25Params params_;
   std::unordered_map<std::string, std::unordered_map<int64_t, uint32_t>> postings_;  // term -> doc -> tf
