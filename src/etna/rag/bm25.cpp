@@ -1,6 +1,7 @@
 #include "etna/rag/bm25.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <unordered_set>
 
@@ -44,8 +45,39 @@ std::vector<std::string> bm25_terms(std::string_view text) {
   return terms;
 }
 
+double leader_fraction(std::string_view text) {
+  size_t in_runs = 0, visible = 0;
+  for (size_t i = 0; i < text.size();) {
+    // A run of at least four dots, each optionally followed by one space (". . . ." or "....").
+    size_t j = i, dots = 0;
+    while (j < text.size() && text[j] == '.') {
+      ++dots, ++j;
+      if (j < text.size() && text[j] == ' ' && j + 1 < text.size() && text[j + 1] == '.') ++j;
+    }
+    if (dots >= 4) {
+      in_runs += dots;
+      visible += dots;
+      i = j;
+      continue;
+    }
+    if (dots == 0) {
+      const auto c = static_cast<unsigned char>(text[i]);
+      if (!std::isspace(c)) ++visible;
+      ++i;
+    } else {
+      visible += dots;
+      i = j;
+    }
+  }
+  return visible ? static_cast<double>(in_runs) / static_cast<double>(visible) : 0.0;
+}
+
 void Bm25Index::add(int64_t id, std::string_view text) {
   remove(id);
+  // Table-of-contents and index pages (entry, dot leaders, page number) hold every heading's
+  // words in little space and would outrank the passages they point to.
+  const double prior = std::max(0.2, 1.0 - 2.0 * leader_fraction(text));
+  if (prior < 1.0) doc_prior_[id] = prior;
   const std::vector<std::string> terms = bm25_terms(text);
   std::unordered_map<std::string, uint32_t> tf;
   for (const auto& t : terms) ++tf[t];
@@ -72,6 +104,7 @@ void Bm25Index::remove(int64_t id) {
     if (p->second.empty()) postings_.erase(p);
   }
   doc_terms_.erase(id);
+  doc_prior_.erase(id);
 }
 
 Bm25Index::Scores Bm25Index::score_all(std::string_view query) const {
@@ -94,6 +127,8 @@ Bm25Index::Scores Bm25Index::score_all(std::string_view query) const {
       scores[id] += idf * (tf * (params_.k1 + 1.0)) / (tf + norm);
     }
   }
+  for (const auto& [id, prior] : doc_prior_)
+    if (auto it = scores.find(id); it != scores.end()) it->second *= prior;
   double sum = 0, sum_sq = 0;
   for (const auto& [id, s] : scores) {
     sum += s;
