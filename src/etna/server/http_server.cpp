@@ -1,7 +1,10 @@
 #include "etna/server/http_server.h"
+#include "etna/server/access_log.h"
 
 #include <algorithm>
+#include <atomic>
 #include <csignal>
+#include <cstdio>
 #include <ctime>
 #include <cctype>
 #include <thread>
@@ -18,6 +21,10 @@ namespace {
 // Start of the request being handled on this worker thread (cpp-httplib runs the pre-routing
 // hook, the handler and the logger for one request on the same thread).
 thread_local std::chrono::steady_clock::time_point t_request_start;
+// Tokens the request's handler reported (note_tokens); -1: none.
+thread_local int t_prompt_tokens = -1;
+thread_local int t_completion_tokens = -1;
+std::atomic<bool> g_access_log{false};
 
 std::string reason_message(int status, const httplib::Request& req, std::size_t max_body) {
   switch (status) {
@@ -152,6 +159,7 @@ HttpServer::~HttpServer() { stop(); }
 void HttpServer::install_hooks() {
   server_->set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
     t_request_start = std::chrono::steady_clock::now();
+    t_prompt_tokens = t_completion_tokens = -1;
     if (!options_.cors_origins.empty() && req.method == "OPTIONS" && req.has_header("Origin")) {
       // CORS preflight: answered here, before authentication (browsers send no credentials).
       std::string origin = allowed_origin(req);
@@ -213,11 +221,31 @@ void HttpServer::install_hooks() {
   });
 
   server_->set_logger([](const httplib::Request& req, const httplib::Response& res) {
-    if (!spdlog::should_log(spdlog::level::debug)) return;
-    double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t_request_start).count();
-    log::debug("http: {} {} {} ({} bytes in) -> {} ({} bytes out, {:.2f} ms)", req.remote_addr, req.method, req.path,
-               req.body.size(), res.status, res.body.size(), ms);
+    const bool debug = spdlog::should_log(spdlog::level::debug);
+    const bool access = g_access_log.load();
+    if (!access && !debug) return;
+    const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t_request_start).count();
+    const std::string tokens =
+        t_prompt_tokens < 0 ? "-" : fmt::format("{}+{}", t_prompt_tokens, std::max(0, t_completion_tokens));
+    std::string path = req.path;
+    for (char& c : path)
+      if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';  // one line per request, whatever was sent
+    if (access)
+      std::fprintf(stderr, "%s\n",
+                   fmt::format("etna: {} {} {} {} tokens {} {:.1f} ms", req.remote_addr, req.method, path, res.status,
+                               tokens, ms)
+                       .c_str());
+    if (debug)
+      log::debug("http: {} {} {} ({} bytes in) -> {} ({} bytes out, {:.2f} ms)", req.remote_addr, req.method, path,
+                 req.body.size(), res.status, res.body.size(), ms);
   });
+}
+
+void set_access_log(bool on) { g_access_log.store(on); }
+
+void note_tokens(int prompt_tokens, int completion_tokens) {
+  t_prompt_tokens = prompt_tokens;
+  t_completion_tokens = completion_tokens;
 }
 
 void HttpServer::route(Method method, const std::string& pattern, Handler handler) {
