@@ -1,6 +1,6 @@
 // `etna search --collection NAME "query"`: the best chunks of an ingested collection, hybrid
 // (BM25 + vectors, z-score fusion) when the collection has an embedding model, else BM25.
-// --json prints what POST /api/collections/NAME/search answers: {"hybrid", "hits": [source...]}.
+// --json prints what POST /api/collections/NAME/search answers: {"hybrid", "reranked", "hits": [source...]}.
 #include <cstdlib>
 #include <iostream>
 #include <memory>
@@ -68,7 +68,7 @@ void run(const SearchArgs& a) {
   if (a.json) {
     nlohmann::json out = nlohmann::json::array();
     for (const auto& h : hits) out.push_back(rag::source_json(h, 0));
-    std::cout << nlohmann::json{{"hybrid", retriever->hybrid()}, {"hits", out}}.dump(2) << "\n";
+    std::cout << nlohmann::json{{"hybrid", retriever->hybrid()}, {"reranked", reranker != nullptr}, {"hits", out}}.dump(2) << "\n";
     return;
   }
   if (hits.empty()) {

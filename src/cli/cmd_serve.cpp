@@ -129,8 +129,14 @@ void serve(const ServeArgs& a) {
     server::register_responses_routes(http, *openai);
   }
   server::register_web_routes(http, {.data_dir = data, .openai = openai.get()});
+  std::unique_ptr<engine::Reranker> reranker;
+  if (!a.reranker.empty()) {
+    reranker = engine::Reranker::load(a.reranker);
+    server::register_rerank_routes(http, *reranker);
+  }
   server::DocsOptions docs_opt;
   docs_opt.data_dir = data;
+  docs_opt.reranker = reranker.get();  // a rerank stage in the documents API's search and ask
   for (const auto& d : a.allow_ingest) docs_opt.allowed_ingest_dirs.emplace_back(d);
   if (!a.embedding_model.empty()) docs_opt.embedding_model_path = fs::absolute(a.embedding_model).lexically_normal().string();
   server::DocsService docs(docs_opt, openai.get());
@@ -145,11 +151,6 @@ void serve(const ServeArgs& a) {
   server::register_models_routes(http, models);
   server::EvalService evals({.data_dir = data, .model_path = a.model.empty() ? "" : fs::absolute(a.model).string()});
   server::register_eval_routes(http, evals);
-  std::unique_ptr<engine::Reranker> reranker;
-  if (!a.reranker.empty()) {
-    reranker = engine::Reranker::load(a.reranker);
-    server::register_rerank_routes(http, *reranker);
-  }
   server::register_ollama_routes(http, openai.get(), ETNA_VERSION);
   server::McpServer mcp(docs, ETNA_VERSION);
   server::register_mcp_routes(http, mcp, openai.get());
@@ -175,7 +176,7 @@ void serve(const ServeArgs& a) {
   }
   std::cout << "etna: vector store (Qdrant API) at " << http.url() << "/collections, data in " << (data / "vectors").string()
             << std::endl;
-  std::cout << "etna: web app at " << http.url() << (opt.api_keys.empty() ? "/" : "/index.html") << std::endl;
+  std::cout << "etna: web app at " << http.url() << "/" << (opt.api_keys.empty() ? "" : " (it asks for the API key)") << std::endl;
   std::cout << "etna: documents API at " << http.url() << "/api/collections, data in " << (data / "documents").string()
             << std::endl;
   // Models load while the server already answers (/health says "loading", /v1 routes 503).
@@ -209,7 +210,7 @@ CommandRegistrar reg(30, [](CLI::App& root) {
   auto* c = root.add_subcommand("serve", "Run the HTTP server: OpenAI-compatible API (with -m) and Qdrant-compatible vector store");
   add_model_option(c, args->model, "GGUF model to serve through the OpenAI-compatible API");
   add_extra_model_option(c, "--embedding-model", args->embedding_model, "GGUF embedding model for /v1/embeddings");
-  c->add_option("--reranker", args->reranker, "GGUF cross-encoder for POST /v1/rerank");
+  c->add_option("--reranker", args->reranker, "GGUF cross-encoder for POST /v1/rerank and a rerank stage in document search and ask");
   c->add_flag("--no-model", args->no_model, "Serve the vector store only");
   c->add_option("--parallel", args->parallel, "Sequences generated together (continuous batching)")->capture_default_str();
   c->add_option("--cache-type", args->cache_type, "KV cache type: f32, f16 (half the memory) or q8_0")->capture_default_str();

@@ -5,6 +5,8 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { Ollama } from 'ollama';
+import Ajv from 'ajv';
+import addFormats from 'ajv-formats';
 import { startServer, stopAll, postJson, metric, chatReference, MODEL, EMB_MODEL, SHARED, skipReason } from './etna-server.mjs';
 
 const REF = skipReason ? null : JSON.parse(readFileSync(path.join(SHARED, 'reference/stories260K.json'), 'utf8'));
@@ -40,7 +42,7 @@ describe('etna serve with the Ollama client', { skip: skipReason }, () => {
     assert.equal(chat.details.family, 'llama');
     assert.ok(chat.size > 100000);
     const show = await ollama.show({ model: 'stories260K' });
-    assert.deepEqual(show.capabilities, ['completion']);
+    assert.deepEqual(show.capabilities, ['completion', 'tools']);
     assert.equal(show.model_info['general.architecture'], 'llama');
     assert.ok(show.model_info['general.parameter_count'] > 200000);
     assert.match(show.parameters, /num_ctx \d+/);
@@ -116,6 +118,65 @@ describe('etna serve with the Ollama client', { skip: skipReason }, () => {
       const g = await ollama.generate({ model: 'stories260K', prompt: 'A dog as JSON', format: 'json', options: { seed, num_predict: 60 } });
       assert.doesNotThrow(() => JSON.parse(g.response), g.response);
     }
+  });
+
+  test('format as a JSON schema: sampled chat and generate outputs validate with ajv; streamed equals non-streamed', async () => {
+    const schema = { type: 'object', properties: { name: { type: 'string', maxLength: 10 }, age: { type: 'integer', minimum: 0, maximum: 99 },
+      kind: { enum: ['cat', 'dog'] }, friends: { type: 'array', items: { type: 'string', maxLength: 5 }, maxItems: 2 } },
+    required: ['name', 'age', 'kind', 'friends'] };
+    const ajv = new Ajv({ strict: false, allErrors: true });
+    addFormats(ajv);
+    const validate = ajv.compile(schema);
+    for (let seed = 1; seed <= 8; ++seed) {
+      const r = await ollama.chat({ model: 'stories260K', messages: [{ role: 'user', content: 'A pet' }], format: schema, options: { seed, num_predict: 150 } });
+      assert.equal(r.done_reason, 'stop', r.message.content);
+      assert.ok(validate(JSON.parse(r.message.content)), `${r.message.content}: ${ajv.errorsText(validate.errors)}`);
+      const g = await ollama.generate({ model: 'stories260K', prompt: 'A pet', format: schema, options: { seed, num_predict: 150 } });
+      assert.ok(validate(JSON.parse(g.response)), `${g.response}: ${ajv.errorsText(validate.errors)}`);
+    }
+    const params = { model: 'stories260K', messages: [{ role: 'user', content: 'A pet' }], format: schema, options: { ...greedy, num_predict: 150 } };
+    const whole = await ollama.chat(params);
+    let text = '';
+    for await (const part of await ollama.chat({ ...params, stream: true })) text += part.message.content;
+    assert.equal(text, whole.message.content);
+    await expectError(ollama.generate({ model: 'stories260K', prompt: 'x', format: { type: 'object', patternProperties: { a: {} } } }), 400, /patternProperties/);
+  });
+
+  test('tools: message.tool_calls as Ollama returns them (streamed and not); tool results round-trip', async () => {
+    const tools = [{ type: 'function', function: { name: 'get_weather', description: 'Current weather in a city',
+      parameters: { type: 'object', properties: { city: { type: 'string', maxLength: 16 } }, required: ['city'], additionalProperties: false } } }];
+    const ask = [{ role: 'user', content: 'Weather in Paris?' }];
+    // Ollama has no tool_choice; Etna's extension forces a call, so this tiny model makes one.
+    const params = { model: 'stories260K', messages: ask, tools, tool_choice: 'required', options: { ...greedy, num_predict: 120 } };
+    const r = await ollama.chat(params);
+    assert.equal(r.message.content, '');
+    assert.ok(r.message.tool_calls.length >= 1, JSON.stringify(r.message));
+    const call = r.message.tool_calls[0];
+    assert.equal(call.function.name, 'get_weather');
+    assert.equal(typeof call.function.arguments, 'object');
+    assert.equal(typeof call.function.arguments.city, 'string');
+    const parts = [];
+    for await (const part of await ollama.chat({ ...params, stream: true })) parts.push(part);
+    const withCalls = parts.filter((p) => p.message.tool_calls);
+    assert.equal(withCalls.length, 1);
+    assert.equal(withCalls[0].done, false);
+    assert.deepEqual(withCalls[0].message.tool_calls, r.message.tool_calls);
+    assert.equal(parts.at(-1).done, true);
+    assert.equal(parts.map((p) => p.message.content).join(''), '');
+    // The call and its result in the history render as /v1/chat/completions renders them.
+    const history = [...ask, { role: 'assistant', content: '', tool_calls: r.message.tool_calls },
+      { role: 'tool', content: '{"temperature": 3}', tool_name: 'get_weather' }];
+    const second = await ollama.chat({ model: 'stories260K', messages: history, tools, options: { ...greedy, num_predict: 8 } });
+    const chat = await postJson(server, '/v1/chat/completions', { model: 'stories260K', max_tokens: 8, temperature: 0, tools,
+      messages: [...ask, { role: 'assistant', content: '', tool_calls: r.message.tool_calls.map((c, k) => ({ id: `call_1_${k}`, type: 'function',
+        function: { name: c.function.name, arguments: JSON.stringify(c.function.arguments) } })) },
+      { role: 'tool', tool_call_id: '', name: 'get_weather', content: '{"temperature": 3}' }] });
+    assert.equal(chat.status, 200, chat.text);
+    assert.equal(second.prompt_eval_count, chat.body.usage.prompt_tokens);
+    const plain = await ollama.chat({ model: 'stories260K', messages: ask, options: { ...greedy, num_predict: 4 } });
+    const auto = await ollama.chat({ model: 'stories260K', messages: ask, tools, options: { ...greedy, num_predict: 4 } });
+    assert.ok(auto.prompt_eval_count > plain.prompt_eval_count, 'the tools are in the prompt');
+    await expectError(ollama.chat({ ...params, tool_choice: { type: 'function', function: { name: 'nope' } } }), 400, /nope/);
   });
 
   test('embed and embeddings match /v1/embeddings', async () => {

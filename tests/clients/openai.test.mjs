@@ -568,7 +568,7 @@ describe('structured output and tools with the OpenAI client', { skip }, () => {
       }
     }
     assert.equal(finish, 'tool_calls');
-    assert.ok(deltas >= 2 * calls.length);
+    assert.ok(deltas > 3 * calls.length, `the arguments stream in pieces (${deltas} deltas for ${calls.length} calls)`);
     assert.deepEqual(calls.map((c) => [c.function.name, c.function.arguments]),
       whole.message.tool_calls.map((c) => [c.function.name, c.function.arguments]));
     for (const c of calls) assert.match(c.id, /^call_/);

@@ -1,13 +1,88 @@
 // Talking to the Etna server: JSON requests, server-sent events, the optional API key.
 // Every request goes to this page's own origin (the server's Content-Security-Policy enforces it).
 
+// The API key (servers started with --api-key) lives in sessionStorage: this tab only, gone when
+// it closes. "Remember on this browser" in the sign-in form keeps it in localStorage instead.
 const KEY = 'etna.apiKey';
 
-function headers(extra = {}) {
-  const h = { ...extra };
-  const key = sessionStorage.getItem(KEY);
-  if (key) h.Authorization = `Bearer ${key}`;
-  return h;
+function storedKey() {
+  return sessionStorage.getItem(KEY) || localStorage.getItem(KEY) || '';
+}
+
+function forgetKey() {
+  sessionStorage.removeItem(KEY);
+  localStorage.removeItem(KEY);
+}
+
+function authHeaders(key) {
+  return key ? { Authorization: `Bearer ${key}` } : {};
+}
+
+function headers(extra = {}, key = storedKey()) {
+  return { ...extra, ...authHeaders(key) };
+}
+
+export function hasStoredKey() { return !!storedKey(); }
+
+// Forgets the key; the reloaded page shows the sign-in form.
+export function signOut() {
+  forgetKey();
+  location.reload();
+}
+
+// The sign-in form (#signin): resolves once the user gave a key the server accepts. Every
+// request refused with 401 meanwhile waits for the same sign-in.
+let signingIn = null;
+function askForKey(message = '') {
+  if (!signingIn) signingIn = showSignIn(message).finally(() => { signingIn = null; });
+  return signingIn;
+}
+
+function showSignIn(message) {
+  const box = document.getElementById('signin');
+  const form = document.getElementById('signin-form');
+  const input = document.getElementById('signin-key');
+  const msg = document.getElementById('signin-msg');
+  const app = [document.querySelector('header.topbar'), document.getElementById('main')];
+  msg.textContent = message;
+  msg.classList.remove('error');
+  box.hidden = false;
+  for (const e of app) if (e) e.inert = true;
+  input.value = '';
+  input.focus();
+  return new Promise((resolve) => {
+    const submit = async (e) => {
+      e.preventDefault();
+      const key = input.value.trim();
+      if (!key) return;
+      msg.classList.remove('error');
+      msg.textContent = 'Checking…';
+      let res;
+      try {
+        res = await fetch('/api/status', { headers: authHeaders(key) });
+      } catch (err) {
+        // fetch() refuses header values outside Latin-1, so such a key cannot be sent at all.
+        msg.textContent = err instanceof TypeError && /header|ISO-8859-1/i.test(err.message)
+          ? 'This key has characters an HTTP header cannot carry.' : `Could not reach the server: ${err.message}`;
+        msg.classList.add('error');
+        return;
+      }
+      if (res.status === 401) {
+        msg.textContent = 'The server refused this key. Check it (etna serve --api-key KEY) and try again.';
+        msg.classList.add('error');
+        input.select();
+        return;
+      }
+      forgetKey();
+      (document.getElementById('signin-remember').checked ? localStorage : sessionStorage).setItem(KEY, key);
+      form.removeEventListener('submit', submit);
+      box.hidden = true;
+      for (const el of app) if (el) el.inert = false;
+      window.dispatchEvent(new Event('etna-signed-in'));
+      resolve(key);
+    };
+    form.addEventListener('submit', submit);
+  });
 }
 
 export class ApiError extends Error {
@@ -27,19 +102,19 @@ async function errorOf(res) {
   return new ApiError(res.status, message);
 }
 
-// fetch() with the API key; asks for a key once when the server answers 401.
+// fetch() with the API key; on a 401 it shows the sign-in form and retries with the new key.
 export async function request(path, options = {}) {
-  const doFetch = () => fetch(path, { ...options, headers: headers(options.headers) });
-  let res = await doFetch();
-  if (res.status === 401) {
-    const key = window.prompt('This server needs an API key (etna serve --api-key):');
-    if (key) {
-      sessionStorage.setItem(KEY, key.trim());
-      res = await doFetch();
+  for (;;) {
+    const key = storedKey();
+    const res = await fetch(path, { ...options, headers: headers(options.headers, key) });
+    if (res.status !== 401) {
+      if (!res.ok) throw await errorOf(res);
+      return res;
     }
+    if (storedKey() !== key) continue;  // signed in meanwhile (another request asked)
+    if (key) forgetKey();               // the stored key is no longer accepted
+    await askForKey(key ? 'The server no longer accepts the stored key: sign in again.' : '');
   }
-  if (!res.ok) throw await errorOf(res);
-  return res;
 }
 
 export async function getJson(path) {

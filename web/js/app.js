@@ -7,6 +7,7 @@ import * as status from './status.js';
 import * as evaluate from './evaluate.js';
 import * as models from './models.js';
 import { $ } from './ui.js';
+import { hasStoredKey, signOut } from './api.js';
 
 const views = { chat, documents, ask, models, evaluate, status };
 let currentName = null;
@@ -27,6 +28,7 @@ function route(focus) {
       else a.removeAttribute('aria-current');
     }
     currentName = name;
+    document.body.dataset.view = name;  // the chat view fills the window (style.css)
     document.title = `Etna · ${name[0].toUpperCase()}${name.slice(1)}`;
     views[name].show?.();
   }
@@ -54,6 +56,12 @@ $('skip').addEventListener('click', () => {
   const view = document.querySelector('.view:not([hidden]) h1');
   (view || $('main')).focus();
 });
+
+// Sign out: shown while an API key is stored (servers started with --api-key).
+const showSignOut = () => { $('signout').hidden = !hasStoredKey(); };
+$('signout').addEventListener('click', signOut);
+window.addEventListener('etna-signed-in', showSignOut);
+showSignOut();
 
 for (const v of Object.values(views)) v.init?.();
 route(false);

@@ -3,13 +3,13 @@
 import { request, readEvents, enc } from './api.js';
 import { loadCollections } from './documents.js';
 import { renderMarkdown, enableCopyButtons } from './markdown.js';
+import { openSource, closeSource, initSourcePanel } from './source_panel.js';
 import { $, el, toast, setMessage, enterToSubmit, where, fileName } from './ui.js';
 
 let retrieved = [];        // SOURCE objects with n
 let citations = new Map(); // n -> citation {n, file, name, page, lines, text}
 let unmatched = new Set();
 let controller = null;
-let opener = null;         // element focused before the source panel opened
 
 async function refreshCollections() {
   const select = $('ask-coll');
@@ -38,57 +38,20 @@ function renderSources() {
   for (const s of retrieved) {
     const snippet = s.text && s.text.length > 160 ? `${s.text.slice(0, 160)}…` : (s.text || '');
     list.append(el('li', { class: citations.has(s.n) ? 'cited' : '' },
-      el('button', { type: 'button', 'data-source': s.n, onclick: (e) => openSource(s.n, e.currentTarget) },
+      el('button', { type: 'button', 'data-source': s.n, onclick: (e) => openSourceN(s.n, e.currentTarget) },
         el('span', {}, el('strong', {}, `[${s.n}] ${fileName(s)}`), ' ', el('span', { class: 'where' }, where(s))),
         el('span', { class: 'snippet' }, snippet))));
   }
 }
 
-// Highlights `span` inside `text` (both plain text; built with text nodes, never HTML).
-function highlighted(text, span) {
-  const box = $('sp-text');
-  box.replaceChildren();
-  const at = span ? text.indexOf(span) : -1;
-  if (span && at >= 0) {
-    box.append(text.slice(0, at), el('mark', {}, span), text.slice(at + span.length));
-  } else if (span) {
-    box.append(el('mark', {}, span));
-  } else {
-    box.append(el('mark', {}, text));
-  }
-  box.querySelector('mark')?.scrollIntoView({ block: 'nearest' });
-}
-
-function openSource(n, from) {
-  opener = from || document.activeElement;
+function openSourceN(n, from) {
   const src = retrieved.find((s) => s.n === n);
   const cite = citations.get(n);
-  const panel = $('source-panel');
-  const meta = $('sp-meta');
-  meta.replaceChildren();
-  const row = (k, v) => { if (v !== undefined && v !== null && v !== '') meta.append(el('dt', {}, k), el('dd', {}, String(v))); };
-  if (!src) {
-    $('sp-title').textContent = `[${n}] not a retrieved source`;
-    row('Problem', `The answer cites [${n}], but only ${retrieved.length} sources were retrieved: this citation is unsupported.`);
-    $('sp-text').replaceChildren();
-  } else {
-    $('sp-title').textContent = `[${n}] ${fileName(src)}`;
-    row('File', src.file);
-    if (src.page > 0) row('Page', src.page);
-    if (Array.isArray(src.lines)) row('Lines', `${src.lines[0]}–${src.lines[1]}`);
-    row('Section', src.heading);
-    if (src.score !== undefined) row('Score', Number(src.score).toFixed(3));
-    row('Cited', cite ? 'yes, in the answer' : 'retrieved, not cited');
-    highlighted(src.text || '', cite?.text && cite.text !== src.text ? cite.text : src.text || '');
-  }
-  panel.hidden = false;
-  $('sp-title').focus();
-}
-
-function closeSource() {
-  if ($('source-panel').hidden) return;
-  $('source-panel').hidden = true;
-  if (opener && document.contains(opener)) opener.focus();
+  openSource({
+    src, label: `[${n}]`, from, span: cite?.text || '',
+    facts: [['Cited', cite ? 'yes, in the answer' : 'retrieved, not cited']],
+    problem: `The answer cites [${n}], but only ${retrieved.length} sources were retrieved: this citation is unsupported.`,
+  });
 }
 
 async function ask(collection, question) {
@@ -97,6 +60,7 @@ async function ask(collection, question) {
   unmatched = new Set();
   renderSources();
   $('ask-unmatched').hidden = true;
+  $('ask-nocite').hidden = true;
   const box = $('ask-answer');
   box.replaceChildren(el('p', { class: 'hint' }, 'Retrieving…'));
   box.setAttribute('aria-busy', 'true');
@@ -145,6 +109,12 @@ async function ask(collection, question) {
   else if (!box.dataset.done) box.replaceChildren();
   else box.replaceChildren(el('p', { class: 'hint' }, '(empty answer)'));
   renderSources();
+  // As `etna ask` does: an answer without a single [n] is not backed by the documents.
+  if (box.dataset.done && text.trim() && !citations.size && retrieved.length) {
+    $('ask-nocite').hidden = false;
+    $('ask-nocite').textContent = `The answer cites no source: it may not come from your documents. ` +
+      `The ${retrieved.length === 1 ? 'passage' : `${retrieved.length} passages`} retrieved for it ${retrieved.length === 1 ? 'is' : 'are'} listed under Sources.`;
+  }
   if (unmatched.size) {
     $('ask-unmatched').hidden = false;
     $('ask-unmatched').textContent = `Unsupported citations: ${[...unmatched].map((n) => `[${n}]`).join(', ')} match no retrieved source.`;
@@ -164,12 +134,9 @@ export function init() {
   $('ask-stop').addEventListener('click', () => controller?.abort());
   $('ask-answer').addEventListener('click', (e) => {
     const b = e.target.closest('button[data-cite]');
-    if (b) openSource(Number(b.dataset.cite), b);
+    if (b) openSourceN(Number(b.dataset.cite), b);
   });
-  $('sp-close').addEventListener('click', closeSource);
-  document.addEventListener('keydown', (e) => {
-    if (e.key === 'Escape' && !$('source-panel').hidden) { e.preventDefault(); closeSource(); }
-  });
+  initSourcePanel();
 }
 
 export function show() {

@@ -10,6 +10,7 @@ let conversations = [];
 let current = null;        // {id, title, messages: [{role, content}], settings}
 let controller = null;     // AbortController of the answer being streamed
 let renaming = null;       // id being renamed in the list
+let scrollPending = false; // the conversation was shown while the view was hidden: scroll when shown
 
 function newId() {
   if (crypto.randomUUID) return crypto.randomUUID();
@@ -129,6 +130,7 @@ async function open(id) {
     return;
   }
   localStorage.setItem('etna.conversation', id);
+  showError('');
   showCurrent();
   renderList();
   closePanelOnNarrow();
@@ -159,7 +161,23 @@ function showCurrent() {
   $('set-max-tokens').value = s.max_tokens;
   $('set-system').value = s.system || '';
   updateButtons();
+  scrollToEnd();
+}
+
+// A conversation opens at its end, where it continues (also when it was loaded while another
+// view was showing: the scroll waits until the messages are laid out).
+function scrollToEnd() {
+  const box = $('messages');
+  if (!box.clientHeight) { scrollPending = true; return; }
+  scrollPending = false;
   box.scrollTop = box.scrollHeight;
+}
+
+// A failed request is shown above the composer; it never becomes a message of the conversation.
+function showError(text) {
+  const p = $('chat-error');
+  p.textContent = text;
+  p.hidden = !text;
 }
 
 function updateButtons() {
@@ -206,6 +224,7 @@ async function generate() {
     if (nearBottom) box.scrollTop = box.scrollHeight;
   };
   let note = '';
+  let failure = '';
   try {
     const r = await streamChat({ model: modelId || undefined, messages, temperature: s.temperature, top_p: s.top_p,
                                  max_tokens: s.max_tokens }, (_piece, all) => {
@@ -216,12 +235,17 @@ async function generate() {
     if (r.finish === 'length') note = 'Stopped at the token limit (Settings → Max tokens).';
   } catch (e) {
     if (e.name === 'AbortError') note = 'Stopped.';
-    else {
-      note = e.status === 404 ? 'No chat model is loaded: start the server with etna serve -m MODEL.gguf.' : `Error: ${e.message}`;
-      b.classList.add('error');
-    }
+    else failure = e.status === 404 ? 'No chat model is loaded: start the server with etna serve -m MODEL.gguf.' : `The reply failed: ${e.message}`;
   }
   controller = null;
+  if (failure) {
+    // Neither the error nor a partial reply is kept; the caller restores the conversation.
+    b.remove();
+    box.setAttribute('aria-busy', 'false');
+    showError(failure);
+    updateButtons();
+    return false;
+  }
   paint();
   b.classList.remove('streaming');
   b.dataset.done = 'true';
@@ -230,6 +254,7 @@ async function generate() {
   if (text) current.messages.push({ role: 'assistant', content: text });
   updateButtons();
   await save();
+  return true;
 }
 
 function stop() {
@@ -239,21 +264,35 @@ function stop() {
 async function send(text) {
   if (controller) return;
   if (!current) current = fresh();
+  showError('');
+  const title = current.title;
   if (current.title === 'New conversation' && !current.messages.length) current.title = text.replace(/\s+/g, ' ').slice(0, 60);
   current.messages.push({ role: 'user', content: text });
   $('chat-title').textContent = current.title;
   $('messages').querySelector('.empty')?.remove();
   $('messages').append(bubble('user', text));
+  $('messages').scrollTop = $('messages').scrollHeight;
   localStorage.setItem('etna.conversation', current.id);
-  await generate();
+  if (await generate()) return;
+  // The turn failed: take the question back out of the conversation and into the box.
+  current.messages.pop();
+  current.title = title;
+  showCurrent();
+  renderList();
+  if (!$('chat-input').value) $('chat-input').value = text;
 }
 
 async function regenerate() {
   if (controller || !current) return;
+  const before = current.messages.slice();
   while (current.messages.length && current.messages[current.messages.length - 1].role === 'assistant') current.messages.pop();
   if (!current.messages.length) return;
+  showError('');
   showCurrent();
-  await generate();
+  if (!(await generate())) {
+    current.messages = before;  // the earlier reply stays when the new one fails
+    showCurrent();
+  }
 }
 
 function toggleSettings(open) {
@@ -278,6 +317,7 @@ export function init() {
   $('conv-new').addEventListener('click', () => {
     stop();
     current = fresh();
+    showError('');
     showCurrent();
     renderList();
     closePanelOnNarrow();
@@ -313,5 +353,8 @@ export function init() {
   })();
 }
 
-export function show() { if (!controller) $('chat-input').focus({ preventScroll: true }); }
+export function show() {
+  if (scrollPending) scrollToEnd();
+  if (!controller) $('chat-input').focus({ preventScroll: true });
+}
 

@@ -2,6 +2,7 @@
 // and server-side folder ingestion with job progress, the files of a collection, and search.
 import { getJson, sendJson, request, enc, formatBytes } from './api.js';
 import { $, el, toast, setMessage, where, fileName } from './ui.js';
+import { openSource, closeSource, initSourcePanel } from './source_panel.js';
 
 let collections = [];
 let selected = null;
@@ -29,7 +30,7 @@ function renderCollections() {
   for (const c of collections) {
     list.append(el('li', { class: c.name === selected ? 'current' : '' },
       el('button', { type: 'button', class: 'open', 'aria-current': c.name === selected ? 'true' : null, onclick: () => select(c.name) },
-        el('span', { class: 'name' }, c.name),
+        el('span', { class: 'name', title: c.name }, c.name),
         el('span', { class: 'count' }, `${c.files ?? 0} files · ${c.chunks ?? 0} chunks`)),
       el('button', { type: 'button', class: 'danger', 'aria-label': `Delete collection ${c.name}`, onclick: () => removeCollection(c.name) }, 'Delete')));
   }
@@ -88,11 +89,12 @@ async function removeFile(f) {
   await refreshCollections();
 }
 
-// Shows a job's progress until it ends; resolves to its final state.
-async function followJob(jobId, label) {
-  const bar = el('progress', { max: 1, value: 0, 'aria-label': `Progress of ${label}` });
+// Shows a job's progress until it ends; resolves to its final state. labels: {running, done, failed}.
+async function followJob(jobId, labels) {
+  const bar = el('progress', { max: 1, value: 0, 'aria-label': `Progress of ${labels.running}` });
   const text = el('span', { class: 'hint' }, 'Starting…');
-  const item = el('li', { 'data-job': jobId }, el('div', {}, el('strong', {}, label)), bar, text);
+  const heading = el('strong', {}, labels.running);
+  const item = el('li', { 'data-job': jobId }, el('div', {}, heading), bar, text);
   $('jobs').prepend(item);
   for (;;) {
     let j;
@@ -100,6 +102,7 @@ async function followJob(jobId, label) {
       j = await getJson(`/api/jobs/${enc(jobId)}`);
     } catch (e) {
       text.textContent = `Lost track of the job: ${e.message}`;
+      bar.remove();
       return null;
     }
     if (j.files_total) { bar.max = j.files_total; bar.value = j.files_done || 0; }
@@ -112,10 +115,17 @@ async function followJob(jobId, label) {
       bar.max = 1; bar.value = 1;
       const r = j.report || {};
       const skipped = r.skipped || [];
+      heading.textContent = labels.done;
       text.textContent = `Done: ${r.chunks_added ?? j.chunks ?? 0} chunks added in ${Number(r.seconds ?? j.seconds ?? 0).toFixed(1)} s` +
-        (skipped.length ? `; skipped ${skipped.map((s) => `${s.path.split('/').pop()} (${s.reason})`).join(', ')}` : '');
+        (skipped.length ? `; ${skipped.length === 1 ? '1 file' : `${skipped.length} files`} skipped:` : '');
+      if (skipped.length) {
+        item.append(el('ul', { class: 'skipped', 'aria-label': 'Skipped files' },
+          skipped.map((f) => el('li', { title: f.path },
+            el('span', { class: 'file' }, f.path.split('/').pop()), ' — ', el('span', { class: 'reason' }, f.reason)))));
+      }
       item.dataset.state = 'done';
     } else {
+      heading.textContent = labels.failed;
       text.textContent = `Failed: ${j.error || 'unknown error'}`;
       text.classList.add('error');
       item.dataset.state = 'failed';
@@ -133,7 +143,7 @@ async function upload(fileList) {
   try {
     const res = await request(`/api/collections/${enc(selected)}/files`, { method: 'POST', body: form });
     const { job } = await res.json();
-    await followJob(job, `Uploading ${label}`);
+    await followJob(job, { running: `Uploading ${label}`, done: `Uploaded ${label}`, failed: `Upload of ${label} failed` });
   } catch (e) {
     toast(`Upload failed: ${e.message}`);
   }
@@ -146,7 +156,7 @@ async function ingest(path) {
   setMessage(msg, '');
   try {
     const r = await sendJson('POST', `/api/collections/${enc(selected)}/ingest`, { path });
-    await followJob(r.job, `Ingesting ${path}`);
+    await followJob(r.job, { running: `Ingesting ${path}`, done: `Ingested ${path}`, failed: `Ingesting ${path} failed` });
   } catch (e) {
     if (e.status === 403) {
       // The server's message already says how the operator allows a folder.
@@ -166,20 +176,24 @@ async function search(query) {
     const r = await sendJson('POST', `/api/collections/${enc(selected)}/search`, { query, k: 8 });
     list.replaceChildren();
     if (!r.hits?.length) list.append(el('li', { class: 'hint' }, 'No matches.'));
-    for (const h of r.hits || []) {
+    (r.hits || []).forEach((h, i) => {
       const snippet = h.text && h.text.length > 320 ? `${h.text.slice(0, 320)}…` : h.text;
+      // Each hit opens the passage in the source panel, as Ask's sources do.
       list.append(el('li', {},
-        el('div', {}, el('strong', {}, fileName(h)), ' ', el('span', { class: 'where' }, where(h)),
-          el('span', { class: 'where' }, ` · score ${Number(h.score).toFixed(3)}`)),
-        h.heading ? el('div', { class: 'where' }, h.heading) : null,
-        el('p', {}, snippet || '')));
-    }
+        el('button', { type: 'button', class: 'hit', 'data-hit': i,
+                       onclick: (e) => openSource({ src: h, from: e.currentTarget, facts: [['Query', query]] }) },
+          el('span', {}, el('strong', {}, fileName(h)), ' ', el('span', { class: 'where' }, where(h)),
+            el('span', { class: 'where' }, ` · score ${Number(h.score).toFixed(3)}`)),
+          h.heading ? el('span', { class: 'where' }, h.heading) : null,
+          el('span', { class: 'snippet' }, snippet || ''))));
+    });
   } catch (e) {
     list.replaceChildren(el('li', { class: 'error' }, `Search failed: ${e.message}`));
   }
 }
 
 export function init() {
+  initSourcePanel();
   $('coll-create').addEventListener('submit', async (e) => {
     e.preventDefault();
     const name = $('coll-name').value.trim();
@@ -215,6 +229,8 @@ export function init() {
     if (q && selected) search(q);
   });
 }
+
+export function hide() { closeSource(); }
 
 export function show() {
   refreshCollections().then(() => {

@@ -1,6 +1,7 @@
 // A small, safe Markdown renderer: the text is HTML-escaped first, then only this module's own
 // tags are added. Headings, paragraphs, lists, block quotes, rules, bold/italic, inline code,
-// fenced code (with a copy button) and http(s) links. Optionally turns [n] into citation buttons.
+// fenced code (with a copy button), GFM tables and http(s) links. Optionally turns [n] into
+// citation buttons.
 
 export function escapeHtml(s) {
   return String(s).replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;')
@@ -28,6 +29,44 @@ function inline(escaped, opts) {
     });
   }
   return s.replace(/\u0000(\d+)\u0000/g, (_, i) => slots[Number(i)]);
+}
+
+// GFM tables: the cells of a row, split at unescaped pipes (a leading and a trailing pipe are
+// optional); "\|" is a literal pipe. Raw text in, raw text out (escaped later).
+function tableCells(line) {
+  let s = line.trim();
+  if (s.startsWith('|')) s = s.slice(1);
+  if (s.endsWith('|') && !s.endsWith('\\|')) s = s.slice(0, -1);
+  const cells = [];
+  let cell = '';
+  for (let i = 0; i < s.length; ++i) {
+    if (s[i] === '\\' && s[i + 1] === '|') { cell += '|'; ++i; continue; }
+    if (s[i] === '|') { cells.push(cell.trim()); cell = ''; continue; }
+    cell += s[i];
+  }
+  cells.push(cell.trim());
+  return cells;
+}
+
+// The alignments of a delimiter row ("| :--- | :-: | --: |"), or null when `line` is not one.
+function tableAlignments(line) {
+  if (!line.includes('-') || !line.includes('|') || !/^[\s|:-]+$/.test(line)) return null;
+  const cells = tableCells(line);
+  if (!cells.every((c) => /^:?-+:?$/.test(c))) return null;
+  return cells.map((c) => (c.startsWith(':') && c.endsWith(':') ? 'center' : c.endsWith(':') ? 'right' : c.startsWith(':') ? 'left' : ''));
+}
+
+// Whether `line` begins another block (which ends a table, as in GFM).
+function startsBlock(line) {
+  return /^\s*(#{1,6}\s|```|~~~|>|([-*+]|\d{1,9}[.)])\s)/.test(line) || /^\s*([-*_])(\s*\1){2,}\s*$/.test(line);
+}
+
+function renderTable(header, aligns, rows, opts) {
+  // Alignment is a class, not a style attribute (the page's CSP allows no inline styles).
+  const cell = (tag, text, i) => `<${tag}${aligns[i] ? ` class="align-${aligns[i]}"` : ''}>${inline(escapeHtml(text ?? ''), opts)}</${tag}>`;
+  const head = `<thead><tr>${aligns.map((_, i) => cell('th', header[i], i)).join('')}</tr></thead>`;
+  const body = rows.length ? `<tbody>${rows.map((r) => `<tr>${aligns.map((_, i) => cell('td', r[i], i)).join('')}</tr>`).join('')}</tbody>` : '';
+  return `<div class="table-wrap"><table class="md-table">${head}${body}</table></div>`;
 }
 
 // Renders Markdown text to an HTML string. opts: {citations: bool, unmatched: Set<number>}.
@@ -67,6 +106,20 @@ export function renderMarkdown(text, opts = {}) {
       continue;
     }
     if (/^\s*$/.test(line)) { flushAll(); continue; }
+    // A table: a header row, then a delimiter row with as many cells; rows until a blank line.
+    if (line.includes('|') && i + 1 < lines.length && !/^\s*>/.test(line)) {
+      const aligns = tableAlignments(lines[i + 1]);
+      const header = aligns && tableCells(line);
+      if (aligns && header.length === aligns.length) {
+        flushAll();
+        const rows = [];
+        let j = i + 2;
+        while (j < lines.length && !/^\s*$/.test(lines[j]) && !startsBlock(lines[j])) rows.push(tableCells(lines[j++]));
+        out.push(renderTable(header, aligns, rows, opts));
+        i = j - 1;
+        continue;
+      }
+    }
     const quoteLine = line.match(/^\s*>\s?(.*)$/);
     if (quoteLine) { flushPara(); flushList(); quote.push(quoteLine[1]); continue; }
     flushQuote();

@@ -49,9 +49,14 @@ double measure_int8_peak(tensor::Int8PeakFn fn, int threads) {
 }
 
 uint64_t layer_weight_elements(const model::Model& model) {
+  const model::ModelConfig& c = model.config();
   uint64_t n = 0;
-  for (const auto& t : model.file().tensors())
-    if (t.dims.size() >= 2 && t.name.rfind("blk.", 0) == 0) n += t.n_elements;
+  for (const auto& t : model.file().tensors()) {
+    if (t.dims.size() < 2 || t.name.rfind("blk.", 0) != 0) continue;
+    // Stacked experts: each token multiplies by the expert_used_count experts it is routed to.
+    const bool experts = t.dims.size() == 3 && c.n_expert > 0;
+    n += experts ? t.n_elements / c.n_expert * c.n_expert_used : t.n_elements;
+  }
   return n;
 }
 

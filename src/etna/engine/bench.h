@@ -41,7 +41,8 @@ struct BenchResult {
   int threads = 0;
   std::string kernels;           // tensor::active_kernels_name()
   std::vector<Int8Peak> int8_peaks;  // per SIMD kernel set the CPU has, measured in this run
-  uint64_t layer_weights = 0;        // elements of the layers' weight matrices (multiply-adds per prompt token)
+  uint64_t layer_weights = 0;        // elements of the layers' weight matrices a token multiplies by (the used
+                                     // experts only): multiply-adds per prompt token
   double prompt_gops = 0.0;          // 2 * layer_weights * pp_tps.median / 1e9
   double prompt_peak = 0.0;          // prompt_gops / the int8 peak of the active set (or the best one)
   MemoryEstimate memory;         // for a context of n_prompt + n_gen (at least the larger test)

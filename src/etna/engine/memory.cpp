@@ -18,7 +18,10 @@ MemoryEstimate estimate_memory(const model::Model& model, int n_ctx, model::KvTy
   m.n_batch = n_batch = std::min(n_batch, n_ctx);
   for (const auto& t : model.file().tensors()) m.weights += t.n_bytes;
   m.kv_per_token = model::kv_bytes_per_token(c, cache_type);
-  m.kv_total = m.kv_per_token * static_cast<uint64_t>(n_ctx);
+  // A sliding-window layer keeps a ring of min(n_ctx, window + batch) cells, as KvCache does.
+  const uint64_t per_layer = m.kv_per_token / std::max(1, c.n_layer);
+  for (int l = 0; l < c.n_layer; ++l)
+    m.kv_total += per_layer * static_cast<uint64_t>(c.is_swa(l) ? std::min(n_ctx, c.sliding_window + n_batch) : n_ctx);
   // Per batch token: residual stream, normed copy and projection output (3 x n_embd), query and
   // attention output (2 x n_head x head_dim), new K and V rows, gate and up (2 x n_ff), and the
   // activations converted for the matmul (at most 4 bytes per element of the widest input).
@@ -31,9 +34,14 @@ MemoryEstimate estimate_memory(const model::Model& model, int n_ctx, model::KvTy
 }
 
 uint64_t weight_bytes_per_token(const model::Model& model) {
+  const model::ModelConfig& c = model.config();
   uint64_t bytes = 0;
-  for (const auto& t : model.file().tensors())
-    if (t.name != "token_embd.weight" || model.config().tied_output) bytes += t.n_bytes;
+  for (const auto& t : model.file().tensors()) {
+    if (t.name == "token_embd.weight" && !c.tied_output) continue;  // one row is read, not the matrix
+    const bool experts = t.name.size() > 12 && t.name.compare(t.name.size() - 12, 12, "_exps.weight") == 0;
+    // A token's router chooses expert_used_count distinct experts: only their slices are read.
+    bytes += experts && c.n_expert > 0 ? t.n_bytes / c.n_expert * c.n_expert_used : t.n_bytes;
+  }
   return bytes;
 }
 

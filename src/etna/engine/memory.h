@@ -11,7 +11,7 @@ namespace etna::engine {
 struct MemoryEstimate {
   uint64_t weights = 0;       // bytes of every tensor in the file
   uint64_t kv_per_token = 0;  // K and V of one position, all layers, in the cache's type
-  uint64_t kv_total = 0;      // kv_per_token * n_ctx (one sequence)
+  uint64_t kv_total = 0;      // kv_per_token * n_ctx (one sequence), less what window layers' rings omit
   uint64_t scratch = 0;       // activations of one forward pass over n_batch tokens (upper estimate)
   int n_ctx = 0;
   int n_batch = 0;
@@ -23,7 +23,8 @@ struct MemoryEstimate {
 MemoryEstimate estimate_memory(const model::Model& model, int n_ctx, model::KvType cache_type, int n_batch = 512);
 
 // Bytes of weights read to generate one token: every tensor except the token embedding (of
-// which one row is read), which counts only when it doubles as the output matrix.
+// which one row is read), which counts only when it doubles as the output matrix; of stacked
+// experts (`*_exps` tensors) only the expert_used_count experts a token is routed to.
 uint64_t weight_bytes_per_token(const model::Model& model);
 
 // This process's resident set now and at its peak (VmRSS, VmHWM of /proc/self/status), in

@@ -1,6 +1,7 @@
 #include "etna/engine/tool_calls.h"
 
 #include <random>
+#include <span>
 
 #include "etna/base/error.h"
 
@@ -90,6 +91,15 @@ std::string random_alnum(size_t n) {
   return s;
 }
 
+// The arguments as the model wrote them (whitespace outside strings removed) rather than
+// re-serialised, so a streamed call's argument deltas add up to exactly the final arguments.
+void use_written_arguments(std::string_view text, int depth, std::span<ToolCall> calls) {
+  const std::vector<ScannedCall> scanned = scan_tool_calls(text, depth);
+  if (scanned.size() != calls.size()) return;
+  for (size_t i = 0; i < calls.size(); ++i)
+    if (scanned[i].complete) calls[i].arguments = scanned[i].arguments;
+}
+
 }  // namespace
 
 const char* tool_format_name(ToolFormat f) {
@@ -129,8 +139,10 @@ ParsedReply parse_tool_calls(ToolFormat f, std::string_view reply) {
       const size_t next = close == std::string_view::npos ? reply.size() : close + kTagClose.size();
       ojson j;
       ToolCall call;
-      if (parse_json(trim(reply.substr(body, body_end - body)), j) && call_from_json(j, f, call))
+      if (parse_json(trim(reply.substr(body, body_end - body)), j) && call_from_json(j, f, call)) {
+        use_written_arguments(reply.substr(body, body_end - body), 0, std::span(&call, 1));
         out.calls.push_back(std::move(call));
+      }
       else
         out.content += reply.substr(open, next - open);
       pos = next;
@@ -153,6 +165,7 @@ ParsedReply parse_tool_calls(ToolFormat f, std::string_view reply) {
         ok = false;
         break;
       }
+      const size_t first = calls.size();
       for (const ojson& item : j.is_array() ? j : ojson::array({j})) {
         ToolCall call;
         if (!call_from_json(item, f, call)) {
@@ -161,6 +174,7 @@ ParsedReply parse_tool_calls(ToolFormat f, std::string_view reply) {
         }
         calls.push_back(std::move(call));
       }
+      if (ok) use_written_arguments(s.substr(pos, end - pos), j.is_array() ? 1 : 0, std::span(calls).subspan(first));
       pos = end;
     }
     if (ok && !calls.empty()) {
@@ -173,6 +187,81 @@ ParsedReply parse_tool_calls(ToolFormat f, std::string_view reply) {
   }
   if (!out.calls.empty()) out.content = std::string(trim(out.content));
   return out;
+}
+
+std::vector<ScannedCall> scan_tool_calls(std::string_view text, int call_depth) {
+  std::vector<ScannedCall> calls;
+  int depth = 0;
+  bool in_string = false, escape = false;
+  // Within a call's top level: the member being read.
+  enum class Expect { key, colon, value, comma } expect = Expect::key;
+  bool in_call = false, in_args = false, token_is_key = false;
+  int args_depth = 0;  // depth outside the arguments object
+  std::string token, key;
+  for (const char c : text) {
+    if (in_args) {
+      if (in_string || !is_space(c)) calls.back().arguments += c;
+    }
+    if (in_string) {
+      if (escape) {
+        escape = false;
+      } else if (c == '\\') {
+        escape = true;
+      } else if (c == '"') {
+        in_string = false;
+        if (in_call && !in_args && depth == call_depth + 1) {
+          if (token_is_key) {
+            key = token;
+            expect = Expect::colon;
+          } else {
+            if (key == "name") calls.back().name = token;
+            expect = Expect::comma;
+          }
+        }
+        continue;
+      }
+      if (in_call && !in_args && depth == call_depth + 1) token += c;
+      continue;
+    }
+    if (c == '"') {
+      in_string = true;
+      token.clear();
+      token_is_key = in_call && !in_args && depth == call_depth + 1 && expect == Expect::key;
+      continue;
+    }
+    if (c == '{' || c == '[') {
+      if (!in_call && c == '{' && depth == call_depth) {
+        calls.emplace_back();
+        in_call = true;
+        expect = Expect::key;
+      } else if (in_call && !in_args && depth == call_depth + 1 && expect == Expect::value) {
+        if (c == '{' && (key == "arguments" || key == "parameters") && calls.back().arguments.empty()) {
+          in_args = true;
+          args_depth = depth;
+          calls.back().arguments = "{";
+        }
+        expect = Expect::comma;
+      }
+      ++depth;
+      continue;
+    }
+    if (c == '}' || c == ']') {
+      --depth;
+      if (in_args && depth == args_depth) {
+        in_args = false;
+        calls.back().complete = true;
+      }
+      if (in_call && depth == call_depth) in_call = false;
+      if (depth < 0) depth = 0;
+      continue;
+    }
+    if (in_call && !in_args && depth == call_depth + 1) {
+      if (c == ':' && expect == Expect::colon) expect = Expect::value;
+      else if (c == ',') expect = Expect::key;
+      else if (!is_space(c) && expect == Expect::value) expect = Expect::comma;  // a number, true, ...
+    }
+  }
+  return calls;
 }
 
 std::string ToolCallFilter::push(std::string_view piece) {
@@ -217,13 +306,27 @@ std::string ToolCallFilter::push(std::string_view piece) {
   return out;
 }
 
+const std::vector<ToolCallFilter::Progress>& ToolCallFilter::progress() {
+  if (!in_call_) return progress_;
+  const std::vector<ScannedCall> scanned = scan_tool_calls(held_, format_ == ToolFormat::mistral ? 1 : 0);
+  for (size_t i = 0; i < scanned.size(); ++i) {
+    if (scanned[i].name.empty()) break;  // later calls wait for this one's name
+    if (i == progress_.size()) progress_.push_back({make_tool_call_id(format_), scanned[i].name, ""});
+    // Arguments shown only once they are known to be an object (never retracted).
+    if (scanned[i].arguments.size() > progress_[i].arguments.size()) progress_[i].arguments = scanned[i].arguments;
+  }
+  return progress_;
+}
+
 ParsedReply ToolCallFilter::finish() {
   if (!in_call_) {
     ParsedReply r;
     r.content.swap(held_);
     return r;
   }
+  progress();
   ParsedReply r = parse_tool_calls(format_, held_);
+  for (size_t i = 0; i < r.calls.size() && i < progress_.size(); ++i) r.calls[i].id = progress_[i].id;
   held_.clear();
   return r;
 }

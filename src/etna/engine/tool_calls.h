@@ -50,21 +50,45 @@ struct ParsedReply {
 ParsedReply parse_tool_calls(ToolFormat f, std::string_view reply);
 
 // Streaming: passes text through until a call may be starting, then holds the rest back for
-// finish(). push() returns the text that is certainly content.
+// finish(). push() returns the text that is certainly content; progress() shows the calls being
+// generated, so an API can stream their names and arguments as they come.
 class ToolCallFilter {
  public:
   explicit ToolCallFilter(ToolFormat f) : format_(f) {}
   std::string push(std::string_view piece);
-  // Everything after the last push: remaining content (text held back that was no call) and the calls.
+  // Everything after the last push: remaining content (text held back that was no call) and the
+  // calls, with the ids progress() gave them and (for calls that parse) arguments that extend
+  // what progress() showed.
   ParsedReply finish();
   bool in_call() const { return in_call_; }
+
+  // A call seen so far: its name once complete, its arguments object as far as generated (with
+  // the whitespace outside strings removed; only grows). Arguments given as a JSON string, or
+  // before the name, appear only in finish().
+  struct Progress {
+    std::string id, name, arguments;
+  };
+  const std::vector<Progress>& progress();
 
  private:
   ToolFormat format_;
   std::string held_;     // text not yet released (a possible marker prefix, or the calls)
   bool in_call_ = false;
   bool seen_text_ = false;  // something other than whitespace was released
+  std::vector<Progress> progress_;
 };
+
+// The arguments object of one call's JSON text ({"name": ..., "arguments": {...}}), whitespace
+// outside strings removed, as far as it goes (complete = its closing brace was seen). Empty when
+// the text has no object-valued "arguments" / "parameters" member (yet).
+struct ScannedCall {
+  std::string name;  // raw string contents, "" until the name's closing quote
+  std::string arguments;
+  bool complete = false;
+};
+// Every call object in `text` at JSON nesting `depth` (0: bare or tagged objects; 1: inside an
+// array, as Mistral writes them), complete or not.
+std::vector<ScannedCall> scan_tool_calls(std::string_view text, int depth);
 
 // `tools` is the OpenAI array [{"type": "function", "function": {name, description, parameters}}].
 // Throws etna::Error(invalid_argument) naming the problem for a malformed array.

@@ -165,16 +165,57 @@ void add_tokenizer(gguf::GgufWriter& w, const SynthShape& s, std::mt19937_64& rn
   }
 }
 
+int head_dim_of(const SynthShape& s) { return s.head_dim > 0 ? s.head_dim : s.n_embd / s.n_head; }
+
+// Llama 3.1+'s frequency factors (factor 32, low/high frequency factors 1 and 4, original context
+// 8192): wavelengths shorter than 8192/4 keep their frequency, longer than 8192 are divided by 32,
+// and those between are interpolated smoothly.
+std::vector<float> llama3_rope_factors(int head_dim, float base) {
+  const double factor = 32, low = 1, high = 4, original = 8192;
+  std::vector<float> f(head_dim / 2);
+  for (int i = 0; i < head_dim / 2; ++i) {
+    const double freq = std::pow(base, -2.0 * i / head_dim), wavelen = 2 * M_PI / freq;
+    if (wavelen < original / high) {
+      f[i] = 1.0f;
+    } else if (wavelen > original / low) {
+      f[i] = static_cast<float>(factor);
+    } else {
+      const double smooth = (original / wavelen - low) / (high - low);
+      f[i] = static_cast<float>(1.0 / ((1 - smooth) / factor + smooth));
+    }
+  }
+  return f;
+}
+
 }  // namespace
+
+uint64_t active_parameters(const SynthShape& s) {
+  const uint64_t E = s.n_embd, D = head_dim_of(s), Q = D * s.n_head, KV = D * s.n_head_kv, V = s.n_vocab;
+  uint64_t layer = E * Q * 2 + E * KV * 2 + 2 * E;
+  if (s.arch == "qwen2") layer += Q + 2 * KV;                         // q, k, v biases
+  if (s.arch == "qwen3" || s.arch == "qwen3moe") layer += 2 * D;      // per-head q and k norms
+  if (s.n_expert > 0)
+    layer += E * s.n_expert + static_cast<uint64_t>(s.n_expert_used) * 3 * E * s.n_ff_exp;
+  else
+    layer += 3 * E * s.n_ff;
+  return layer * s.n_layer + E * V * (s.tied_output ? 1 : 2) + E + (s.rope_freqs ? D / 2 : 0);
+}
 
 const std::vector<SynthShape>& synth_shapes() {
   static const std::vector<SynthShape> shapes = {
       {"tinyllama-1.1b", "llama", 32000, 2048, 22, 32, 4, 5632, 2048, 10000.f, 1e-5f, false, "spm"},
-      {"llama-3.2-1b", "llama", 128256, 2048, 16, 32, 8, 8192, 131072, 500000.f, 1e-5f, true, "llama-bpe"},
+      {"llama-3.2-1b", "llama", 128256, 2048, 16, 32, 8, 8192, 131072, 500000.f, 1e-5f, true, "llama-bpe", 0, true},
       {"qwen2.5-0.5b", "qwen2", 151936, 896, 24, 14, 2, 4864, 32768, 1000000.f, 1e-6f, true, "qwen2"},
+      {"qwen3-0.6b", "qwen3", 151936, 1024, 28, 16, 8, 3072, 40960, 1000000.f, 1e-6f, true, "qwen2", 128},
+      // Qwen3-30B-A3B's layer layout (head 128, 8 of the experts used, expert FFN 768 → 512 here)
+      // scaled down to 16 layers and 64 experts so that it fits a small machine: 1.8B parameters,
+      // 0.44B active per token.
+      {"qwen3moe-1.8b-a0.4b", "qwen3moe", 151936, 1024, 16, 16, 4, 3072, 40960, 1000000.f, 1e-6f, true, "qwen2", 128,
+       false, 64, 8, 512},
       // Small shapes of the same layouts, for tests.
       {"test-llama", "llama", 2000, 256, 2, 4, 2, 512, 512, 10000.f, 1e-5f, false, "spm"},
       {"test-qwen2", "qwen2", 2000, 256, 2, 4, 1, 512, 512, 1000000.f, 1e-6f, true, "qwen2"},
+      {"test-qwen3moe", "qwen3moe", 2000, 256, 2, 4, 2, 512, 512, 1000000.f, 1e-6f, true, "qwen2", 128, false, 8, 2, 256},
   };
   return shapes;
 }
@@ -217,7 +258,17 @@ void synthesize_model(const std::string& shape_name, const std::string& type, co
   w.set(a + ".feed_forward_length", u32(s.n_ff));
   w.set(a + ".attention.head_count", u32(s.n_head));
   w.set(a + ".attention.head_count_kv", u32(s.n_head_kv));
-  w.set(a + ".rope.dimension_count", u32(s.n_embd / s.n_head));
+  const int D = head_dim_of(s);
+  w.set(a + ".rope.dimension_count", u32(D));
+  if (s.head_dim > 0) {
+    w.set(a + ".attention.key_length", u32(D));
+    w.set(a + ".attention.value_length", u32(D));
+  }
+  if (s.n_expert > 0) {
+    w.set(a + ".expert_count", u32(s.n_expert));
+    w.set(a + ".expert_used_count", u32(s.n_expert_used));
+    w.set(a + ".expert_feed_forward_length", u32(s.n_ff_exp));
+  }
   w.set(a + ".rope.freq_base", Value::floating(ValueType::FLOAT32, s.rope_base));
   w.set(a + ".attention.layer_norm_rms_epsilon", Value::floating(ValueType::FLOAT32, s.rms_eps));
   w.set(a + ".vocab_size", u32(s.n_vocab));
@@ -228,15 +279,16 @@ void synthesize_model(const std::string& shape_name, const std::string& type, co
     std::vector<uint64_t> dims;
     GgmlType type;
   };
-  const uint64_t E = s.n_embd, F = s.n_ff, V = s.n_vocab;
-  const uint64_t KV = static_cast<uint64_t>(s.n_embd / s.n_head * s.n_head_kv);
+  const uint64_t E = s.n_embd, F = s.n_ff, V = s.n_vocab, X = s.n_expert, FX = s.n_ff_exp;
+  const uint64_t Q = static_cast<uint64_t>(D) * s.n_head, KV = static_cast<uint64_t>(D) * s.n_head_kv;
   std::vector<Spec> specs;
   specs.push_back({"token_embd.weight", {E, V}, fit_row(s.tied_output ? output_type : base, E)});
+  if (s.rope_freqs) specs.push_back({"rope_freqs.weight", {static_cast<uint64_t>(D / 2)}, GgmlType::F32});
   for (int l = 0; l < s.n_layer; ++l) {
     const std::string p = "blk." + std::to_string(l) + ".";
     const bool more = base == GgmlType::Q4_K && use_more_bits(l, s.n_layer);
     specs.push_back({p + "attn_norm.weight", {E}, GgmlType::F32});
-    specs.push_back({p + "attn_q.weight", {E, E}, fit_row(base, E)});
+    specs.push_back({p + "attn_q.weight", {E, Q}, fit_row(base, E)});
     specs.push_back({p + "attn_k.weight", {E, KV}, fit_row(base, E)});
     specs.push_back({p + "attn_v.weight", {E, KV}, fit_row(more ? GgmlType::Q6_K : base, E)});
     if (s.arch == "qwen2") {
@@ -244,11 +296,22 @@ void synthesize_model(const std::string& shape_name, const std::string& type, co
       specs.push_back({p + "attn_k.bias", {KV}, GgmlType::F32});
       specs.push_back({p + "attn_v.bias", {KV}, GgmlType::F32});
     }
-    specs.push_back({p + "attn_output.weight", {E, E}, fit_row(base, E)});
+    if (s.arch == "qwen3" || s.arch == "qwen3moe") {
+      specs.push_back({p + "attn_q_norm.weight", {static_cast<uint64_t>(D)}, GgmlType::F32});
+      specs.push_back({p + "attn_k_norm.weight", {static_cast<uint64_t>(D)}, GgmlType::F32});
+    }
+    specs.push_back({p + "attn_output.weight", {Q, E}, fit_row(base, Q)});
     specs.push_back({p + "ffn_norm.weight", {E}, GgmlType::F32});
-    specs.push_back({p + "ffn_gate.weight", {E, F}, fit_row(base, E)});
-    specs.push_back({p + "ffn_up.weight", {E, F}, fit_row(base, E)});
-    specs.push_back({p + "ffn_down.weight", {F, E}, fit_row(more ? GgmlType::Q6_K : base, F)});
+    if (X > 0) {
+      specs.push_back({p + "ffn_gate_inp.weight", {E, X}, GgmlType::F32});
+      specs.push_back({p + "ffn_gate_exps.weight", {E, FX, X}, fit_row(base, E)});
+      specs.push_back({p + "ffn_up_exps.weight", {E, FX, X}, fit_row(base, E)});
+      specs.push_back({p + "ffn_down_exps.weight", {FX, E, X}, fit_row(more ? GgmlType::Q6_K : base, FX)});
+    } else {
+      specs.push_back({p + "ffn_gate.weight", {E, F}, fit_row(base, E)});
+      specs.push_back({p + "ffn_up.weight", {E, F}, fit_row(base, E)});
+      specs.push_back({p + "ffn_down.weight", {F, E}, fit_row(more ? GgmlType::Q6_K : base, F)});
+    }
   }
   specs.push_back({"output_norm.weight", {E}, GgmlType::F32});
   if (!s.tied_output) specs.push_back({"output.weight", {E, V}, fit_row(output_type, E)});
@@ -257,7 +320,11 @@ void synthesize_model(const std::string& shape_name, const std::string& type, co
   for (size_t i = 0; i < specs.size(); ++i) {
     uint64_t n = 1;
     for (auto d : specs[i].dims) n *= d;
-    if (specs[i].name.find("norm") != std::string::npos) {
+    if (specs[i].name == "rope_freqs.weight") {
+      const std::vector<float> f = llama3_rope_factors(D, s.rope_base);
+      buffers[i].resize(f.size() * 4);
+      std::memcpy(buffers[i].data(), f.data(), buffers[i].size());
+    } else if (specs[i].name.find("norm") != std::string::npos) {
       buffers[i].resize(n * 4);
       for (uint64_t k = 0; k < n; ++k) {
         float one = 1.0f;

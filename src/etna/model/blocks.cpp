@@ -10,6 +10,7 @@
 
 #include "etna/base/half.h"
 #include "etna/base/vector_ops.h"
+#include "etna/tensor/kernels.h"
 
 namespace etna::model::blocks {
 
@@ -127,38 +128,46 @@ namespace {
 
 // For query heads h0 <= h < h1 of one token: out_h = softmax(scores(q_h, K[first..last])) .
 // V[first..last] over the cache cells of one sequence and layer; head h reads K/V head
-// h / group. Each cached row is decoded once (F32 rows are read in place) and used by all heads
-// of the range. `out` and `q` point at head 0 of the token.
+// h / group. F32 and F16 rows are read in place by the kernel set's dot and axpy kernels; other
+// row types are decoded once and used by all heads of the range. `out` and `q` point at head 0
+// of the token.
 void attend(float* out, const float* q, const KvCache& cache, int seq, int layer, int first, int last,
             const ModelConfig& c, const Attention& a, int h0, int h1, std::vector<float>& p, std::vector<float>& row) {
   const int D = c.head_dim, group = c.n_head / c.n_head_kv, KV = c.n_embd_kv();
   const int H = h1 - h0, n_kv = last - first + 1;
   q += static_cast<size_t>(h0) * D;
   out += static_cast<size_t>(h0) * D;
-  const bool in_place = cache.type() == KvType::f32;
   const gguf::GgmlType type = kv_ggml_type(cache.type());
+  const tensor::KernelTable& kt = tensor::active_kernel_table();
+  const tensor::TypeKernels& kv_kernels = kt[static_cast<size_t>(type)];
+  // F32 and F16 rows are read in place by the type's dot and axpy kernels; others (Q8_0) are
+  // decoded into `row` first and go through the F32 kernels.
+  const bool in_place = kv_kernels.axpy != nullptr;
+  const tensor::TypeKernels& f32 = kt[static_cast<size_t>(gguf::GgmlType::F32)];
+  const size_t elem = type == gguf::GgmlType::F16 ? 2 : 4;
   row.resize(KV);
-  auto decode = [&](const uint8_t* r) -> const float* {
-    if (in_place) return reinterpret_cast<const float*>(r);
-    tensor::dequantize_row(type, r, row.data(), KV);
-    return row.data();
-  };
   p.resize(static_cast<size_t>(H) * n_kv);
   // With an F16 cache, llama.cpp's matrix products convert their F32 operand to F16 too (F16's
   // vec-dot type is F16): the queries before q.K, the softmax weights before p.V. Rounding them
-  // here makes an F16 cache compute what the peer's does.
+  // here makes an F16 cache compute what the peer's does; the F16 dot kernel reads the rounded
+  // queries as F16.
   const bool half = cache.type() == KvType::f16;
-  thread_local std::vector<float> q_half;
+  thread_local std::vector<uint16_t> q_half;
   if (half) {
-    q_half.assign(q, q + static_cast<size_t>(H) * D);
-    for (float& x : q_half) x = fp16_to_fp32(fp32_to_fp16(x));
-    q = q_half.data();
+    q_half.resize(static_cast<size_t>(H) * D);
+    kt[static_cast<size_t>(gguf::GgmlType::F16)].quantize(q, q_half.data(), static_cast<int64_t>(H) * D);
   }
   const float inv_cap = a.softcap > 0 ? 1.0f / a.softcap : 0.0f;
   for (int j = 0; j < n_kv; ++j) {
-    const float* k = decode(cache.k_row(seq, layer, first + j));
+    const uint8_t* k = cache.k_row(seq, layer, first + j);
+    if (!in_place) {
+      tensor::dequantize_row(type, k, row.data(), KV);
+      k = reinterpret_cast<const uint8_t*>(row.data());
+    }
     for (int h = 0; h < H; ++h) {
-      float s = base::dot_f32(q + h * D, k + ((h0 + h) / group) * D, D);
+      const uint8_t* kh = k + static_cast<size_t>((h0 + h) / group) * D * (in_place ? elem : 4);
+      float s = half ? kv_kernels.vec_dot(D, kh, &q_half[static_cast<size_t>(h) * D])
+                     : f32.vec_dot(D, kh, q + static_cast<size_t>(h) * D);
       if (a.softcap > 0) s = std::tanh(s * inv_cap) * a.softcap;
       p[static_cast<size_t>(h) * n_kv + j] = s * a.scale;
     }
@@ -178,13 +187,17 @@ void attend(float* out, const float* q, const KvCache& cache, int seq, int layer
       for (int j = 0; j < n_kv; ++j) ph[j] = fp16_to_fp32(fp32_to_fp16(ph[j]));
   }
   std::fill(out, out + static_cast<size_t>(H) * D, 0.0f);
+  const tensor::AxpyFn axpy = in_place ? kv_kernels.axpy : f32.axpy;
   for (int j = 0; j < n_kv; ++j) {
-    const float* v = decode(cache.v_row(seq, layer, first + j));
+    const uint8_t* v = cache.v_row(seq, layer, first + j);
+    if (!in_place) {
+      tensor::dequantize_row(type, v, row.data(), KV);
+      v = reinterpret_cast<const uint8_t*>(row.data());
+    }
     for (int h = 0; h < H; ++h) {
       const float pj = p[static_cast<size_t>(h) * n_kv + j];
-      const float* vh = v + ((h0 + h) / group) * D;
-      float* oh = out + h * D;
-      for (int d = 0; d < D; ++d) oh[d] += pj * vh[d];
+      if (pj == 0.0f) continue;  // adds nothing (a weight F16 rounded to zero)
+      axpy(D, pj, v + static_cast<size_t>((h0 + h) / group) * D * (in_place ? elem : 4), out + static_cast<size_t>(h) * D);
     }
   }
 }

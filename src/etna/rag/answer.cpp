@@ -340,6 +340,15 @@ std::vector<CitationMarker> parse_citation_markers(std::string_view answer) {
   return out;
 }
 
+std::vector<std::string> answer_sentences(std::string_view answer) {
+  std::vector<std::string> out;
+  for (const auto& [b, e] : sentences(answer, /*lines_end_sentences=*/true, /*keep_markers=*/true))
+    out.emplace_back(answer.substr(b, e - b));
+  return out;
+}
+
+std::set<std::string> content_words(std::string_view s) { return words_of(s); }
+
 std::vector<std::string> citing_sentences(std::string_view answer, int n) {
   std::vector<std::string> out;
   const auto spans = sentences(answer, /*lines_end_sentences=*/true, /*keep_markers=*/true);

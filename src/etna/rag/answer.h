@@ -5,6 +5,7 @@
 #pragma once
 #include <cstddef>
 #include <functional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -86,6 +87,15 @@ ResolvedCitations resolve_citations(std::string_view answer, const std::vector<S
 // *byte_begin/*byte_end (optional) receive the span's bytes in source_text (first..last sentence).
 std::string select_span(std::string_view source_text, const std::vector<std::string>& citing, size_t max_bytes = 400,
                         size_t* byte_begin = nullptr, size_t* byte_end = nullptr);
+
+// The answer's sentences, citation markers kept with the sentence they follow (a line end or a
+// blank line also ends one), as citing_sentences() and the quoted spans see them.
+std::vector<std::string> answer_sentences(std::string_view answer);
+
+// Distinct content words of `s` as the quoted spans match them: lowercased runs of letters,
+// digits and non-ASCII bytes, at least three bytes long (or any number), common stopwords left
+// out, citation markers ignored.
+std::set<std::string> content_words(std::string_view s);
 
 // The answer's sentences (markers kept) that contain a marker for `n`.
 std::vector<std::string> citing_sentences(std::string_view answer, int n);

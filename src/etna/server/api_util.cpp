@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 
 #include "etna/base/error.h"
+#include "etna/engine/json_schema.h"
 #include "etna/server/http_server.h"
 #include "etna/server/openai_api.h"
 
@@ -83,6 +84,90 @@ json object_body(const httplib::Request& req) {
   json body = parse_json_body(req);
   if (!body.is_object()) fail(ErrorKind::invalid_argument, "the request body must be a JSON object");
   return body;
+}
+
+ojson ordered_body(const httplib::Request& req) {
+  try {
+    return ojson::parse(req.body);
+  } catch (const ojson::exception&) {
+    fail(ErrorKind::invalid_argument, "the request body is not valid JSON");
+  }
+}
+
+std::string sse_event(const std::string& name, const json& data) { return fmt::format("event: {}\ndata: {}\n\n", name, dump(data)); }
+
+std::shared_ptr<const engine::Grammar> schema_grammar(const ojson& schema, bool strict, const std::string& where) {
+  if (!schema.is_object() && !schema.is_boolean()) fail(ErrorKind::invalid_argument, "'{}' must be a JSON Schema object", where);
+  engine::JsonSchemaOptions o;
+  o.strict = strict;
+  try {
+    return engine::Grammar::cached(engine::json_schema_to_gbnf(schema, o));
+  } catch (const Error& e) {
+    fail(ErrorKind::invalid_argument, "{}: {}", where, e.what());
+  }
+}
+
+engine::ToolFormat prepare_tool_chat(OpenAIService& service, const ojson& messages, const ToolUse& use,
+                                     engine::GenerationRequest& request, const std::string& where) {
+  if (use.tools.size() > 128) fail(ErrorKind::invalid_argument, "'{}': at most 128 tools are allowed", where);
+  try {
+    engine::validate_tools(use.tools);
+  } catch (const Error& e) {
+    fail(ErrorKind::invalid_argument, "'{}': {}", where, e.what());
+  }
+  const engine::ToolFormat format = service.tool_format();
+  if (use.active() && (use.choice == "required" || use.choice == "function")) {
+    try {
+      request.grammar = engine::Grammar::cached(engine::forced_tool_call_gbnf(format, use.tools, use.name, use.parallel));
+    } catch (const Error& e) {
+      fail(ErrorKind::invalid_argument, "'{}': {}", where, e.what());
+    }
+  }
+  request.prompt = service.tool_chat_prompt(messages, use.active() ? use.tools : ojson::array());
+  return format;
+}
+
+json call_arguments(const engine::ToolCall& call) {
+  try {
+    return json::parse(call.arguments);
+  } catch (const json::exception&) {
+    return json::object();  // parse_tool_calls only returns calls whose arguments parsed
+  }
+}
+
+std::vector<ToolCallDeltas::Event> ToolCallDeltas::update(engine::ToolCallFilter& filter) {
+  std::vector<Event> out;
+  if (!filter.in_call()) return out;
+  const auto& progress = filter.progress();
+  for (size_t i = 0; i < progress.size(); ++i) {
+    if (i == sent_.size()) {
+      out.push_back({i, true, progress[i].id, progress[i].name, ""});
+      sent_.emplace_back();
+    }
+    if (progress[i].arguments.size() > sent_[i].size()) {
+      out.push_back({i, false, "", "", progress[i].arguments.substr(sent_[i].size())});
+      sent_[i] = progress[i].arguments;
+    }
+  }
+  return out;
+}
+
+std::vector<ToolCallDeltas::Event> ToolCallDeltas::finish(const std::vector<engine::ToolCall>& calls) {
+  std::vector<Event> out;
+  for (size_t i = 0; i < calls.size(); ++i) {
+    if (i == sent_.size()) {
+      out.push_back({i, true, calls[i].id, calls[i].name, ""});
+      sent_.emplace_back();
+    }
+    // The final arguments extend what was sent unless the call was malformed after all (then the
+    // complete arguments are in the API's final objects, not in these deltas).
+    const std::string& a = calls[i].arguments;
+    if (a.size() > sent_[i].size() && a.compare(0, sent_[i].size(), sent_[i]) == 0) {
+      out.push_back({i, false, "", "", a.substr(sent_[i].size())});
+      sent_[i] = a;
+    }
+  }
+  return out;
 }
 
 std::string random_id(const std::string& prefix) {

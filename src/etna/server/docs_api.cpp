@@ -22,6 +22,7 @@
 #include "etna/rag/catalog.h"
 #include "etna/rag/ingest.h"
 #include "etna/rag/loader.h"
+#include "etna/rag/rerank.h"
 #include "etna/rag/retriever.h"
 #include "etna/server/openai_api.h"
 #include "etna/store/database.h"
@@ -255,9 +256,16 @@ struct DocsService::Impl {
       std::lock_guard lock(mu);
       if (generation[name] == gen) retrievers[name] = c;
     }
-    std::lock_guard lock(*c.mutex);
-    if (hybrid) *hybrid = c.retriever->hybrid();
-    return c.retriever->search(query, k);
+    const engine::Reranker* reranker = opt.reranker;
+    std::vector<rag::SearchHit> hits;
+    {
+      std::lock_guard lock(*c.mutex);
+      if (hybrid) *hybrid = c.retriever->hybrid();
+      hits = c.retriever->search(query, reranker ? rag::rerank_candidates(k) : k);
+    }
+    // The rerank stage (serve --reranker): the best fused candidates scored by the cross-encoder.
+    if (reranker) rag::rerank(hits, *reranker, query, k);
+    return hits;
   }
 
   // Starts an ingestion job over `paths` and returns it.
@@ -578,6 +586,7 @@ json answer_now(DocsService::Impl& m, const std::string& name, const AskRequest&
   json out = p.finish(m.models->generate(*p.tokens, a.params, {}));
   out["retrieved"] = p.retrieved;
   out["hybrid"] = p.hybrid;
+  out["reranked"] = m.opt.reranker != nullptr;
   out["dropped"] = p.dropped;
   return out;
 }
@@ -649,7 +658,7 @@ json DocsService::search(const std::string& collection, const std::string& query
   const auto hits = impl_->search(collection, query, static_cast<size_t>(k), &hybrid);
   json out = json::array();
   for (const auto& h : hits) out.push_back(rag::source_json(h, 0));
-  return {{"hybrid", hybrid}, {"hits", out}};
+  return {{"hybrid", hybrid}, {"reranked", impl_->opt.reranker != nullptr}, {"hits", out}};
 }
 
 json DocsService::passage(const std::string& collection, int64_t chunk_id) {

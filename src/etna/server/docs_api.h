@@ -13,6 +13,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "etna/engine/reranker.h"
 #include "etna/rag/chunker.h"
 #include "etna/server/http_server.h"
 
@@ -29,6 +30,9 @@ struct DocsOptions {
   uint64_t max_file_bytes = 64ull << 20;
   rag::ChunkOptions chunk;
   size_t max_jobs_kept = 200;  // finished jobs remembered for GET /api/jobs/{id}
+  // Cross-encoder for a rerank stage in search and ask (the best 50 fused hits reranked, then k
+  // kept); null: none. Must outlive the service.
+  const engine::Reranker* reranker = nullptr;
 };
 
 class DocsService {

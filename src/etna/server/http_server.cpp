@@ -361,6 +361,10 @@ void HttpServer::set_error_format(const std::string& prefix, ErrorFormat format)
 
 void HttpServer::add_public_path(const std::string& path) { public_paths_.push_back(path); }
 
+void HttpServer::add_public_request(std::function<bool(const httplib::Request&)> pred) {
+  public_requests_.push_back(std::move(pred));
+}
+
 const ErrorFormat& HttpServer::format_for(const std::string& path) const {
   const ErrorFormat* best = &default_format_;
   std::size_t best_len = 0;
@@ -388,6 +392,8 @@ bool HttpServer::is_public(const std::string& path) const {
 
 bool HttpServer::authorized(const httplib::Request& req) const {
   if (options_.api_keys.empty() || is_public(req.path)) return true;
+  for (const auto& pred : public_requests_)
+    if (pred(req)) return true;
   std::string presented;
   std::string auth = req.get_header_value("Authorization");
   if (auth.size() > 7 && (auth.compare(0, 7, "Bearer ") == 0 || auth.compare(0, 7, "bearer ") == 0)) {

@@ -110,6 +110,11 @@ class HttpServer {
   // Paths (exact match, or prefix when ending in '/') that need no API key (e.g. UI assets).
   void add_public_path(const std::string& path);
 
+  // Requests that need no API key although their path is not public: `pred` sees the request
+  // before authentication (e.g. a browser's GET / for the web app's page, while "/" answered as
+  // JSON still needs the key).
+  void add_public_request(std::function<bool(const httplib::Request&)> pred);
+
   // Sends an error response in the format that owns req.path.
   void send_error(const httplib::Request& req, httplib::Response& res, int status, const std::string& message) const;
 
@@ -158,6 +163,7 @@ class HttpServer {
   std::vector<std::pair<std::string, ErrorFormat>> error_formats_;
   ErrorFormat default_format_;
   std::vector<std::string> public_paths_;
+  std::vector<std::function<bool(const httplib::Request&)>> public_requests_;
   int port_ = -1;
   std::atomic<bool> stopping_{false};
 };

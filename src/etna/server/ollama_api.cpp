@@ -199,15 +199,15 @@ engine::SamplingParams parse_options(const json& body, int n_ctx) {
 }
 
 // The fields both /api/chat and /api/generate share: format, images, keep_alive, think.
-void parse_shared(const json& body, engine::GenerationRequest& gr) {
+void parse_shared(const httplib::Request& req, const json& body, engine::GenerationRequest& gr) {
   if (const json* f = field(body, "format")) {
     if (f->is_string()) {
       const std::string s = f->get<std::string>();
       if (s == "json") gr.json_object = true;
-      else if (!s.empty()) bad(fmt::format("format '{}' is not supported (use \"json\")", s));
+      else if (!s.empty()) bad(fmt::format("format '{}' is not supported (use \"json\" or a JSON schema)", s));
     } else if (f->is_object()) {
-      bad("'format' with a JSON schema is not supported yet (schema-constrained decoding is not in this build); use "
-          "format \"json\"");
+      // As Ollama's structured outputs: properties the schema does not list are not generated.
+      gr.grammar = schema_grammar(ordered_body(req)["format"], /*strict=*/true, "format");
     } else {
       bad("'format' must be \"json\" or a JSON schema object");
     }
@@ -236,9 +236,18 @@ const char* done_reason(engine::FinishReason f) { return f == engine::FinishReas
 
 // Runs (or streams as NDJSON) one generation. `shape(piece_or_text, done, result)` builds the
 // response object for a piece (done = false) or for the end (done = true, then `extra` is merged).
+// With `tools`, /api/chat's replies are parsed for calls: message.tool_calls as Ollama sends them
+// ({function: {index, name, arguments: object}}), streamed in one chunk before the last.
 void respond(Ollama& o, const httplib::Request& req, httplib::Response& res, engine::GenerationRequest gr, bool stream,
              std::function<json(const std::string& text)> piece_json,
-             std::function<json(const std::string& text, const engine::GenerationEvent& r)> final_json) {
+             std::function<json(const std::string& text, const engine::GenerationEvent& r)> final_json,
+             std::optional<engine::ToolFormat> tools = std::nullopt) {
+  auto calls_json = [](const std::vector<engine::ToolCall>& calls) {
+    json out = json::array();
+    for (size_t i = 0; i < calls.size(); ++i)
+      out.push_back({{"function", {{"index", i}, {"name", calls[i].name}, {"arguments", call_arguments(calls[i])}}}});
+    return out;
+  };
   const int n_ctx = o.service->n_ctx();
   if (gr.prompt.size() > static_cast<size_t>(n_ctx))
     bad(fmt::format("the prompt has {} tokens; this model's context is {} tokens", gr.prompt.size(), n_ctx));
@@ -249,23 +258,39 @@ void respond(Ollama& o, const httplib::Request& req, httplib::Response& res, eng
       if (!piece.empty() && first_ns < 0) first_ns = ns_since(t0);
       return true;
     });
-    json out = final_json(r.text, r);
+    engine::ParsedReply reply;
+    if (tools) reply = engine::parse_tool_calls(*tools, r.text);
+    else reply.content = r.text;
+    json out = final_json(reply.content, r);
+    if (!reply.calls.empty()) out["message"]["tool_calls"] = calls_json(reply.calls);
     const int64_t total = ns_since(t0);
     out.update(timing_json(r, total, first_ns < 0 ? total : first_ns));
     send_json(res, out);
     return;
   }
   auto first_ns = std::make_shared<int64_t>(-1);
+  auto filter = std::make_shared<std::optional<engine::ToolCallFilter>>();
+  if (tools) filter->emplace(*tools);
   StreamWriter w;
   w.piece = [=](const std::string& piece) {
     if (*first_ns < 0) *first_ns = ns_since(t0);
-    return dump(piece_json(piece)) + "\n";
+    const std::string text = *filter ? (*filter)->push(piece) : piece;
+    return text.empty() ? std::string() : dump(piece_json(text)) + "\n";
   };
   w.done = [=](const engine::GenerationEvent& r) {
+    std::string calls;
+    if (*filter) {
+      const engine::ParsedReply reply = (*filter)->finish();
+      if (!reply.content.empty() || !reply.calls.empty()) {
+        json chunk = piece_json(reply.content);
+        if (!reply.calls.empty()) chunk["message"]["tool_calls"] = calls_json(reply.calls);
+        calls = dump(chunk) + "\n";
+      }
+    }
     json out = final_json("", r);
     const int64_t total = ns_since(t0);
     out.update(timing_json(r, total, *first_ns < 0 ? total : *first_ns));
-    return dump(out) + "\n";
+    return calls + dump(out) + "\n";
   };
   w.error = [](const std::string& message) { return dump(json{{"error", message}}) + "\n"; };
   stream_generation(req, res, *o.service, std::move(gr), "application/x-ndjson", std::move(w));
@@ -277,9 +302,25 @@ void handle_chat(Ollama& o, const httplib::Request& req, httplib::Response& res)
   const std::string model = model_name(body);
   engine::GenerationRequest gr;
   gr.params = parse_options(body, o.service->n_ctx());
-  parse_shared(body, gr);
-  if (const json* t = field(body, "tools"); t && !(t->is_array() && t->empty()))
-    bad("'tools' (tool calling) is not supported by this build yet");
+  parse_shared(req, body, gr);
+  ToolUse tools;
+  if (const json* t = field(body, "tools")) {
+    if (!t->is_array()) bad("'tools' must be an array");
+    tools.tools = ordered_body(req)["tools"];
+  }
+  // Etna's extension (Ollama has none): tool_choice as OpenAI's, "auto" (default), "none",
+  // "required" or {"type": "function", "function": {"name": ...}}.
+  if (const json* c = field(body, "tool_choice")) {
+    if (c->is_string() && (*c == "auto" || *c == "none" || *c == "required")) {
+      tools.choice = c->get<std::string>();
+    } else if (const json* fn = c->is_object() ? field(*c, "function") : nullptr; fn && fn->is_object()) {
+      tools.choice = "function";
+      tools.name = string_field(*fn, "name", "", "tool_choice.function.name");
+    } else {
+      bad("'tool_choice' must be \"auto\", \"none\", \"required\" or {\"type\": \"function\", \"function\": {\"name\": ...}}");
+    }
+    if (tools.choice != "auto" && tools.choice != "none" && tools.tools.empty()) bad("'tool_choice' needs 'tools'");
+  }
   const json* msgs = field(body, "messages");
   if (msgs && !msgs->is_array()) bad("'messages' must be an array");
   const bool stream = bool_field(body, "stream", true);
@@ -291,21 +332,45 @@ void handle_chat(Ollama& o, const httplib::Request& req, httplib::Response& res)
                     {"done", true}});
     return;
   }
-  std::vector<tokenizer::ChatMessage> messages;
+  // In OpenAI's shape for the chat template: assistant tool_calls get arguments as JSON text
+  // (Ollama sends objects) and ids (Ollama has none); tool results follow in order.
+  ojson messages = ojson::array();
   for (size_t i = 0; i < msgs->size(); ++i) {
     const json& m = (*msgs)[i];
     const std::string where = fmt::format("messages[{}]", i);
     if (!m.is_object()) bad(fmt::format("'{}' must be an object", where));
     const std::string role = string_field(m, "role", "", where + ".role");
-    if (role == "tool") bad(fmt::format("'{}.role' \"tool\" needs tool calling, which this build does not support yet", where));
-    if (role != "system" && role != "user" && role != "assistant")
-      bad(fmt::format("'{}.role' must be system, user or assistant (got \"{}\")", where, role));
+    if (role != "system" && role != "user" && role != "assistant" && role != "tool")
+      bad(fmt::format("'{}.role' must be system, user, assistant or tool (got \"{}\")", where, role));
     refuse_images(m, where + ".images");
-    if (const json* tc = field(m, "tool_calls"); tc && !(tc->is_array() && tc->empty()))
-      bad(fmt::format("'{}.tool_calls' needs tool calling, which this build does not support yet", where));
-    messages.push_back({role, string_field(m, "content", "", where + ".content")});
+    ojson msg = {{"role", role}, {"content", string_field(m, "content", "", where + ".content")}};
+    if (const json* tc = field(m, "tool_calls"); tc && !(tc->is_array() && tc->empty())) {
+      if (role != "assistant" || !tc->is_array()) bad(fmt::format("'{}.tool_calls' must be an array in an assistant message", where));
+      ojson calls = ojson::array();
+      for (size_t k = 0; k < tc->size(); ++k) {
+        const json* fn = field((*tc)[k], "function");
+        const std::string w = fmt::format("{}.tool_calls[{}].function", where, k);
+        if (!fn || !fn->is_object()) bad(fmt::format("'{}' must be an object", w));
+        const std::string name = string_field(*fn, "name", "", w + ".name");
+        if (name.empty()) bad(fmt::format("'{}.name' is required", w));
+        const json* args = field(*fn, "arguments");
+        if (args && !args->is_object()) bad(fmt::format("'{}.arguments' must be an object", w));
+        calls.push_back({{"id", string_field((*tc)[k], "id", fmt::format("call_{}_{}", i, k), w)},
+                         {"type", "function"},
+                         {"function", {{"name", name}, {"arguments", dump(args ? *args : json::object())}}}});
+      }
+      msg["tool_calls"] = std::move(calls);
+    }
+    if (role == "tool") {
+      const std::string name = string_field(m, "tool_name", "", where + ".tool_name");
+      msg["tool_call_id"] = string_field(m, "tool_call_id", "", where + ".tool_call_id");
+      if (!name.empty()) msg["name"] = name;
+    }
+    messages.push_back(std::move(msg));
   }
-  gr.prompt = o.service->chat_prompt(messages);
+  const engine::ToolFormat format = prepare_tool_chat(*o.service, messages, tools, gr);
+  std::optional<engine::ToolFormat> parse_calls;
+  if (tools.active()) parse_calls = format;
   respond(
       o, req, res, std::move(gr), stream,
       [model](const std::string& piece) {
@@ -320,7 +385,8 @@ void handle_chat(Ollama& o, const httplib::Request& req, httplib::Response& res)
                     {"message", {{"role", "assistant"}, {"content", text}}},
                     {"done_reason", done_reason(r.finish)},
                     {"done", true}};
-      });
+      },
+      parse_calls);
 }
 
 void handle_generate(Ollama& o, const httplib::Request& req, httplib::Response& res) {
@@ -329,7 +395,7 @@ void handle_generate(Ollama& o, const httplib::Request& req, httplib::Response& 
   const std::string model = model_name(body);
   engine::GenerationRequest gr;
   gr.params = parse_options(body, o.service->n_ctx());
-  parse_shared(body, gr);
+  parse_shared(req, body, gr);
   refuse_images(body, "images");
   if (!string_field(body, "suffix", "").empty()) bad("'suffix' (fill-in-the-middle) is not supported");
   if (!string_field(body, "template", "").empty())
@@ -465,7 +531,7 @@ void handle_show(Ollama& o, const httplib::Request& req, httplib::Response& res)
                     {"template", c.template_source},
                     {"details", c.details},
                     {"model_info", c.model_info},
-                    {"capabilities", c.embedding ? json::array({"embedding"}) : json::array({"completion"})},
+                    {"capabilities", c.embedding ? json::array({"embedding"}) : json::array({"completion", "tools"})},
                     {"modified_at", c.modified_at}});
     return;
   }

@@ -16,6 +16,7 @@
 #include "etna/hub/licence.h"
 #include "etna/engine/memory.h"
 #include "etna/engine/tool_calls.h"
+#include "etna/server/api_util.h"
 
 namespace etna::server {
 
@@ -270,6 +271,28 @@ engine::GenerationEvent OpenAIService::generate(std::vector<tokenizer::Token> pr
 std::vector<tokenizer::Token> OpenAIService::chat_prompt(const std::vector<tokenizer::ChatMessage>& messages) const {
   if (!ready_ || !impl_->model) fail(ErrorKind::unavailable, "no chat model is loaded");
   return encode_prompt(impl_->chat_template->render(messages, /*add_generation_prompt=*/true), /*templated=*/true);
+}
+
+engine::ToolFormat OpenAIService::tool_format() const {
+  if (!ready_ || !impl_->model) fail(ErrorKind::unavailable, "no chat model is loaded");
+  return engine::detect_tool_format(impl_->chat_template->source(), impl_->own_template);
+}
+
+std::vector<tokenizer::Token> OpenAIService::tool_chat_prompt(const nlohmann::ordered_json& messages,
+                                                              const nlohmann::ordered_json& tools) const {
+  if (!ready_ || !impl_->model) fail(ErrorKind::unavailable, "no chat model is loaded");
+  bool uses_tools = !tools.empty();
+  for (const auto& msg : messages)
+    if (msg["role"] == "tool" || msg.contains("tool_calls")) uses_tools = true;
+  std::string text;
+  if (uses_tools) {
+    text = impl_->chat_template->render_context(engine::tool_template_context(tool_format(), messages, tools));
+  } else {
+    std::vector<tokenizer::ChatMessage> plain;
+    for (const auto& msg : messages) plain.push_back({msg["role"].get<std::string>(), msg["content"].get<std::string>()});
+    text = impl_->chat_template->render(plain, /*add_generation_prompt=*/true);
+  }
+  return encode_prompt(text, /*templated=*/true);
 }
 
 const model::Model* OpenAIService::chat_model() const { return ready_ ? impl_->model.get() : nullptr; }
@@ -743,6 +766,7 @@ void stream_response(OpenAIService::Impl& m, const GenerationSetup& setup, std::
     size_t text_offset = 0;
     TokenClock clock;
     std::optional<engine::ToolCallFilter> filter;
+    api::ToolCallDeltas deltas;
   };
   struct State {
     GenerationSetup g;
@@ -809,6 +833,19 @@ void stream_response(OpenAIService::Impl& m, const GenerationSetup& setup, std::
                               : json{{"index", i}, {"text", text}, {"logprobs", lp}, {"finish_reason", nullptr}};
             if (!write(chunk(json::array({choice}), true))) return false;
           }
+          // Calls as they are generated: the name first, then pieces of the arguments, as OpenAI streams them.
+          auto call_chunks = [&](const std::vector<api::ToolCallDeltas::Event>& events) {
+            std::string out;
+            for (const auto& ev : events)
+              out += ev.start ? delta_chunk(i, {{"tool_calls", json::array({{{"index", ev.index}, {"id", ev.id}, {"type", "function"},
+                                                                              {"function", {{"name", ev.name}, {"arguments", ""}}}}})}})
+                              : delta_chunk(i, {{"tool_calls", json::array({{{"index", ev.index}, {"function", {{"arguments", ev.arguments}}}}})}});
+            return out;
+          };
+          if (c.filter && !e.done) {
+            const std::string calls = call_chunks(c.deltas.update(*c.filter));
+            if (!calls.empty() && !write(calls)) return false;
+          }
           if (!e.done) return true;
           c.done = true;
           if (!e.error.empty()) {
@@ -828,12 +865,7 @@ void stream_response(OpenAIService::Impl& m, const GenerationSetup& setup, std::
           if (c.filter) {
             engine::ParsedReply r = c.filter->finish();
             if (!r.content.empty()) out += delta_chunk(i, {{"content", r.content}});
-            for (size_t k = 0; k < r.calls.size(); ++k) {
-              // The name first, then the arguments, as OpenAI streams them.
-              out += delta_chunk(i, {{"tool_calls", json::array({{{"index", k}, {"id", r.calls[k].id}, {"type", "function"},
-                                                                  {"function", {{"name", r.calls[k].name}, {"arguments", ""}}}}})}});
-              out += delta_chunk(i, {{"tool_calls", json::array({{{"index", k}, {"function", {{"arguments", r.calls[k].arguments}}}}})}});
-            }
+            out += call_chunks(c.deltas.finish(r.calls));
             if (!r.calls.empty()) finish = "tool_calls";
           }
           out += g.kind == Kind::chat
@@ -996,23 +1028,8 @@ void handle_chat(OpenAIService& service, const httplib::Request& req, httplib::R
     g.common.params.stop.push_back("<|im_end|>");
     g.common.params.stop.push_back("<|im_start|>");
   }
-  bool uses_tools = g.tools.active;
-  for (const auto& msg : messages)
-    if (msg["role"] == "tool" || msg.contains("tool_calls")) uses_tools = true;
-  std::string text;
-  if (uses_tools) {
-    ojson ctx = engine::tool_template_context(g.tools.format, messages, g.tools.active ? tools.tools : ojson::array());
-    text = m.chat_template->render_context(ctx);
-  } else {
-    std::vector<tokenizer::ChatMessage> plain;
-    for (const auto& msg : messages) plain.push_back({msg["role"].get<std::string>(), msg["content"].get<std::string>()});
-    text = m.chat_template->render(plain, /*add_generation_prompt=*/true);
-  }
-  tokenizer::EncodeOptions enc;
-  enc.parse_special = true;
-  enc.add_special = m.bos_text.empty() || text.compare(0, m.bos_text.size(), m.bos_text) != 0;
   engine::GenerationRequest gr;
-  gr.prompt = m.tokenizer->encode(text, enc);
+  gr.prompt = service.tool_chat_prompt(messages, g.tools.active ? tools.tools : ojson::array());
   gr.params = g.common.params;
   gr.json_object = g.common.json_object;
   gr.logprobs = g.common.logprobs;

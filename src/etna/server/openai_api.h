@@ -16,6 +16,7 @@
 
 #include "etna/engine/embedder.h"
 #include "etna/engine/scheduler.h"
+#include "etna/engine/tool_calls.h"
 #include "etna/model/model.h"
 #include "etna/server/http_server.h"
 #include "etna/tokenizer/chat_template.h"
@@ -84,6 +85,13 @@ class OpenAIService {
   // `messages` rendered with the model's chat template (ChatML when it has none) and encoded as
   // /v1/chat/completions does. Throws the template's invalid_argument. REQUIRES ready() and a chat model.
   std::vector<tokenizer::Token> chat_prompt(const std::vector<tokenizer::ChatMessage>& messages) const;
+  // The chat model's tool-call format (engine/tool_calls.h). REQUIRES ready() and a chat model.
+  engine::ToolFormat tool_format() const;
+  // As chat_prompt for a conversation in OpenAI's message shape (roles system, user, assistant
+  // with optional tool_calls [{id, type, function: {name, arguments}}], tool with tool_call_id)
+  // and `tools` (OpenAI's array, validated; empty = none), exactly as /v1/chat/completions
+  // renders it: through engine::tool_template_context when tools or calls appear.
+  std::vector<tokenizer::Token> tool_chat_prompt(const nlohmann::ordered_json& messages, const nlohmann::ordered_json& tools) const;
   // The loaded chat model and its tokenizer; null before load() or without one.
   const model::Model* chat_model() const;
   const tokenizer::Tokenizer* chat_tokenizer() const;

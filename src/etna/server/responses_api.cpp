@@ -1,5 +1,8 @@
 #include "etna/server/responses_api.h"
 
+#include <algorithm>
+#include <optional>
+
 #include <fmt/format.h>
 
 #include "etna/base/log.h"
@@ -26,8 +29,6 @@ class ParamError : public HttpError {
 
 [[noreturn]] void bad(const std::string& param, const std::string& message) { throw ParamError(400, param, message); }
 
-const char* const kNoTools = "function tools are not supported by this build yet";
-
 std::string item_text(const json& content, const std::string& where) {
   if (content.is_string()) return content.get<std::string>();
   if (!content.is_array()) bad(where, fmt::format("'{}' must be a string or an array of content parts", where));
@@ -51,11 +52,105 @@ struct Parsed {
   bool stream = false, store = false;
   json format = {{"type", "text"}};
   json metadata = json::object();
+  json tools_echo = json::array(), tool_choice_echo = "auto";
+  ToolUse tools;
+  engine::ToolFormat tool_format = engine::ToolFormat::generic;
   int64_t max_output_tokens = -1;
   double temperature = 1.0, top_p = 1.0;
 };
 
-Parsed parse(OpenAIService& s, const json& body) {
+// tools [{type: "function", name, description, parameters, strict}], tool_choice, parallel_tool_calls.
+void parse_tools(const json& body, const ojson& obody, Parsed& p) {
+  if (const json* t = field(body, "tools")) {
+    if (!t->is_array()) bad("tools", "'tools' must be an array");
+    p.tools_echo = *t;
+    const ojson& ot = obody["tools"];
+    for (size_t i = 0; i < ot.size(); ++i) {
+      const ojson& tool = ot[i];
+      const std::string w = fmt::format("tools[{}]", i);
+      if (!tool.is_object()) bad(w, fmt::format("'{}' must be an object", w));
+      const std::string type = tool.contains("type") && tool["type"].is_string() ? tool["type"].get<std::string>() : "";
+      if (type != "function")
+        bad(w + ".type", fmt::format("tools of type '{}' are not supported: only function tools (the server runs no hosted tools)", type));
+      ojson fn = {{"name", tool.value("name", ojson())}};
+      if (auto d = tool.find("description"); d != tool.end() && d->is_string()) fn["description"] = *d;
+      if (auto params = tool.find("parameters"); params != tool.end() && !params->is_null()) fn["parameters"] = *params;
+      p.tools.tools.push_back({{"type", "function"}, {"function", std::move(fn)}});
+    }
+  }
+  p.tools.choice = "auto";
+  if (const json* tc = field(body, "tool_choice")) {
+    p.tool_choice_echo = *tc;
+    if (tc->is_string()) {
+      p.tools.choice = tc->get<std::string>();
+      if (p.tools.choice != "auto" && p.tools.choice != "none" && p.tools.choice != "required")
+        bad("tool_choice", fmt::format("tool_choice must be 'auto', 'none', 'required' or {{\"type\": \"function\", \"name\": ...}} (got '{}')", p.tools.choice));
+    } else if (tc->is_object() && string_field(*tc, "type", "", "tool_choice.type") == "function") {
+      p.tools.choice = "function";
+      p.tools.name = string_field(*tc, "name", "", "tool_choice.name");
+      if (p.tools.name.empty()) bad("tool_choice.name", "a function tool_choice needs a 'name'");
+    } else {
+      bad("tool_choice", "tool_choice must be 'auto', 'none', 'required' or {\"type\": \"function\", \"name\": ...} (hosted tools are not supported)");
+    }
+    if (p.tools.choice != "auto" && p.tools.choice != "none" && p.tools.tools.empty())
+      bad("tool_choice", fmt::format("tool_choice '{}' needs 'tools'", p.tools.choice));
+  }
+  p.tools.parallel = bool_field(body, "parallel_tool_calls", true);
+}
+
+// input: a string, or items (messages, function_call, function_call_output) as OpenAI-shaped
+// chat messages; consecutive function calls form one assistant turn.
+ojson parse_input(const json& body, const std::string& instructions) {
+  ojson messages = ojson::array();
+  if (!instructions.empty()) messages.push_back({{"role", "system"}, {"content", instructions}});
+  const json* input = field(body, "input");
+  if (!input) bad("input", "'input' is required");
+  if (input->is_string()) {
+    messages.push_back({{"role", "user"}, {"content", input->get<std::string>()}});
+    return messages;
+  }
+  if (!input->is_array()) bad("input", "'input' must be a string or an array of input items");
+  if (input->empty()) bad("input", "'input' must not be empty");
+  bool last_is_calls = false;  // the last message is an assistant turn made of function_call items
+  for (size_t i = 0; i < input->size(); ++i) {
+    const json& item = (*input)[i];
+    const std::string where = fmt::format("input[{}]", i);
+    if (!item.is_object()) bad(where, fmt::format("'{}' must be an object", where));
+    const std::string type = string_field(item, "type", "message", where + ".type");
+    if (type == "function_call") {
+      const std::string call_id = string_field(item, "call_id", "", where + ".call_id");
+      const std::string name = string_field(item, "name", "", where + ".name");
+      if (call_id.empty() || name.empty()) bad(where, "a function_call item needs 'call_id' and 'name'");
+      const std::string args = string_field(item, "arguments", "{}", where + ".arguments");
+      if (!last_is_calls) messages.push_back({{"role", "assistant"}, {"content", ""}, {"tool_calls", ojson::array()}});
+      messages.back()["tool_calls"].push_back({{"id", call_id}, {"type", "function"}, {"function", {{"name", name}, {"arguments", args}}}});
+      last_is_calls = true;
+      continue;
+    }
+    last_is_calls = false;
+    if (type == "function_call_output") {
+      const std::string call_id = string_field(item, "call_id", "", where + ".call_id");
+      if (call_id.empty()) bad(where + ".call_id", "a function_call_output item needs 'call_id'");
+      const json* out = field(item, "output");
+      if (!out) bad(where + ".output", fmt::format("'{}.output' is required", where));
+      messages.push_back({{"role", "tool"}, {"tool_call_id", call_id}, {"content", item_text(*out, where + ".output")}});
+      continue;
+    }
+    if (type == "item_reference") bad(where, "item references are not supported: this server stores no items");
+    if (type != "message")
+      bad(where + ".type", fmt::format("input items of type '{}' are not supported (message, function_call, function_call_output)", type));
+    std::string role = string_field(item, "role", "", where + ".role");
+    if (role == "developer") role = "system";
+    if (role != "system" && role != "user" && role != "assistant")
+      bad(where + ".role", fmt::format("role '{}' is not supported (user, assistant, system, developer)", role));
+    const json* content = field(item, "content");
+    if (!content) bad(where + ".content", fmt::format("'{}.content' is required", where));
+    messages.push_back({{"role", role}, {"content", item_text(*content, where + ".content")}});
+  }
+  return messages;
+}
+
+Parsed parse(OpenAIService& s, const httplib::Request& req, const json& body) {
   Parsed p;
   p.model = string_field(body, "model", "");
   if (p.model.empty()) bad("model", "'model' is required");
@@ -67,9 +162,8 @@ Parsed parse(OpenAIService& s, const json& body) {
     bad("previous_response_id",
         "'previous_response_id' is not supported: this server is stateless (store: false); send the whole conversation in 'input'");
   if (field(body, "conversation")) bad("conversation", "'conversation' is not supported: this server stores no conversations");
-  if (const json* t = field(body, "tools"); t && !(t->is_array() && t->empty())) bad("tools", kNoTools);
-  if (const json* tc = field(body, "tool_choice"); tc && !(tc->is_string() && (tc->get<std::string>() == "auto" || tc->get<std::string>() == "none")))
-    bad("tool_choice", kNoTools);
+  const ojson obody = ordered_body(req);
+  parse_tools(body, obody, p);
   if (const json* r = field(body, "reasoning"); r && field(*r, "effort"))
     bad("reasoning", "'reasoning' is not supported: the served model has no reasoning mode");
   if (const json* bg = field(body, "background"); bg && bg->is_boolean() && bg->get<bool>())
@@ -94,43 +188,33 @@ Parsed parse(OpenAIService& s, const json& body) {
       const std::string type = string_field(*f, "type", "", "text.format.type");
       if (type == "json_object")
         p.gr.json_object = true;
-      else if (type == "json_schema")
-        bad("text.format.type", "text.format 'json_schema' is not supported by this build yet (use 'json_object' or 'text')");
-      else if (type != "text")
-        bad("text.format.type", fmt::format("text.format type '{}' is not supported (text, json_object)", type));
+      else if (type == "json_schema") {
+        const ojson& of = obody["text"]["format"];
+        auto schema = of.find("schema");
+        if (schema == of.end()) bad("text.format.schema", "text.format 'json_schema' needs a 'schema'");
+        const bool strict = of.contains("strict") && of["strict"].is_boolean() && of["strict"].get<bool>();
+        try {
+          p.gr.grammar = schema_grammar(*schema, strict, "text.format.schema");
+        } catch (const Error& e) {
+          bad("text.format.schema", e.what());
+        }
+      } else if (type != "text")
+        bad("text.format.type", fmt::format("text.format type '{}' is not supported (text, json_object, json_schema)", type));
       p.format = *f;
     }
   }
   p.stream = bool_field(body, "stream", false);
-
-  std::vector<tokenizer::ChatMessage> messages;
-  if (!p.instructions.empty()) messages.push_back({"system", p.instructions});
-  const json* input = field(body, "input");
-  if (!input) bad("input", "'input' is required");
-  if (input->is_string()) {
-    messages.push_back({"user", input->get<std::string>()});
-  } else if (input->is_array()) {
-    for (size_t i = 0; i < input->size(); ++i) {
-      const json& item = (*input)[i];
-      const std::string where = fmt::format("input[{}]", i);
-      if (!item.is_object()) bad(where, fmt::format("'{}' must be an object", where));
-      const std::string type = string_field(item, "type", "message", where + ".type");
-      if (type == "function_call" || type == "function_call_output") bad(where, kNoTools);
-      if (type == "item_reference") bad(where, "item references are not supported: this server stores no items");
-      if (type != "message") bad(where + ".type", fmt::format("input items of type '{}' are not supported (message)", type));
-      std::string role = string_field(item, "role", "", where + ".role");
-      if (role == "developer") role = "system";
-      if (role != "system" && role != "user" && role != "assistant")
-        bad(where + ".role", fmt::format("role '{}' is not supported (user, assistant, system, developer)", role));
-      const json* content = field(item, "content");
-      if (!content) bad(where + ".content", fmt::format("'{}.content' is required", where));
-      messages.push_back({role, item_text(*content, where + ".content")});
-    }
-    if (input->empty()) bad("input", "'input' must not be empty");
-  } else {
-    bad("input", "'input' must be a string or an array of input items");
+  const ojson messages = parse_input(body, p.instructions);
+  if (p.tools.active() && p.tools.choice != "auto" && (p.gr.grammar || p.gr.json_object))
+    bad("tool_choice", "a required or named tool_choice cannot be combined with a JSON text.format");
+  try {
+    p.tool_format = prepare_tool_chat(s, messages, p.tools, p.gr);
+  } catch (const ParamError&) {
+    throw;
+  } catch (const Error& e) {
+    if (e.kind() != ErrorKind::invalid_argument) throw;
+    bad(std::string(e.what()).rfind("'tools'", 0) == 0 ? "tools" : "input", e.what());
   }
-  p.gr.prompt = s.chat_prompt(messages);
   if (p.gr.prompt.size() > static_cast<size_t>(s.n_ctx()))
     throw ParamError(400, "input", fmt::format("this model's maximum context length is {} tokens, but the input has {} tokens",
                                                s.n_ctx(), p.gr.prompt.size()));
@@ -158,14 +242,14 @@ json response_json(const Parsed& p, const std::string& id, int64_t created, cons
             {"max_output_tokens", p.max_output_tokens < 0 ? json(nullptr) : json(p.max_output_tokens)},
             {"model", p.model},
             {"output", output},
-            {"parallel_tool_calls", true},
+            {"parallel_tool_calls", p.tools.parallel},
             {"previous_response_id", nullptr},
             {"reasoning", {{"effort", nullptr}, {"summary", nullptr}}},
             {"store", false},
             {"temperature", p.temperature},
             {"text", {{"format", p.format}}},
-            {"tool_choice", "auto"},
-            {"tools", json::array()},
+            {"tool_choice", p.tool_choice_echo},
+            {"tools", p.tools_echo},
             {"top_p", p.top_p},
             {"truncation", "disabled"},
             {"usage", nullptr},
@@ -185,56 +269,151 @@ json response_json(const Parsed& p, const std::string& id, int64_t created, cons
   return r;
 }
 
+json function_call_item(const std::string& id, const engine::ToolCall& c, const std::string& status, bool with_arguments) {
+  return {{"type", "function_call"}, {"id", id},         {"call_id", c.id},
+          {"name", c.name},          {"arguments", with_arguments ? c.arguments : ""}, {"status", status}};
+}
+
 void handle_create(OpenAIService& s, const httplib::Request& req, httplib::Response& res) {
   const json body = object_body(req);
-  auto p = std::make_shared<Parsed>(parse(s, body));
+  auto p = std::make_shared<Parsed>(parse(s, req, body));
   const std::string id = random_id("resp_"), msg_id = random_id("msg_");
   const int64_t created = unix_seconds();
   engine::GenerationRequest gr = std::move(p->gr);
+  const bool tools = p->tools.active();
   if (!p->stream) {
     const engine::GenerationEvent r = s.generate(std::move(gr), {});
     const std::string status = r.finish == engine::FinishReason::length ? "incomplete" : "completed";
-    send_json(res, response_json(*p, id, created, "completed", json::array({message_item(msg_id, status, json::array({text_part(r.text)}))}), &r));
+    engine::ParsedReply reply;
+    if (tools) reply = engine::parse_tool_calls(p->tool_format, r.text);
+    else reply.content = r.text;
+    json output = json::array();
+    if (!reply.content.empty() || reply.calls.empty())
+      output.push_back(message_item(msg_id, status, json::array({text_part(reply.content)})));
+    for (const auto& c : reply.calls) output.push_back(function_call_item(random_id("fc_"), c, "completed", true));
+    send_json(res, response_json(*p, id, created, "completed", output, &r));
     return;
   }
+  // The message item is opened at once without tools; with tools only when text outside the
+  // calls appears. Each call is an item as soon as its name is generated, its arguments following
+  // as function_call_arguments.delta pieces.
+  struct Call {
+    std::string item_id;
+    engine::ToolCall call;
+    int index = 0;
+    bool done = false;
+  };
   struct State {
     int seq = 0;
     std::string text;
+    std::optional<engine::ToolCallFilter> filter;
+    ToolCallDeltas deltas;
+    bool message_open = false, message_done = false;
+    int items = 0;     // output items opened so far
+    int msg_index = -1;
+    std::vector<Call> calls;
+    std::vector<std::pair<int, json>> output;  // finished items by output index
   };
   auto st = std::make_shared<State>();
+  if (tools) st->filter.emplace(p->tool_format);
   auto event = [st](const char* type, json data) {
     data["type"] = type;
     data["sequence_number"] = st->seq++;
-    return fmt::format("event: {}\ndata: {}\n\n", type, dump(data));
+    return sse_event(type, data);
+  };
+  auto close_message = [=](const std::string& status) {
+    if (!st->message_open || st->message_done) return std::string();
+    st->message_done = true;
+    const json item = message_item(msg_id, status, json::array({text_part(st->text)}));
+    std::string out = event("response.output_text.done", {{"item_id", msg_id},
+                                                          {"output_index", st->msg_index},
+                                                          {"content_index", 0},
+                                                          {"text", st->text},
+                                                          {"logprobs", json::array()}});
+    out += event("response.content_part.done",
+                 {{"item_id", msg_id}, {"output_index", st->msg_index}, {"content_index", 0}, {"part", text_part(st->text)}});
+    out += event("response.output_item.done", {{"output_index", st->msg_index}, {"item", item}});
+    st->output.emplace_back(st->msg_index, item);
+    return out;
+  };
+  auto close_call = [=](Call& c) {
+    if (c.done) return std::string();
+    c.done = true;
+    std::string out = event("response.function_call_arguments.done",
+                            {{"item_id", c.item_id}, {"output_index", c.index}, {"name", c.call.name}, {"arguments", c.call.arguments}});
+    const json item = function_call_item(c.item_id, c.call, "completed", true);
+    st->output.emplace_back(c.index, item);
+    return out + event("response.output_item.done", {{"output_index", c.index}, {"item", item}});
+  };
+  auto open_message = [=] {
+    st->message_open = true;
+    st->msg_index = st->items++;
+    std::string out = event("response.output_item.added", {{"output_index", st->msg_index}, {"item", message_item(msg_id, "in_progress", json::array())}});
+    return out + event("response.content_part.added",
+                       {{"item_id", msg_id}, {"output_index", st->msg_index}, {"content_index", 0}, {"part", text_part("")}});
+  };
+  auto text_delta = [=](const std::string& piece) {
+    if (piece.empty() || st->message_done) return std::string();  // (text after the calls: in the final message only)
+    std::string out = st->message_open ? "" : open_message();
+    st->text += piece;
+    return out + event("response.output_text.delta", {{"item_id", msg_id},
+                                                      {"output_index", st->msg_index},
+                                                      {"content_index", 0},
+                                                      {"delta", piece},
+                                                      {"logprobs", json::array()}});
+  };
+  auto call_events = [=](const std::vector<ToolCallDeltas::Event>& events) {
+    std::string out;
+    for (const auto& ev : events) {
+      if (ev.start) {
+        out += close_message("completed");
+        if (!st->calls.empty()) out += close_call(st->calls.back());
+        Call c;
+        c.item_id = random_id("fc_");
+        c.call.id = ev.id;
+        c.call.name = ev.name;
+        c.index = st->items++;
+        out += event("response.output_item.added", {{"output_index", c.index}, {"item", function_call_item(c.item_id, c.call, "in_progress", false)}});
+        st->calls.push_back(std::move(c));
+      } else if (ev.index < st->calls.size() && !st->calls[ev.index].done) {
+        Call& c = st->calls[ev.index];
+        c.call.arguments += ev.arguments;
+        out += event("response.function_call_arguments.delta", {{"item_id", c.item_id}, {"output_index", c.index}, {"delta", ev.arguments}});
+      }
+    }
+    return out;
   };
   StreamWriter w;
   w.start = [=] {
     const json r = response_json(*p, id, created, "in_progress", json::array(), nullptr);
     std::string out = event("response.created", {{"response", r}});  // one by one: sequence numbers in order
     out += event("response.in_progress", {{"response", r}});
-    out += event("response.output_item.added", {{"output_index", 0}, {"item", message_item(msg_id, "in_progress", json::array())}});
-    out += event("response.content_part.added", {{"item_id", msg_id}, {"output_index", 0}, {"content_index", 0}, {"part", text_part("")}});
-    return out;
+    return tools ? out : out + open_message();
   };
   w.piece = [=](const std::string& piece) {
-    st->text += piece;
-    return event("response.output_text.delta", {{"item_id", msg_id},
-                                                {"output_index", 0},
-                                                {"content_index", 0},
-                                                {"delta", piece},
-                                                {"logprobs", json::array()}});
+    if (!st->filter) return text_delta(piece);
+    std::string out = text_delta(st->filter->push(piece));
+    return out + call_events(st->deltas.update(*st->filter));
   };
   w.done = [=](const engine::GenerationEvent& r) {
+    engine::ParsedReply reply;
+    std::string out;
+    if (st->filter) {
+      reply = st->filter->finish();
+      out += call_events(st->deltas.finish(reply.calls));
+      for (size_t i = 0; i < reply.calls.size() && i < st->calls.size(); ++i)
+        if (!st->calls[i].done) st->calls[i].call.arguments = reply.calls[i].arguments;  // the final word
+      if (st->calls.empty()) out += text_delta(reply.content);
+      else if (st->message_open) st->text += reply.content;  // text after the calls joins the message, as non-streamed
+    }
+    if (!st->message_open && st->calls.empty()) out += open_message();  // an empty reply is an empty message
     const std::string item_status = r.finish == engine::FinishReason::length ? "incomplete" : "completed";
-    const json item = message_item(msg_id, item_status, json::array({text_part(st->text)}));
-    const json resp = response_json(*p, id, created, "completed", json::array({item}), &r);
-    std::string out = event("response.output_text.done", {{"item_id", msg_id},
-                                                          {"output_index", 0},
-                                                          {"content_index", 0},
-                                                          {"text", st->text},
-                                                          {"logprobs", json::array()}});
-    out += event("response.content_part.done", {{"item_id", msg_id}, {"output_index", 0}, {"content_index", 0}, {"part", text_part(st->text)}});
-    out += event("response.output_item.done", {{"output_index", 0}, {"item", item}});
+    out += close_message(item_status);
+    for (auto& c : st->calls) out += close_call(c);
+    std::sort(st->output.begin(), st->output.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+    json output = json::array();
+    for (auto& [index, item] : st->output) output.push_back(item);
+    const json resp = response_json(*p, id, created, "completed", output, &r);
     out += event(resp["status"] == "incomplete" ? "response.incomplete" : "response.completed", {{"response", resp}});
     return out;
   };

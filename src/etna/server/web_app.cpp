@@ -321,6 +321,12 @@ bool serve_web_index(const httplib::Request& req, httplib::Response& res) {
 
 void register_web_routes(HttpServer& server, WebOptions options) {
   server.add_public_path("/index.html");
+  // A browser opening "/" gets the page without a key (it holds no data; the app then asks for
+  // the key and sends it on every API call). "/" answered as JSON (Qdrant's banner) stays private.
+  server.add_public_request([](const httplib::Request& req) {
+    return (req.method == "GET" || req.method == "HEAD") && req.path == "/" && accepts_html(req) &&
+           assets().count("/index.html") > 0;
+  });
   for (const auto& [path, asset] : assets()) {
     if (path == "/index.html") continue;
     server.add_public_path(path);

@@ -69,6 +69,17 @@ float vec_dot_f16(int64_t n, const void* w, const void* a) {
   return lane_dot(n, [x, y, table](int64_t i) { return table[x[i]] * table[y[i]]; });
 }
 
+void axpy_f32(int64_t n, float a, const void* x, float* y) {
+  const float* v = static_cast<const float*>(x);
+  for (int64_t i = 0; i < n; ++i) y[i] += a * v[i];
+}
+
+void axpy_f16(int64_t n, float a, const void* x, float* y) {
+  const uint16_t* h = static_cast<const uint16_t*>(x);
+  const float* table = fp16_table();
+  for (int64_t i = 0; i < n; ++i) y[i] += a * table[h[i]];
+}
+
 void dequantize_bf16(const void* src, float* dst, int64_t n) {
   const uint16_t* h = static_cast<const uint16_t*>(src);
   for (int64_t i = 0; i < n; ++i) dst[i] = bf16_to_fp32(h[i]);

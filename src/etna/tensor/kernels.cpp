@@ -18,7 +18,7 @@ namespace {
 
 void add(KernelTable& t, GgmlType type, int block_size, size_t block_bytes, GgmlType vd, DequantizeFn dq,
          QuantizeFn q, VecDotFn dot) {
-  t[static_cast<size_t>(type)] = TypeKernels{type, block_size, block_bytes, vd, dq, q, dot, nullptr, nullptr};
+  t[static_cast<size_t>(type)] = TypeKernels{type, block_size, block_bytes, vd, dq, q, dot, nullptr, nullptr, nullptr};
 }
 
 KernelTable build_scalar_table() {
@@ -28,6 +28,8 @@ KernelTable build_scalar_table() {
   add(t, T::F32, 1, 4, T::F32, s::dequantize_f32, s::quantize_f32, s::vec_dot_f32);
   add(t, T::F16, 1, 2, T::F16, s::dequantize_f16, s::quantize_f16, s::vec_dot_f16);
   add(t, T::BF16, 1, 2, T::BF16, s::dequantize_bf16, s::quantize_bf16, s::vec_dot_bf16);
+  t[static_cast<size_t>(T::F32)].axpy = s::axpy_f32;
+  t[static_cast<size_t>(T::F16)].axpy = s::axpy_f16;
   add(t, T::Q4_0, kQK, sizeof(BlockQ4_0), T::Q8_0, s::dequantize_q4_0, s::quantize_q4_0, s::vec_dot_q4_0_q8_0);
   add(t, T::Q4_1, kQK, sizeof(BlockQ4_1), T::Q8_1, s::dequantize_q4_1, s::quantize_q4_1, s::vec_dot_q4_1_q8_1);
   add(t, T::Q5_0, kQK, sizeof(BlockQ5_0), T::Q8_0, s::dequantize_q5_0, s::quantize_q5_0, s::vec_dot_q5_0_q8_0);
@@ -81,6 +83,8 @@ KernelTable build_scalar_table() {
     t[static_cast<size_t>(T::Q8_K)].quantize = ns::quantize_q8_k;           \
     t[static_cast<size_t>(T::F16)].quantize = ns::quantize_f16;             \
     t[static_cast<size_t>(T::F16)].dequantize = ns::dequantize_f16;         \
+    t[static_cast<size_t>(T::F32)].axpy = ns::axpy_f32;                     \
+    t[static_cast<size_t>(T::F16)].axpy = ns::axpy_f16;                     \
     return t;                                                               \
   }()
 

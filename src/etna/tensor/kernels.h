@@ -39,6 +39,11 @@ using PackedTileFn = void (*)(int64_t n, const uint8_t* group, const uint8_t* a,
                               int nr, int nt);
 constexpr int kPackRows = 8;
 
+// y[0..n) += a * x[0..n), x a row of this type (F32 and F16: attention's weighted sum of the
+// cached V rows, read in place). Kernel sets may fuse the multiply-add: results agree with the
+// scalar kernel to rounding, not bit for bit.
+using AxpyFn = void (*)(int64_t n, float a, const void* x, float* y);
+
 struct TypeKernels {
   GgmlType type = GgmlType::F32;
   int block_size = 0;        // elements per block; 0 marks an empty (unsupported) entry
@@ -49,6 +54,7 @@ struct TypeKernels {
   VecDotFn vec_dot = nullptr;
   TileFn tile = nullptr;           // nullptr: matmul calls vec_dot per (row, token)
   PackedTileFn packed_tile = nullptr;  // nullptr: interleaved matrices are unpacked per group first
+  AxpyFn axpy = nullptr;           // nullptr: decode the row, then add (F32 and F16 only)
 };
 
 constexpr size_t kMaxTypeId = 40;  // type ids 0..kMaxTypeId-1 fit in a table

@@ -12,6 +12,8 @@ float vec_dot_f32(int64_t n, const void* w, const void* a);
 void dequantize_f16(const void* src, float* dst, int64_t n);
 void quantize_f16(const float* src, void* dst, int64_t n);
 float vec_dot_f16(int64_t n, const void* w, const void* a);
+void axpy_f32(int64_t n, float a, const void* x, float* y);
+void axpy_f16(int64_t n, float a, const void* x, float* y);
 void dequantize_bf16(const void* src, float* dst, int64_t n);
 void quantize_bf16(const float* src, void* dst, int64_t n);
 float vec_dot_bf16(int64_t n, const void* w, const void* a);

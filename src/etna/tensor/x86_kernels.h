@@ -39,6 +39,8 @@
   void quantize_q8_k(const float* src, void* dst, int64_t n);         \
   void quantize_f16(const float* src, void* dst, int64_t n);          \
   void dequantize_f16(const void* src, float* dst, int64_t n);        \
+  void axpy_f32(int64_t n, float a, const void* x, float* y);         \
+  void axpy_f16(int64_t n, float a, const void* x, float* y);         \
   }
 
 ETNA_X86_DECLARE_SET(avx2)

@@ -123,5 +123,47 @@ TEST(InfoMemory, ReportsWeightsKvAndTotal) {
   EXPECT_NE(test::run_command(test::etna_binary().string() + " info --memory " + path.string() + " --ctx -5", &out, true), 0);
 }
 
+// Decode of a mixture-of-experts model reads expert_used_count of expert_count experts: the
+// roofline counts those slices only, and a decode step reads exactly that much (the counter).
+TEST(BenchApi, BytesPerTokenCountsOnlyTheUsedExperts) {
+  test::TempDir dir;
+  const std::string path = (dir / "moe.gguf").string();
+  std::string out;
+  ASSERT_EQ(test::run_command(test::etna_binary().string() + " synth --shape test-qwen3moe --type q4_0 -o " + path, &out), 0)
+      << out;
+  auto m = model::Model::load(path);
+  const model::ModelConfig& c = m->config();
+  ASSERT_EQ(c.n_expert, 8);
+  ASSERT_EQ(c.n_expert_used, 2);
+  uint64_t dense = 0, experts = 0;
+  for (const auto& t : m->file().tensors())
+    (t.name.find("_exps.weight") != std::string::npos ? experts : dense) += t.n_bytes;
+  ASSERT_GT(experts, 0u);
+  EXPECT_EQ(weight_bytes_per_token(*m), dense + experts / 8 * 2);
+  auto cache = m->make_cache(1, 16);
+  model::Batch b;
+  b.add(5, 0, 0, true);
+  std::vector<float> logits;
+  const uint64_t before = m->expert_bytes_read();
+  m->forward(b, *cache, logits);
+  EXPECT_EQ(m->expert_bytes_read() - before, experts / 8 * 2);
+}
+
+// Sliding-window layers keep a ring of window + batch cells: the estimate is what the cache
+// allocates, not n_ctx cells on every layer.
+TEST(BenchApi, KvEstimateCountsWindowRings) {
+  ETNA_REQUIRE_SHARED(path, "next/models/tiny-gemma2-f32.gguf");  // window 8 on even layers
+  auto m = model::Model::load(path.string());
+  ASSERT_GT(m->config().sliding_window, 0);
+  for (int n_ctx : {4, 64, 300}) {
+    const MemoryEstimate e = estimate_memory(*m, n_ctx, model::KvType::f16, 16);
+    auto cache = m->make_cache(1, n_ctx, model::KvType::f16, std::min(16, n_ctx));
+    EXPECT_EQ(e.kv_total, cache->bytes()) << n_ctx;
+    if (n_ctx > 8 + 16) {
+      EXPECT_LT(e.kv_total, e.kv_per_token * n_ctx) << n_ctx;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace etna::engine

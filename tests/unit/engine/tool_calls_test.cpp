@@ -103,6 +103,59 @@ TEST(ToolCalls, StreamFilterHoldsBackOnlyWhatMayBeACall) {
   EXPECT_EQ(text.push(" {x}"), " {x}");
 }
 
+TEST(ToolCalls, ProgressStreamsNamesAndArgumentsAsTheyAreGenerated) {
+  // Token by token (here: character by character) the arguments only grow, and they end as the
+  // final call's arguments, with the same ids.
+  const std::string reply =
+      "Ok. <tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Rio de {J}aneiro\", \"n\": [1, 2]}}\n</tool_call>\n"
+      "<tool_call>\n{\"arguments\": {\"z\": true}, \"name\": \"late\"}\n</tool_call>";
+  ToolCallFilter f(ToolFormat::hermes);
+  std::string content;
+  std::vector<std::string> args_seen(2);
+  for (char c : reply) {
+    content += f.push(std::string(1, c));
+    const auto& p = f.progress();
+    for (size_t i = 0; i < p.size(); ++i) {
+      ASSERT_EQ(p[i].arguments.compare(0, args_seen[i].size(), args_seen[i]), 0) << "arguments never shrink or change";
+      args_seen[i] = p[i].arguments;
+    }
+  }
+  EXPECT_EQ(content, "Ok. ");
+  const auto progress = f.progress();
+  ASSERT_EQ(progress.size(), 2u);
+  EXPECT_EQ(progress[0].name, "get_weather");
+  EXPECT_EQ(progress[0].arguments, R"({"city":"Rio de {J}aneiro","n":[1,2]})");
+  EXPECT_EQ(progress[1].name, "late");
+  EXPECT_EQ(progress[1].arguments, R"({"z":true})");
+  const auto r = f.finish();
+  ASSERT_EQ(r.calls.size(), 2u);
+  EXPECT_EQ(r.calls[0].id, progress[0].id);
+  EXPECT_EQ(r.calls[1].id, progress[1].id);
+  EXPECT_EQ(r.calls[0].arguments, progress[0].arguments);
+  EXPECT_EQ(r.calls[1].arguments, progress[1].arguments);
+
+  // Mistral: call objects inside the array; llama3: "parameters".
+  auto m = scan_tool_calls(R"([TOOL_CALLS][{"name": "a", "arguments": {"x": "}"}}, {"name": "b", "arguments": {)", 1);
+  ASSERT_EQ(m.size(), 2u);
+  EXPECT_EQ(m[0].name, "a");
+  EXPECT_EQ(m[0].arguments, R"({"x":"}"})");
+  EXPECT_TRUE(m[0].complete);
+  EXPECT_EQ(m[1].arguments, "{");
+  EXPECT_FALSE(m[1].complete);
+  auto l = scan_tool_calls(R"({"name": "ping", "parameters": {"q": "a \"quoted\" word"}})", 0);
+  ASSERT_EQ(l.size(), 1u);
+  EXPECT_EQ(l[0].arguments, R"({"q":"a \"quoted\" word"})");
+  // Arguments given as a JSON string are not streamed; the final call still has them.
+  ToolCallFilter s(ToolFormat::generic);
+  s.push("<tool_call>{\"name\": \"ping\", \"arguments\": \"{\\\"a\\\": 1}\"}</tool_call>");
+  ASSERT_EQ(s.progress().size(), 1u);
+  EXPECT_EQ(s.progress()[0].arguments, "");
+  EXPECT_EQ(s.finish().calls.at(0).arguments, R"({"a":1})");
+  // Hostile: unbalanced closers and stray quotes neither crash nor invent calls.
+  EXPECT_TRUE(scan_tool_calls("}}]]\"\"\\", 0).empty());
+  EXPECT_EQ(scan_tool_calls(std::string(10000, '{'), 0).size(), 1u);
+}
+
 TEST(ToolCalls, ForcedGrammarAcceptsOnlyValidCalls) {
   auto accepts = [](const std::string& gbnf, const std::string& text) {
     GrammarState s(Grammar::parse(gbnf));

@@ -56,6 +56,42 @@ TEST(Synth, QwenShapeIsTiedWithBiasesAndChatML) {
   }
 }
 
+// qwen3moe: the head size of its own, per-head q/k norms, stacked experts and a router; the
+// active parameters count the used experts only.
+TEST(Synth, Qwen3MoeShapeHasExpertsAndHeadSize) {
+  test::TempDir dir;
+  const std::string path = (dir / "m.gguf").string();
+  synthesize_model("test-qwen3moe", "q4_k_m", path);
+  auto f = gguf::GgufFile::open(path);
+  EXPECT_EQ(f->architecture(), "qwen3moe");
+  EXPECT_EQ(*f->get_uint("qwen3moe.attention.key_length"), 128u);
+  EXPECT_EQ(*f->get_uint("qwen3moe.expert_count"), 8u);
+  EXPECT_EQ(*f->get_uint("qwen3moe.expert_used_count"), 2u);
+  const auto* q = f->find_tensor("blk.0.attn_q.weight");
+  ASSERT_NE(q, nullptr);
+  EXPECT_EQ(q->dims[1], 4u * 128);
+  ASSERT_NE(f->find_tensor("blk.1.attn_k_norm.weight"), nullptr);
+  const auto* down = f->find_tensor("blk.0.ffn_down_exps.weight");
+  ASSERT_NE(down, nullptr);
+  EXPECT_EQ(down->dims.size(), 3u);
+  EXPECT_EQ(down->dims[2], 8u);
+  for (const auto& s : synth_shapes())
+    if (s.name == "test-qwen3moe") {
+      uint64_t total = 0;
+      for (const auto& t : f->tensors()) total += t.n_elements;
+      const uint64_t experts = 2ull * 3 * 256 * 256 * 8;  // layers x (gate, up, down) x E x FX x experts
+      EXPECT_EQ(active_parameters(s), total - experts / 8 * 6);
+    }
+}
+
+// Llama 3.2's shape carries its rope frequency factors (1 for short wavelengths, up to 32).
+TEST(Synth, Llama32FactorsFollowTheLlama3Rule) {
+  bool found = false;
+  for (const auto& s : synth_shapes())
+    if (s.name == "llama-3.2-1b") found = s.rope_freqs;
+  EXPECT_TRUE(found);
+}
+
 TEST(Synth, SameSeedSameBytes) {
   test::TempDir dir;
   synthesize_model("test-llama", "q4_0", (dir / "a.gguf").string(), 7);

@@ -305,7 +305,7 @@ TEST(Hardening, HostHeaderMustNameThisServer) {
     std::string reply = sock.read_until_closed();
     EXPECT_EQ(reply.compare(0, 12, "HTTP/1.1 403"), 0) << host << ": " << reply.substr(0, 200);
   }
-  for (const std::string host : {std::string("localhost"), fmt::format("127.0.0.1:{}", s.port()), std::string("localhost:1")}) {
+  for (const std::string& host : {std::string("localhost"), fmt::format("127.0.0.1:{}", s.port()), std::string("localhost:1")}) {
     RawSocket sock(s.port());
     sock.send_text("GET /collections HTTP/1.1\r\nHost: " + host + "\r\nConnection: close\r\n\r\n");
     std::string reply = sock.read_until_closed();

@@ -1,7 +1,9 @@
 // Cross-encoder reranking: a tiny reranker GGUF is built here from the shared bert model plus a
 // random classification head; its scores must equal the head applied (independently, here) to the
 // model's [CLS] state, rankings follow the scores, and POST /v1/rerank has the peer's shape.
+#include <algorithm>
 #include <cmath>
+#include <fstream>
 #include <random>
 #include <thread>
 
@@ -13,6 +15,8 @@
 #include "etna/gguf/gguf_writer.h"
 #include "etna/model/bert.h"
 #include "etna/rag/rerank.h"
+#include "etna/rag/ingest.h"
+#include "etna/server/docs_api.h"
 #include "etna/server/rerank_api.h"
 #include "support/test_support.h"
 
@@ -150,6 +154,45 @@ TEST(RerankApi, AnswersInThePeersShape) {
   EXPECT_EQ(r->status, 404);
   http.stop();
   t.join();
+}
+
+// serve --reranker: the documents API's search reranks the fused candidates with the cross-encoder
+// (the order of its scores, k kept) and says so; without one, the retriever's order stands.
+TEST(RerankApi, DocumentSearchHasARerankStage) {
+  ETNA_REQUIRE_SHARED(bert, "models/tiny-bert-bge-f32.gguf");
+  test::TempDir dir;
+  make_reranker(bert, dir / "tiny-rerank.gguf");
+  auto rr = engine::Reranker::load((dir / "tiny-rerank.gguf").string());
+  std::filesystem::create_directories(dir / "docs");
+  const std::vector<std::string> texts = {"the boiler is serviced every spring", "the boiler room has a red door",
+                                          "boiler pressure should stay below two bar", "a boiler needs water",
+                                          "boiler boiler boiler manuals"};
+  for (size_t i = 0; i < texts.size(); ++i) std::ofstream(dir / "docs" / ("f" + std::to_string(i) + ".txt")) << texts[i] << "\n";
+  rag::ingest(rag::collection_dir(dir / "data", "manuals"), {dir / "docs"}, rag::IngestOptions{});
+
+  server::DocsOptions plain_opt;
+  plain_opt.data_dir = dir / "data";
+  server::DocsService plain(plain_opt, nullptr);
+  const json bm25 = plain.search("manuals", "boiler", 3);
+  EXPECT_FALSE(bm25["reranked"].get<bool>());
+  ASSERT_EQ(bm25["hits"].size(), 3u);
+
+  server::DocsOptions opt = plain_opt;
+  opt.reranker = rr.get();
+  server::DocsService docs(opt, nullptr);
+  const json j = docs.search("manuals", "boiler", 3);
+  EXPECT_TRUE(j["reranked"].get<bool>());
+  ASSERT_EQ(j["hits"].size(), 3u);
+  std::vector<std::string> all;
+  for (const auto& t : texts) all.push_back(t);
+  const std::vector<float> s = rr->score("boiler", all);
+  std::vector<size_t> order(all.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return s[a] > s[b]; });
+  for (size_t i = 0; i < 3; ++i) {
+    const std::string text = j["hits"][i]["text"];
+    EXPECT_NE(text.find(texts[order[i]]), std::string::npos) << i << ": " << text;
+  }
 }
 
 }  // namespace

@@ -173,7 +173,20 @@ TEST(WebAppTest, WithAnApiKeyTheAppLoadsButTheApiNeedsTheKey) {
   EXPECT_EQ(c.Get("/js/nope.js")->status, 404);
   EXPECT_EQ(c.Get("/api/status")->status, 401);
   EXPECT_EQ(c.Get("/api/conversations")->status, 401);
-  EXPECT_EQ(c.Get("/", {{"Accept", "text/html"}})->status, 401) << "/ stays private: it is also Qdrant's banner";
+  // A browser's "/" is the page (no data in it); "/" as JSON is Qdrant's banner and needs the key.
+  auto page = c.Get("/", {{"Accept", "text/html,application/xhtml+xml,*/*;q=0.8"}});
+  ASSERT_TRUE(page);
+  EXPECT_EQ(page->status, 200);
+  EXPECT_NE(page->body.find("<title>Etna</title>"), std::string::npos);
+  EXPECT_EQ(page->body, c.Get("/index.html")->body);
+  for (const char* accept : {"application/json", "*/*", ""}) {
+    httplib::Headers h;
+    if (*accept) h.emplace("Accept", accept);
+    EXPECT_EQ(c.Get("/", h)->status, 401) << accept;
+  }
+  EXPECT_EQ(c.Post("/", "{}", "application/json")->status, 401);
+  EXPECT_EQ(c.Get("/collections", {{"Accept", "text/html"}})->status, 401) << "only / itself is public";
+  EXPECT_EQ(c.Get("/api/status", {{"Accept", "text/html"}})->status, 401);
   EXPECT_EQ(c.Get("/api/status", {{"Authorization", "Bearer sekrit"}})->status, 200);
 }
 

@@ -475,5 +475,39 @@ TEST(KernelSets, EnvironmentVariableSelectsOrRefuses) {
   }
 }
 
+// The attention's weighted sum of V rows: every set's axpy against the scalar one (a fused
+// multiply-add may round once where the scalar kernel rounds twice), for F32 and F16 rows, odd
+// lengths included; other types have none.
+TEST(KernelSets, AxpyMatchesScalar) {
+  std::mt19937 rng(7);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  const KernelTable& scalar = scalar_kernel_table();
+  for (const std::string& set : available_kernel_sets()) {
+    const KernelTable& t = *kernel_table_for(set);
+    for (GgmlType type : {GgmlType::F32, GgmlType::F16}) {
+      const auto k = static_cast<size_t>(type);
+      ASSERT_NE(t[k].axpy, nullptr) << set;
+      for (int n : {1, 7, 8, 64, 131}) {
+        std::vector<float> x(n), y0(n), y1, decoded(n);
+        for (auto& v : x) v = nd(rng);
+        for (auto& v : y0) v = nd(rng);
+        std::vector<uint8_t> row(n * 4);
+        scalar[k].quantize(x.data(), row.data(), n);
+        scalar[k].dequantize(row.data(), decoded.data(), n);
+        y1 = y0;
+        std::vector<float> want = y0;
+        const float a = 0.37f;
+        scalar[k].axpy(n, a, row.data(), want.data());
+        t[k].axpy(n, a, row.data(), y1.data());
+        for (int i = 0; i < n; ++i) {
+          EXPECT_FLOAT_EQ(want[i], y0[i] + a * decoded[i]) << set << " n=" << n << " i=" << i;
+          EXPECT_NEAR(y1[i], want[i], 1e-6f * (1 + std::fabs(want[i]))) << set << " n=" << n << " i=" << i;
+        }
+      }
+    }
+    EXPECT_EQ(t[static_cast<size_t>(GgmlType::Q8_0)].axpy, nullptr) << set;
+  }
+}
+
 }  // namespace
 }  // namespace etna::tensor
