@@ -25,7 +25,8 @@ CommandRegistrar reg(86, [](CLI::App& root) {
       ->capture_default_str();
   c->add_option("--name", a->name, "general.name (default: the folder's name)");
   c->add_flag("-q,--quiet", a->quiet, "no line per tensor");
-  c->footer("Families: llama (incl. Llama 3 rope scaling), mistral, qwen2, bert. Tokenizers: SentencePiece "
+  c->footer("Families: llama (incl. Llama 3 rope scaling), mistral, mixtral, qwen2, qwen3, qwen3moe, gemma2, gemma3, phi3, "
+            "bert. Tokenizers: SentencePiece "
             "tokenizer.model, byte-level BPE or WordPiece tokenizer.json. The model card's license, license_name, "
             "license_link and base_model go to general.license* and general.base_model.*.");
   c->callback([a] {

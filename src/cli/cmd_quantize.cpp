@@ -15,7 +15,7 @@ struct QuantizeArgs {
   std::string input, output, type;
   int threads = 0;
   std::vector<std::string> tensor_types;
-  std::string output_tensor_type, token_embedding_type;
+  std::string output_tensor_type, token_embedding_type, imatrix;
   bool leave_output = false, pure = false, allow_requantize = false, dry_run = false, quiet = false;
 };
 
@@ -23,7 +23,7 @@ gguf::GgmlType parse_tensor_type(const std::string& flag, const std::string& nam
   const auto t = gguf::ggml_type_from_name(name);
   if (!t || !tensor::can_quantize_for_file(*t))
     fail(ErrorKind::invalid_argument, "{} '{}': unknown or unsupported tensor type (use f32, f16, bf16, q4_0, q4_1, "
-         "q5_0, q5_1, q8_0, q2_k, q3_k, q4_k, q5_k or q6_k)", flag, name);
+         "q5_0, q5_1, q8_0, q2_k, q3_k, q4_k, q5_k, q6_k, iq4_nl, iq4_xs or iq3_s)", flag, name);
   return *t;
 }
 
@@ -60,7 +60,7 @@ std::string types_help() {
 CommandRegistrar reg(85, [](CLI::App& root) {
   auto a = std::make_shared<QuantizeArgs>();
   auto* c = root.add_subcommand("quantize", "Quantise a GGUF model (F32/F16/BF16 weights) to Q4_0 .. Q8_0, "
-                                            "the K-quant mixes Q2_K .. Q6_K, F16 or BF16, as llama.cpp does");
+                                            "the K-quant mixes Q2_K .. Q6_K, IQ4_NL, IQ4_XS, IQ3_M, F16 or BF16, as llama.cpp does");
   c->add_option("input", a->input, "source .gguf (F32, F16 or BF16 weights)")->required()->check(CLI::ExistingFile);
   c->add_option("output", a->output, "output .gguf")->required();
   c->add_option("type", a->type, "file type, e.g. Q4_K_M (see below)")->required();
@@ -74,6 +74,9 @@ CommandRegistrar reg(85, [](CLI::App& root) {
   c->add_flag("--pure", a->pure, "no per-tensor mix: every weight matrix gets TYPE's base type");
   c->add_flag("--allow-requantize", a->allow_requantize,
               "accept already-quantised tensors (decoded, then quantised again: quality suffers)");
+  c->add_option("--imatrix", a->imatrix,
+                "importance matrix (etna imatrix / llama-imatrix GGUF) weighting the K-quant and IQ encoders")
+      ->check(CLI::ExistingFile);
   c->add_flag("--dry-run", a->dry_run, "print the per-tensor types and sizes, write nothing");
   c->add_flag("-q,--quiet", a->quiet, "no line per tensor");
   c->footer(types_help());
@@ -88,6 +91,7 @@ CommandRegistrar reg(85, [](CLI::App& root) {
     o.leave_output_tensor = a->leave_output;
     o.pure = a->pure;
     o.allow_requantize = a->allow_requantize;
+    o.imatrix = a->imatrix;
     if (!hub::find_quant_file_type(o.file_type)) {
       std::string names;
       for (const auto& ft : hub::quant_file_types()) names += (names.empty() ? "" : ", ") + std::string(ft.name);

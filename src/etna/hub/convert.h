@@ -4,8 +4,12 @@
 // attention (HF stores the two rotary halves of each head apart; GGUF interleaves them).
 //
 // Families: llama (LlamaForCausalLM, incl. Llama 3 rope_scaling -> rope_freqs.weight),
-// mistral (MistralForCausalLM, written as llama like the peer does), qwen2 (Qwen2ForCausalLM)
-// and bert (BertModel / BertForMaskedLM / ...). Tokenizers: SentencePiece `tokenizer.model`
+// mistral (MistralForCausalLM) and mixtral (MixtralForCausalLM, experts stacked into 3-D
+// ffn_*_exps), all written as llama like the peer does; qwen2; qwen3 and qwen3moe (q/k norms,
+// experts); gemma2 and gemma3 (Gemma*ForCausalLM: norms stored as 1 + w, the tied lm_head
+// dropped, soft-capping and sliding-window keys; layouts Etna cannot run are refused); phi3
+// (fused qkv and gate/up kept fused, LongRoPE factor tensors and attention factor); bert
+// (BertModel / BertForMaskedLM / ...). Tokenizers: SentencePiece `tokenizer.model`
 // (llama / mistral / qwen2, tried first as the peer does), byte-level BPE `tokenizer.json` (qwen2, Llama 3) and WordPiece
 // `tokenizer.json` (bert). Anything else is refused with one clear error.
 //

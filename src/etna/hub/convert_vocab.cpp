@@ -209,7 +209,7 @@ Vocab load_bpe(const fs::path& dir, const json& config, const json& tj) {
   return v;
 }
 
-Vocab load_sentencepiece(const fs::path& dir, const json& config, const json& tj) {
+Vocab load_sentencepiece(const fs::path& dir, const json& config, const json& tj, const std::string& arch) {
   const fs::path path = dir / "tokenizer.model";
   std::ifstream in(path, std::ios::binary);
   const std::string bytes((std::istreambuf_iterator<char>(in)), {});
@@ -226,10 +226,13 @@ Vocab load_sentencepiece(const fs::path& dir, const json& config, const json& tj
     // The peer keeps UNKNOWN, CONTROL, UNUSED and BYTE and calls everything else NORMAL.
     v.types.push_back(p.type == kUnknown || p.type == kControl || p.type == kUnused || p.type == kByte ? p.type : kNormal);
   }
+  // Ids past the pieces (config.json's vocab_size) are padding; the peer's phi3 class marks
+  // them UNKNOWN with score -10000, the others UNUSED with -1000.
+  const bool phi3 = arch == "phi3";
   for (uint64_t i = pieces.size(); i < n; ++i) {
     v.tokens.push_back("[PAD" + std::to_string(i) + "]");
-    v.scores.push_back(-1000.0f);
-    v.types.push_back(kUnused);
+    v.scores.push_back(phi3 ? -10000.0f : -1000.0f);
+    v.types.push_back(phi3 ? kUnknown : kUnused);
   }
   // tokenizer_config.json's added_tokens_decoder overrides pieces, as the peer applies it.
   const json tc = read_json_file(dir / "tokenizer_config.json", false);
@@ -295,8 +298,7 @@ std::vector<SpPiece> parse_sentencepiece_model(const std::string& bytes, const s
 Vocab load_decoder_vocab(const fs::path& dir, const json& config, const std::string& arch) {
   const json tj = read_json_file(dir / "tokenizer.json", false);
   // As the peer's llama and qwen2 classes do: SentencePiece first when tokenizer.model is there.
-  (void)arch;
-  if (fs::exists(dir / "tokenizer.model")) return load_sentencepiece(dir, config, tj);
+  if (fs::exists(dir / "tokenizer.model")) return load_sentencepiece(dir, config, tj, arch);
   if (!tj.is_object()) fail(ErrorKind::not_found, "{}: no tokenizer.model or tokenizer.json", dir.string());
   if (!tj.contains("model") || !tj["model"].is_object() || !tj["model"].contains("vocab") || !tj["model"]["vocab"].is_object())
     fail(ErrorKind::corrupt, "{}: tokenizer.json has no model.vocab object", dir.string());
@@ -379,6 +381,7 @@ void write_vocab(gguf::GgufWriter& w, const Vocab& v) {
       w.set(std::string("tokenizer.ggml.") + key, Value::unsigned_int(ValueType::UINT32, it->second));
   if (v.add_bos) w.set("tokenizer.ggml.add_bos_token", Value::boolean(*v.add_bos));
   if (v.add_eos) w.set("tokenizer.ggml.add_eos_token", Value::boolean(*v.add_eos));
+  if (v.add_space_prefix) w.set("tokenizer.ggml.add_space_prefix", Value::boolean(*v.add_space_prefix));
   for (const auto& [name, tmpl] : v.chat_templates)
     w.set(name.empty() ? "tokenizer.chat_template" : "tokenizer.chat_template." + name, Value::string(tmpl));
 }

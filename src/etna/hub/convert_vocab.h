@@ -27,6 +27,7 @@ struct Vocab {
   std::vector<std::string> merges;  // BPE only, "a b"
   std::map<std::string, uint32_t> special_ids;  // "bos", "eos", "unk", "sep", "pad", "cls", "mask"
   std::optional<bool> add_bos, add_eos;
+  std::optional<bool> add_space_prefix;  // SentencePiece: written when set (gemma: false)
   std::optional<uint32_t> token_type_count;  // bert
   std::vector<std::pair<std::string, std::string>> chat_templates;  // ("", default), (name, template)
 };
@@ -34,8 +35,9 @@ struct Vocab {
 // Parses a JSON file; a missing file gives null (or an error when `required`).
 nlohmann::json read_json_file(const std::filesystem::path& path, bool required);
 
-// llama / mistral / qwen2: SentencePiece tokenizer.model when present (as the peer tries it
-// first), else tokenizer.json's byte-level BPE (Qwen2, Llama 3). Throws etna::Error when none fits.
+// The decoder families: SentencePiece tokenizer.model when present (as the peer tries it
+// first), else tokenizer.json's byte-level BPE (Qwen2/3, Llama 3). `arch` is the GGUF
+// architecture (phi3 pads its vocabulary its own way). Throws etna::Error when none fits.
 Vocab load_decoder_vocab(const std::filesystem::path& dir, const nlohmann::json& config, const std::string& arch);
 // bert: tokenizer.json's WordPiece model (or vocab.txt), in the peer's "phantom space" form.
 Vocab load_wordpiece_vocab(const std::filesystem::path& dir, const nlohmann::json& config);

@@ -12,6 +12,7 @@
 #include "etna/base/half.h"
 #include "etna/base/thread_pool.h"
 #include "etna/gguf/gguf_writer.h"
+#include "etna/hub/imatrix.h"
 #include "etna/tensor/quantize.h"
 #include "etna/tensor/tensor.h"
 
@@ -159,7 +160,7 @@ bool use_more_bits(int i_layer, int n_layers) {
 class TypeMix {
  public:
   TypeMix(const ModelFacts& m, uint32_t ftype, const QuantizeOptions& o, bool tied)
-      : m_(m), ftype_(ftype), o_(o), tied_(tied) {}
+      : m_(m), ftype_(ftype), o_(o), tied_(tied), has_imatrix_(!o.imatrix.empty()) {}
 
   void count(Role r) {
     if (r == Role::attn_v_like || r == Role::attn_qkv) ++n_attention_wv_;
@@ -203,7 +204,7 @@ class TypeMix {
         if (m_.falcon()) return i < n / 16 ? T::Q6_K : use_more_bits(i, n) ? T::Q5_K : T::Q4_K;
         return use_more_bits(i, n) ? T::Q6_K : t;
       }
-      if (i < n / 8 && (f == IQ4_NL || f == IQ4_XS)) return T::Q5_K;  // (no importance matrix)
+      if (i < n / 8 && (f == IQ4_NL || f == IQ4_XS) && !has_imatrix_) return T::Q5_K;
       if (f == Q5_K_M) return use_more_bits(i, n) ? T::Q6_K : t;
       if (f == Q4_K_S && !m_.falcon() && i < n / 8) return T::Q5_K;
       return t;
@@ -248,6 +249,7 @@ class TypeMix {
   uint32_t ftype_;
   const QuantizeOptions& o_;
   bool tied_;
+  bool has_imatrix_;
   int n_attention_wv_ = 0, i_attention_wv_ = 0, i_ffn_down_ = 0, i_ffn_gate_ = 0, i_ffn_up_ = 0;
 };
 
@@ -323,7 +325,7 @@ const std::vector<QuantFileType>& quant_file_types() {
       {"Q6_K", Q6_K, T::Q6_K, "6.6 bpw K-quant"},
       {"IQ4_NL", IQ4_NL, T::IQ4_NL, "4.5 bpw non-linear"},
       {"IQ4_XS", IQ4_XS, T::IQ4_XS, "4.25 bpw non-linear"},
-      {"IQ3_M", IQ3_M, T::IQ3_S, "3.7 bpw mix (needs the IQ3_S encoder)"},
+      {"IQ3_M", IQ3_M, T::IQ3_S, "3.7 bpw mix: IQ3_S with Q4_K for attn_v / attn_output / first ffn_down"},
       {"F16", F16, T::F16, "16-bit floats"},
       {"BF16", BF16, T::BF16, "bfloat16"},
       {"F32", ALL_F32, T::F32, "32-bit floats (no quantisation)"},
@@ -356,7 +358,7 @@ TensorTypeOverride parse_tensor_type_override(const std::string& spec) {
   if (!t || !tensor::can_quantize_for_file(*t))
     fail(ErrorKind::invalid_argument,
          "--tensor-type '{}': unknown or unsupported tensor type '{}' (use f32, f16, bf16, q4_0, q4_1, q5_0, q5_1, "
-         "q8_0, q2_k, q3_k, q4_k, q5_k or q6_k)",
+         "q8_0, q2_k, q3_k, q4_k, q5_k, q6_k, iq4_nl, iq4_xs or iq3_s)",
          spec, spec.substr(eq + 1));
   o.type = *t;
   return o;
@@ -435,6 +437,27 @@ QuantizeSummary quantize_model(const std::string& in_path, const std::string& ou
     if (p.to != p.from && !tensor::can_quantize_for_file(p.to))
       fail(ErrorKind::unsupported, "{}: writing {} tensors is not supported yet (tensor '{}')", ft->name,
            gguf::ggml_type_name(p.to), p.name);
+  Imatrix imatrix;
+  std::vector<const std::vector<float>*> importance(plan.size(), nullptr);
+  if (!o.imatrix.empty()) {
+    imatrix = load_imatrix(o.imatrix);
+    for (size_t i = 0; i < plan.size(); ++i) {
+      const TensorPlan& p = plan[i];
+      auto it = imatrix.weights.find(p.name);
+      if (p.to == p.from || !is_quantized(p.to) || it == imatrix.weights.end()) continue;
+      uint64_t n_mat = 1;
+      for (size_t d = 2; d < p.dims.size(); ++d) n_mat *= p.dims[d];
+      if (it->second.size() != p.dims[0] * n_mat)
+        fail(ErrorKind::invalid_argument, "{}: the importance of '{}' has {} values; the tensor needs {} ({} columns x {})",
+             o.imatrix, p.name, it->second.size(), p.dims[0] * n_mat, p.dims[0], n_mat);
+      if (!tensor::can_weight_for_file(p.to))
+        fail(ErrorKind::unsupported,
+             "--imatrix: tensor '{}' would be {}, which Etna cannot quantise with importance weights yet (all but Q5_1 "
+             "can); choose its type with --tensor-type, or quantise without --imatrix",
+             p.name, gguf::ggml_type_name(p.to));
+      importance[i] = &it->second;
+    }
+  }
 
   // Metadata: the input's, in order, then the quantisation keys appended (a key set again
   // moves to the end, as in the peer's writer); split bookkeeping does not apply to one file.
@@ -444,6 +467,14 @@ QuantizeSummary quantize_model(const std::string& in_path, const std::string& ou
   w.set("general.quantization_version", Value::unsigned_int(ValueType::UINT32, kQuantizationVersion));
   w.remove("general.file_type");
   w.set("general.file_type", Value::unsigned_int(ValueType::UINT32, ft->id));
+  if (!o.imatrix.empty()) {  // the peer's record of the importance matrix used
+    size_t used = 0;
+    for (const auto* v : importance) used += v != nullptr;
+    w.set("quantize.imatrix.file", Value::string(o.imatrix));
+    if (!imatrix.datasets.empty()) w.set("quantize.imatrix.dataset", Value::string(imatrix.datasets.back()));
+    w.set("quantize.imatrix.entries_count", Value::signed_int(ValueType::INT32, static_cast<int64_t>(used)));
+    w.set("quantize.imatrix.chunks_count", Value::signed_int(ValueType::INT32, imatrix.chunk_count));
+  }
   for (const char* k : {"split.no", "split.count", "split.tensors.count"}) w.remove(k);
 
   std::vector<const gguf::TensorInfo*> sources;
@@ -485,7 +516,16 @@ QuantizeSummary quantize_model(const std::string& in_path, const std::string& ou
         if (!std::isfinite(rows[i]))
           fail(ErrorKind::corrupt, "{}: tensor '{}' holds a non-finite value (row {}, column {})", in_path, p.name,
                r0 + i / cols, i % cols);
-      tensor::quantize_for_file(p.to, rows, out_buf.data() + static_cast<size_t>(r0) * out_row, (r1 - r0) * cols);
+      uint8_t* out = out_buf.data() + static_cast<size_t>(r0) * out_row;
+      if (const std::vector<float>* qw = importance[index]) {
+        // Rows of a stacked (3-D) tensor take their own expert's importance.
+        const int64_t rows_per_mat = static_cast<int64_t>(t.dims.size() > 1 ? t.dims[1] : 1);
+        for (int64_t r = r0; r < r1; ++r)
+          tensor::quantize_for_file_weighted(p.to, x + r * cols, out + static_cast<size_t>(r - r0) * out_row, 1, cols,
+                                             qw->data() + static_cast<size_t>(r / rows_per_mat) * cols);
+      } else {
+        tensor::quantize_for_file(p.to, rows, out, (r1 - r0) * cols);
+      }
     });
     return out_buf.data();
   });

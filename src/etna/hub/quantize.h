@@ -58,6 +58,10 @@ struct QuantizeOptions {
   bool leave_output_tensor = false;  // copy output.weight unchanged
   bool pure = false;                 // no mix: every quantisable tensor gets the base type
   bool allow_requantize = false;     // accept already-quantised tensors (quality suffers)
+  // An importance matrix (hub/imatrix.h's file): tensors it covers are quantised with their
+  // columns' importance as the encoders' weights (GGML's weighted K-quant and IQ searches); a
+  // covered tensor bound for Q5_1 is refused (no weighted form here yet).
+  std::string imatrix;
 };
 
 // What happens to one tensor.

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cmath>
 #include <numeric>
 
@@ -26,7 +27,12 @@ void rms_norm_rows(float* x, const float* w, int rows, int n, float eps) {
   for (int r = 0; r < rows; ++r) rms_norm(x + static_cast<size_t>(r) * n, x + static_cast<size_t>(r) * n, w, n, eps);
 }
 
+namespace {
+std::atomic<Model::LinearObserver*> g_linear_observer{nullptr};
+}  // namespace
+
 void linear(const Matrix& w, const Matrix& bias, const float* x, int n_tokens, std::vector<float>& y) {
+  if (Model::LinearObserver* o = g_linear_observer.load(std::memory_order_relaxed)) o->observe(w, x, n_tokens);
   y.resize(static_cast<size_t>(n_tokens) * w.rows);
   tensor::matmul(w, x, n_tokens, y.data());
   if (bias.data != nullptr) {
@@ -359,3 +365,7 @@ void output_rows(const ModelConfig& c, const Model::Weights& w, const Batch& bat
 }
 
 }  // namespace etna::model::blocks
+
+namespace etna::model {
+void Model::set_linear_observer(LinearObserver* observer) { blocks::g_linear_observer.store(observer); }
+}  // namespace etna::model

@@ -191,6 +191,17 @@ class Model {
   static void set_repack(bool on);
   static bool repack_enabled();
 
+  // Sees the input rows of every weight-matrix product of every forward pass (the weights as
+  // loaded: with repacking off, their data lies in file()'s tensors; an expert's matrix is a
+  // slice of its stacked tensor). `etna imatrix` collects activation statistics with it.
+  // Called on the thread that runs forward(); set it while no forward pass runs (null: none).
+  class LinearObserver {
+   public:
+    virtual ~LinearObserver() = default;
+    virtual void observe(const tensor::Matrix& w, const float* x, int n_tokens) = 0;
+  };
+  static void set_linear_observer(LinearObserver* observer);
+
   // What load() repacked: matrices and their bytes (0 when off or nothing qualified).
   int repacked_matrices() const { return repacked_matrices_; }
   uint64_t repacked_bytes() const { return repacked_bytes_; }

@@ -64,11 +64,14 @@ inline int nearest_int(float x) {
 }
 
 // The scale of one 32-element group for the IQ4 levels, by weighted least squares with the
-// weights w = x^2 (no importance matrix): for a trial scale the levels are the nearest ones,
+// weights w = x^2 (no importance matrix) or, given importance qw, w = qw * sqrt(sigma2 + x^2)
+// (sigma2: twice the mean square of the super-block): for a trial scale the levels are the nearest ones,
 // and the scale that best fits them (sum w q x / sum w q^2) is kept when it explains more of
 // the group (larger (sum w q x)^2 / sum w q^2). The trials put the group's extreme value at
 // the outermost level and at 7 steps on either side of it.
-float fit_iq4_group(const float* x) {
+float fit_iq4_group(const float* x, const float* qw = nullptr, float sigma2 = 0.0f) {
+  float weight[32];
+  for (int j = 0; j < 32; ++j) weight[j] = qw ? qw[j] * std::sqrt(sigma2 + x[j] * x[j]) : x[j] * x[j];
   float amax = 0.0f, max = 0.0f;
   for (int j = 0; j < 32; ++j) {
     if (std::fabs(x[j]) > amax) {
@@ -77,11 +80,11 @@ float fit_iq4_group(const float* x) {
     }
   }
   if (amax < 1e-15f) return 0.0f;
-  auto fit = [x](float inv_scale, float& sumqx, float& sumq2) {
+  auto fit = [x, &weight](float inv_scale, float& sumqx, float& sumq2) {
     sumqx = sumq2 = 0.0f;
     for (int j = 0; j < 32; ++j) {
       const float q = kIQ4NLValues[nearest_level(inv_scale * x[j])];
-      const float w = x[j] * x[j];
+      const float w = weight[j];
       sumqx += w * q * x[j];
       sumq2 += w * q * q;
     }
@@ -156,23 +159,37 @@ void dequantize_iq3_s(const void* src, float* dst, int64_t n) {
 
 // ---- quantisation (GGML's reference quantizers without an importance matrix) ----
 
-void quantize_iq4_nl(const float* src, void* dst, int64_t n) {
+namespace {
+// Twice the mean square of n values (the scale of the importance weighting).
+float sigma2_of(const float* x, int n) {
+  float s = 0.0f;
+  for (int j = 0; j < n; ++j) s += x[j] * x[j];
+  return s * (2.0f / static_cast<float>(n));
+}
+}  // namespace
+
+void quantize_iq4_nl(const float* src, void* dst, int64_t n) { quantize_iq4_nl_weighted(src, dst, n, nullptr); }
+
+void quantize_iq4_nl_weighted(const float* src, void* dst, int64_t n, const float* qw) {
   auto* b = static_cast<BlockIQ4_NL*>(dst);
   for (int64_t i = 0; i < n / kQK; ++i, src += kQK) {
-    const float d = fit_iq4_group(src);
+    const float d = qw ? fit_iq4_group(src, qw + i * kQK, sigma2_of(src, kQK)) : fit_iq4_group(src);
     b[i].d = fp32_to_fp16(d);
     pack_iq4_group(src, d, b[i].qs);
   }
 }
 
-void quantize_iq4_xs(const float* src, void* dst, int64_t n) {
+void quantize_iq4_xs(const float* src, void* dst, int64_t n) { quantize_iq4_xs_weighted(src, dst, n, nullptr); }
+
+void quantize_iq4_xs_weighted(const float* src, void* dst, int64_t n, const float* qw) {
   auto* b = static_cast<BlockIQ4_XS*>(dst);
   for (int64_t i = 0; i < n / kQK_K; ++i, src += kQK_K) {
+    const float sigma2 = qw ? sigma2_of(src, kQK_K) : 0.0f;
     // Each group's own best scale, then one 6-bit multiple of a super-block scale per group
     // (the scale of largest magnitude, with its sign, maps to -32).
     float scales[8], max_scale = 0.0f, amax_scale = 0.0f;
     for (int s = 0; s < 8; ++s) {
-      scales[s] = fit_iq4_group(src + 32 * s);
+      scales[s] = qw ? fit_iq4_group(src + 32 * s, qw + i * kQK_K + 32 * s, sigma2) : fit_iq4_group(src + 32 * s);
       if (std::fabs(scales[s]) > amax_scale) {
         amax_scale = std::fabs(scales[s]);
         max_scale = scales[s];

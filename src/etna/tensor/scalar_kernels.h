@@ -59,6 +59,9 @@ void dequantize_iq4_xs(const void* src, float* dst, int64_t n);
 void dequantize_iq3_s(const void* src, float* dst, int64_t n);
 void quantize_iq4_nl(const float* src, void* dst, int64_t n);
 void quantize_iq4_xs(const float* src, void* dst, int64_t n);
+// GGML's search with importance weights qw (one per value of src, null: none).
+void quantize_iq4_nl_weighted(const float* src, void* dst, int64_t n, const float* qw);
+void quantize_iq4_xs_weighted(const float* src, void* dst, int64_t n, const float* qw);
 float vec_dot_iq4_nl_q8_0(int64_t n, const void* w, const void* a);
 float vec_dot_iq4_xs_q8_k(int64_t n, const void* w, const void* a);
 float vec_dot_iq3_s_q8_k(int64_t n, const void* w, const void* a);

@@ -2,6 +2,7 @@
 // was written by the peer from an F32 source there; quantising that source must give the
 // same file, byte for byte. On a mismatch the test says where: the first differing metadata
 // key or tensor header, or the first differing tensor, block and byte.
+#include <cmath>
 #include <cstring>
 #include <fstream>
 #include <iterator>
@@ -12,8 +13,10 @@
 #include "etna/base/error.h"
 #include "etna/gguf/gguf_file.h"
 #include "etna/gguf/gguf_writer.h"
+#include "etna/hub/imatrix.h"
 #include "etna/hub/quantize.h"
 #include "etna/tensor/quantize.h"
+#include "etna/tensor/tensor.h"
 #include "support/test_support.h"
 
 namespace etna::hub {
@@ -155,9 +158,9 @@ TEST(QuantizePlan, MatchesThePeersMixForIqFiles) {
   }
 }
 
-// The IQ4 files in next/ were quantised by the peer from the same F32 weights, but from a copy
+// The IQ files in next/ were quantised by the peer from the same F32 weights, but from a copy
 // whose general.name read "tiny-llama-kq-q8_0"; given that name, Etna writes the same bytes.
-TEST(Quantize, Iq4FilesAreByteIdenticalToThePeers) {
+TEST(Quantize, IqFilesAreByteIdenticalToThePeers) {
   ETNA_REQUIRE_SHARED(source, "next/models/tiny-llama-kq-f32.gguf");
   test::TempDir dir;
   auto in = gguf::GgufFile::open(source.string());
@@ -166,7 +169,9 @@ TEST(Quantize, Iq4FilesAreByteIdenticalToThePeers) {
   const fs::path renamed = dir / "source.gguf";
   w.write(renamed.string());
   for (const auto& [file, type] : std::vector<std::pair<std::string, std::string>>{
-           {"next/models/tiny-llama-kq-iq4_nl.gguf", "IQ4_NL"}, {"next/models/tiny-llama-kq-iq4_xs.gguf", "IQ4_XS"}}) {
+           {"next/models/tiny-llama-kq-iq4_nl.gguf", "IQ4_NL"},
+           {"next/models/tiny-llama-kq-iq4_xs.gguf", "IQ4_XS"},
+           {"next/models/tiny-llama-kq-iq3_m.gguf", "IQ3_M"}}) {
     ETNA_REQUIRE_SHARED(target, file);
     QuantizeOptions o;
     o.file_type = type;
@@ -365,9 +370,6 @@ TEST(Quantize, RefusesWhatItCannotDo) {
   o.token_embedding_type = GgmlType::Q4_K;  // 64 columns cannot hold 256-blocks
   EXPECT_NE(message(f32.string(), o).find("rows of 64 values do not fit Q4_K blocks of 256"), std::string::npos);
   o.token_embedding_type.reset();
-  o.file_type = "IQ3_M";  // IQ3_S has no encoder yet (rows of 256 values: no fallback type)
-  ETNA_REQUIRE_SHARED(kq, "next/models/tiny-llama-kq-f32.gguf");
-  EXPECT_NE(message(kq.string(), o).find("not supported yet"), std::string::npos);
   EXPECT_FALSE(fs::exists(dir / "out.gguf"));
   EXPECT_FALSE(fs::exists(dir / "out.gguf.tmp"));
   EXPECT_THROW(parse_tensor_type_override("attn_v"), Error);
@@ -421,6 +423,160 @@ TEST(QuantizeCli, WritesProgressAndReportsErrorsInOneLine) {
   EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 1) << out;
   EXPECT_NE(out.find("unknown quantisation type 'q7_k'"), std::string::npos) << out;
   EXPECT_FALSE(fs::exists(dir / "x.gguf"));
+}
+
+}  // namespace
+}  // namespace etna::hub
+
+namespace etna::hub {
+namespace {
+
+// ---- importance matrices ----
+
+fs::path calibration_text(const fs::path& dir) {
+  const fs::path p = dir / "calibration.txt";
+  std::ofstream f(p);
+  for (int i = 0; i < 40; ++i)
+    f << "Once upon a time, there was a little girl named Lily. She loved to play outside in the park " << i << ". ";
+  return p;
+}
+
+// Σ qw_j (x - x̂)² over a tensor's rows: the error the importance weighting minimises.
+double weighted_error(const gguf::TensorInfo& source, const gguf::TensorInfo& quantised, const std::vector<float>& qw) {
+  const uint64_t cols = source.dims[0], rows = source.n_elements / cols;
+  std::vector<float> y(cols);
+  const auto* x = reinterpret_cast<const float*>(source.data);
+  const size_t row_bytes = gguf::ggml_row_bytes(quantised.type, cols);
+  double e = 0;
+  for (uint64_t r = 0; r < rows; ++r) {
+    tensor::dequantize_row(quantised.type, quantised.data + r * row_bytes, y.data(), static_cast<int64_t>(cols));
+    for (uint64_t j = 0; j < cols; ++j) e += qw[j] * std::pow(x[r * cols + j] - y[j], 2);
+  }
+  return e;
+}
+
+// Through the binary: etna imatrix, then quantize --imatrix (attn_v forced to IQ4_XS so every
+// covered tensor is IQ4_XS; forced to Q5_1, which has no weighted encoder here, it is refused).
+// The weighted file records the matrix, differs from the plain one and has the lower weighted
+// error on every weighted tensor.
+TEST(QuantizeImatrix, WeightsTheIqEncodersThroughTheBinary) {
+  ETNA_REQUIRE_SHARED(source, "next/models/tiny-llama-kq-f32.gguf");
+  test::TempDir dir;
+  const std::string bin = "'" + test::etna_binary().string() + "'";
+  auto q = [](const fs::path& p) { return "'" + p.string() + "'"; };
+  std::string out;
+  ASSERT_EQ(test::run_command(bin + " imatrix -q -m " + q(source) + " -f " + q(calibration_text(dir.path())) + " -o " +
+                                  q(dir / "im.gguf") + " -c 64 --chunks 3",
+                              &out, true),
+            0)
+      << out;
+  EXPECT_NE(out.find("14 matrices over 3 chunks of 64 tokens"), std::string::npos) << out;
+  const std::string base = bin + " quantize -q " + q(source) + " " + q(dir / "w.gguf") + " IQ4_XS --imatrix " + q(dir / "im.gguf");
+  ASSERT_NE(test::run_command(base + " --tensor-type attn_v=q5_1 2>&1", &out, false), 0);
+  EXPECT_NE(out.find("tensor 'blk.0.attn_v.weight' would be Q5_1"), std::string::npos) << out;
+  ASSERT_EQ(test::run_command(base + " --tensor-type attn_v=iq4_xs", &out, true), 0) << out;
+  QuantizeOptions o;
+  o.file_type = "IQ4_XS";
+  o.tensor_types.push_back(parse_tensor_type_override("attn_v=iq4_xs"));
+  quantize_model(source.string(), (dir / "plain.gguf").string(), o);
+
+  const Imatrix im = load_imatrix((dir / "im.gguf").string());
+  EXPECT_EQ(im.weights.size(), 14u);
+  EXPECT_EQ(im.chunk_count, 3u);
+  auto src = gguf::GgufFile::open(source.string());
+  auto w = gguf::GgufFile::open((dir / "w.gguf").string());
+  auto plain = gguf::GgufFile::open((dir / "plain.gguf").string());
+  EXPECT_EQ(w->get_string("quantize.imatrix.file"), (dir / "im.gguf").string());
+  EXPECT_EQ(w->get_int("quantize.imatrix.entries_count"), 14);
+  EXPECT_EQ(w->get_int("quantize.imatrix.chunks_count"), 3);
+  EXPECT_FALSE(plain->has("quantize.imatrix.file"));
+  // ffn_down of the first eighth of the layers stays IQ4_XS with an importance matrix (the
+  // peer bumps it to Q5_K only without one); here n_layer / 8 = 0, so nothing moves.
+  for (const auto& [name, qw] : im.weights) {
+    const auto* a = w->find_tensor(name);
+    const auto* b = plain->find_tensor(name);
+    ASSERT_NE(a, nullptr) << name;
+    ASSERT_EQ(a->type, GgmlType::IQ4_XS) << name;
+    EXPECT_NE(std::memcmp(a->data, b->data, a->n_bytes), 0) << name << ": the weights changed nothing";
+    const double ew = weighted_error(*src->find_tensor(name), *a, qw), ep = weighted_error(*src->find_tensor(name), *b, qw);
+    EXPECT_LT(ew, ep) << name;
+    std::printf("%-26s weighted error with / without the imatrix: %.4g / %.4g (%.1f%%)\n", name.c_str(), ew, ep,
+                100.0 * (ew / ep - 1));
+  }
+  // Tensors the matrix does not cover are as without it.
+  EXPECT_EQ(std::memcmp(w->find_tensor("token_embd.weight")->data, plain->find_tensor("token_embd.weight")->data,
+                        w->find_tensor("token_embd.weight")->n_bytes),
+            0);
+}
+
+// For every type with a weighted encoder, weighting by an uneven importance lowers the
+// importance-weighted error of a real tensor.
+TEST(QuantizeImatrix, WeightingLowersTheWeightedError) {
+  ETNA_REQUIRE_SHARED(source, "next/models/tiny-llama-kq-f32.gguf");
+  auto src = gguf::GgufFile::open(source.string());
+  const auto* t = src->find_tensor("blk.0.ffn_up.weight");
+  const auto* x = reinterpret_cast<const float*>(t->data);
+  const int64_t cols = static_cast<int64_t>(t->dims[0]), rows = static_cast<int64_t>(t->dims[1]);
+  std::vector<float> qw(static_cast<size_t>(cols));
+  for (int64_t j = 0; j < cols; ++j) qw[j] = 0.05f + static_cast<float>((j * 37) % 101) / 10.0f;
+  for (GgmlType type : {GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q2_K, GgmlType::Q3_K, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K, GgmlType::IQ4_NL,
+                        GgmlType::IQ4_XS, GgmlType::IQ3_S}) {
+    std::vector<uint8_t> a(gguf::ggml_row_bytes(type, t->n_elements)), b(a.size());
+    tensor::quantize_for_file_weighted(type, x, a.data(), rows, cols, qw.data());
+    tensor::quantize_for_file(type, x, b.data(), rows * cols);
+    gguf::TensorInfo ta = *t, tb = *t;
+    ta.type = tb.type = type;
+    ta.data = a.data();
+    tb.data = b.data();
+    const double ew = weighted_error(*t, ta, qw), ep = weighted_error(*t, tb, qw);
+    EXPECT_LT(ew, ep) << gguf::ggml_type_name(type);
+    std::printf("%-7s weighted error with / without importance: %.4g / %.4g (%.1f%%)\n",
+                std::string(gguf::ggml_type_name(type)).c_str(), ew, ep, 100.0 * (ew / ep - 1));
+  }
+}
+
+TEST(QuantizeImatrix, IQ3SWeightingLowersTheWeightedError) {
+  ETNA_REQUIRE_SHARED(source, "next/models/tiny-llama-kq-f32.gguf");
+  test::TempDir dir;
+  auto src = gguf::GgufFile::open(source.string());
+  const auto* t = src->find_tensor("blk.0.ffn_up.weight");
+  const auto* x = reinterpret_cast<const float*>(t->data);
+  const int64_t cols = static_cast<int64_t>(t->dims[0]), rows = static_cast<int64_t>(t->dims[1]);
+  std::vector<float> qw(static_cast<size_t>(cols));
+  for (int64_t j = 0; j < cols; ++j) qw[j] = 0.05f + static_cast<float>((j * 37) % 101) / 10.0f;  // uneven importance
+  std::vector<uint8_t> a(gguf::ggml_row_bytes(GgmlType::IQ3_S, t->n_elements)), b(a.size());
+  tensor::quantize_for_file_weighted(GgmlType::IQ3_S, x, a.data(), rows, cols, qw.data());
+  tensor::quantize_for_file(GgmlType::IQ3_S, x, b.data(), rows * cols);
+  gguf::TensorInfo ta = *t, tb = *t;
+  ta.type = tb.type = GgmlType::IQ3_S;
+  ta.data = a.data();
+  tb.data = b.data();
+  EXPECT_LT(weighted_error(*t, ta, qw), weighted_error(*t, tb, qw));
+  EXPECT_THROW(tensor::quantize_for_file_weighted(GgmlType::Q5_1, x, a.data(), 1, cols, qw.data()), Error);
+}
+
+TEST(QuantizeImatrix, MalformedFilesAreRefused) {
+  test::TempDir dir;
+  {
+    std::ofstream f(dir / "old.dat", std::ios::binary);
+    f << "\x01\x00\x00\x00legacy";
+  }
+  EXPECT_THROW(load_imatrix((dir / "old.dat").string()), Error);
+  std::vector<float> sums(8, 1.0f), counts(2, 4.0f);
+  gguf::GgufWriter w;
+  w.set("general.type", Value::string("imatrix"));
+  w.add_tensor("blk.0.attn_q.weight.in_sum2", {8}, GgmlType::F32, sums.data());  // 1-D: not [cols, experts]
+  w.add_tensor("blk.0.attn_q.weight.counts", {1, 2}, GgmlType::F32, counts.data());
+  w.write((dir / "bad.gguf").string());
+  EXPECT_THROW(load_imatrix((dir / "bad.gguf").string()), Error);
+  gguf::GgufWriter ok;
+  ok.set("general.type", Value::string("imatrix"));
+  ok.add_tensor("blk.0.attn_q.weight.in_sum2", {4, 2}, GgmlType::F32, sums.data());
+  counts[1] = 0;  // expert 1 saw nothing: its weights become 1
+  ok.add_tensor("blk.0.attn_q.weight.counts", {1, 2}, GgmlType::F32, counts.data());
+  ok.write((dir / "ok.gguf").string());
+  const Imatrix m = load_imatrix((dir / "ok.gguf").string());
+  EXPECT_EQ(m.weights.at("blk.0.attn_q.weight"), (std::vector<float>{0.25f, 0.25f, 0.25f, 0.25f, 1, 1, 1, 1}));
 }
 
 }  // namespace

@@ -167,7 +167,11 @@ TEST(RerankApi, DocumentSearchHasARerankStage) {
   const std::vector<std::string> texts = {"the boiler is serviced every spring", "the boiler room has a red door",
                                           "boiler pressure should stay below two bar", "a boiler needs water",
                                           "boiler boiler boiler manuals"};
-  for (size_t i = 0; i < texts.size(); ++i) std::ofstream(dir / "docs" / ("f" + std::to_string(i) + ".txt")) << texts[i] << "\n";
+  for (size_t i = 0; i < texts.size(); ++i) {
+    std::string name = std::to_string(i);
+    name += ".txt";
+    std::ofstream(dir / "docs" / name) << texts[i] << "\n";
+  }
   rag::ingest(rag::collection_dir(dir / "data", "manuals"), {dir / "docs"}, rag::IngestOptions{});
 
   server::DocsOptions plain_opt;
