@@ -87,12 +87,19 @@ TEST(AccessLog, OneLinePerRequestWithStatusTokensAndTime) {
   ASSERT_GT(s.port(), 0) << s.stop();
   httplib::Client c("127.0.0.1", s.port());
   c.set_read_timeout(300, 0);
+  // The server listens while the model loads (/health answers 503 until then).
+  for (int i = 0; i < 6000; ++i) {
+    auto h = c.Get("/health");
+    if (h && h->status == 200) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
   auto r = c.Post("/v1/completions", R"({"prompt": "Once upon a time", "max_tokens": 4, "temperature": 0})",
                   "application/json");
   ASSERT_TRUE(r);
   ASSERT_EQ(r->status, 200) << r->body;
   ASSERT_EQ(c.Get("/collections")->status, 200);
   EXPECT_EQ(c.Get("/no/such/route")->status, 404);
+  EXPECT_GT(r->body.size(), 0u);
   const std::string err = s.stop();
   EXPECT_TRUE(std::regex_search(err, std::regex("POST /v1/completions 200 tokens [0-9]+\\+4 [0-9.]+ ms"))) << err;
   EXPECT_TRUE(std::regex_search(err, std::regex("GET /collections 200 tokens - [0-9.]+ ms"))) << err;
