@@ -4,10 +4,12 @@
 BUILD ?= build
 JOBS ?= $(shell nproc)
 SHARED ?= $(abspath ../shared)
-MODEL ?= $(SHARED)/models/stories260K.gguf
+DEFAULT_MODEL := $(SHARED)/models/stories260K.gguf
+MODEL ?= $(DEFAULT_MODEL)
 PORT ?= 8080
-# Hybrid search in `make run` when the test embedding model is there (BM25 alone otherwise).
-EMBEDDING_MODEL ?= $(wildcard $(SHARED)/models/tiny-bert-bge-f32.gguf)
+# `make run` searches documents with BM25 alone unless EMBEDDING_MODEL names a real embedding
+# model (README: "Models for make run"). ../shared's tiny-bert has random weights: never a default.
+EMBEDDING_MODEL ?=
 
 .PHONY: all deps build run test bench fuzz clean
 
@@ -26,7 +28,9 @@ build: deps $(BUILD)/CMakeCache.txt
 # Optional: EMBEDDING_MODEL=emb.gguf (hybrid search), ALLOW_INGEST="dir1 dir2" (server folders the
 # web app may ingest), DATA=dir (default $$ETNA_DATA or ~/.local/share/etna).
 run: build
+	@$(if $(filter $(DEFAULT_MODEL),$(MODEL)),test -f "$(MODEL)" || { echo "etna: no model at $(MODEL): ../shared is missing; pass MODEL=/path/to/model.gguf or a name from etna list (README: Models for make run)"; exit 1; },true)
 	@echo "etna: serving $(MODEL); open the web app at the address printed below"
+	@$(if $(EMBEDDING_MODEL),echo "etna: hybrid search with $(EMBEDDING_MODEL)",echo "etna: document search is BM25 only; EMBEDDING_MODEL=emb.gguf adds vectors")
 	$(BUILD)/etna serve -m $(MODEL) --port $(PORT) $(if $(EMBEDDING_MODEL),--embedding-model $(EMBEDDING_MODEL)) \
 	  $(foreach d,$(ALLOW_INGEST),--allow-ingest $(d)) $(if $(DATA),--data $(DATA))
 

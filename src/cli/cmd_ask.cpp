@@ -77,7 +77,22 @@ void ask(const AskArgs& a) {
   params.max_tokens = a.n_predict;
   params.validate();
 
+  // On a terminal, stderr says what happens before the first token: retrieval, loading, the prompt.
+  const bool progress = ::isatty(STDERR_FILENO) == 1;
+  bool line_open = false;
+  auto status = [&](const std::string& s) {
+    if (!progress) return;
+    std::fprintf(stderr, "\r\033[K%s", s.c_str());
+    std::fflush(stderr);
+    line_open = true;
+  };
+  auto clear_status = [&] {
+    if (line_open) std::fprintf(stderr, "\r\033[K");
+    std::fflush(stderr);
+    line_open = false;
+  };
   // Retrieval first: a missing collection is reported before the (slower) model load.
+  status(fmt::format("etna: searching collection '{}' ...", a.collection));
   const fs::path dir = rag::collection_dir(data_dir(a.data), a.collection);
   std::string emb_path = a.embedding_model;
   if (emb_path.empty() && fs::exists(dir / "catalog.db")) {
@@ -91,8 +106,12 @@ void ask(const AskArgs& a) {
   const size_t k = static_cast<size_t>(a.k);
   std::vector<rag::SearchHit> hits = retriever->search(a.question, reranker ? rag::rerank_candidates(k) : k);
   if (reranker) rag::rerank(hits, *reranker, a.question, k);
-  if (hits.empty() && !a.json)
+  status(fmt::format("etna: {} passage(s) retrieved ({}); loading {} ...", hits.size(),
+                     retriever->hybrid() ? "BM25 + vectors" : "BM25", fs::path(a.model).filename().string()));
+  if (hits.empty() && !a.json) {
+    clear_status();
     std::fprintf(stderr, "etna: warning: no passage of collection '%s' matches the question\n", a.collection.c_str());
+  }
 
   auto model = model::Model::load(a.model);
   auto tok = tokenizer::Tokenizer::from_gguf(model->file());
@@ -123,17 +142,29 @@ void ask(const AskArgs& a) {
   popt.max_prompt_tokens = static_cast<size_t>(n_ctx - reserve);
   const rag::AnswerPrompt prompt =
       rag::build_answer_prompt(a.question, std::move(hits), popt, [&](const std::string& t) { return encode(t).size(); });
-  if (prompt.dropped > 0 && !a.json)
+  if (prompt.dropped > 0 && !a.json) {
+    clear_status();
     std::fprintf(stderr, "etna: note: %zu retrieved passage(s) left out to fit the %d-token context\n", prompt.dropped, n_ctx);
+  }
 
   engine::Generator gen(*model, *tok, n_ctx);
-  engine::PieceCallback stream;
-  if (!a.json) stream = [](std::string_view piece) {
-    write_out(piece);
+  const std::vector<tokenizer::Token> tokens = encode(prompt.text);
+  status(fmt::format("etna: reading the prompt: 0/{} tokens", tokens.size()));
+  if (progress)
+    gen.set_prompt_progress([&](int done, int total) {
+      status(fmt::format("etna: reading the prompt: {}/{} tokens", done, total));
+    });
+  bool first = true;
+  engine::PieceCallback stream = [&](std::string_view piece) {
+    if (first) {
+      clear_status();
+      first = false;
+    }
+    if (!a.json) write_out(piece);
     return true;
   };
-  const std::vector<tokenizer::Token> tokens = encode(prompt.text);
   const engine::GenerationResult r = gen.generate(tokens, params, stream);
+  clear_status();
   const rag::ResolvedCitations cites = rag::resolve_citations(r.text, prompt.sources);
 
   if (a.json) {
@@ -190,6 +221,7 @@ CommandRegistrar reg(52, [](CLI::App& root) {
       ->capture_default_str();
   c->add_option("--ctx", a->ctx, "context size in tokens (default: the model's, at most 4096)");
   add_sampling_options(c, a->sampling);
+  add_threads_option(c);
   c->callback([a] { ask(*a); });
 });
 

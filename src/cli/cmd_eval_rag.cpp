@@ -43,6 +43,7 @@ struct Mode {
   bool vectors;
   double bm25_weight, vector_weight;
   bool rerank;
+  rag::Fusion fusion = rag::Fusion::zscore;
 };
 
 void run(const RagArgs& a) {
@@ -82,7 +83,11 @@ void run(const RagArgs& a) {
   }
 
   std::unique_ptr<engine::Reranker> reranker = a.reranker.empty() ? nullptr : engine::Reranker::load(a.reranker);
-  const Mode modes[] = {{"bm25", false, 1, 0, false}, {"vectors", true, 0, 1, false}, {"hybrid", true, 1, 1, false},
+  // "hybrid-rrf" is reciprocal rank fusion, kept to show what score-aware fusion changes.
+  const Mode modes[] = {{"bm25", false, 1, 0, false},
+                        {"vectors", true, 0, 1, false},
+                        {"hybrid", true, 1, 1, false},
+                        {"hybrid-rrf", true, 1, 1, false, rag::Fusion::rrf},
                         {"hybrid+rerank", true, 1, 1, true}};
   ordered_json out = {{"collection", collection}, {"dataset", dataset}, {"questions", questions.size()},
                       {"modes", ordered_json::array()}};
@@ -91,6 +96,7 @@ void run(const RagArgs& a) {
     rag::RetrieverOptions opt;
     opt.bm25_weight = m.bm25_weight;
     opt.vector_weight = m.vector_weight;
+    opt.fusion = m.fusion;
     auto retriever = rag::Retriever::open(dir, m.vectors ? embedder.get() : nullptr, opt);
     if (m.rerank && !reranker) continue;
     // Without vectors, "hybrid" is BM25 again; the rerank stage then reranks BM25's candidates.

@@ -32,6 +32,7 @@ struct IngestArgs {
   std::string data;
   int chunk_tokens = 256;
   int overlap = 32;
+  bool chunk_explicit = false;
   double max_file_mb = 64;
 };
 
@@ -43,10 +44,17 @@ std::string duration(double s) {
 
 void run(const IngestArgs& a) {
   if (a.max_file_mb <= 0) fail(ErrorKind::invalid_argument, "--max-file-mb must be positive");
+  // A path that is not there is a mistake to report, not an empty collection to create.
+  for (const auto& p : a.paths) {
+    std::error_code ec;
+    if (!fs::exists(fs::path(p), ec))
+      fail(ErrorKind::not_found, "{}: no such file or directory (nothing was ingested)", p);
+  }
   const fs::path dir = rag::collection_dir(data_dir(a.data), a.collection);
   rag::IngestOptions opt;
   opt.chunk.max_tokens = a.chunk_tokens;
   opt.chunk.overlap_tokens = a.overlap;
+  opt.chunk_explicit = a.chunk_explicit;
   opt.max_file_bytes = static_cast<uint64_t>(a.max_file_mb * 1024 * 1024);
   std::string model = a.embedding_model;
   if (model.empty() && fs::exists(dir / "catalog.db")) {
@@ -63,12 +71,6 @@ void run(const IngestArgs& a) {
     embedder = engine::Embedder::load(model);
     opt.embedder = embedder.get();
     opt.embedder_path = fs::absolute(model).lexically_normal().string();
-    // Chunks must fit the model's window (room left for [CLS]/[SEP]-style specials).
-    const int limit = std::max(8, embedder->max_tokens() - 4);
-    if (opt.chunk.max_tokens > limit) {
-      opt.chunk.max_tokens = limit;
-      if (opt.chunk.overlap_tokens * 2 >= limit) opt.chunk.overlap_tokens = limit / 4;
-    }
   }
 
   const bool tty = ::isatty(STDERR_FILENO) == 1;
@@ -100,6 +102,12 @@ void run(const IngestArgs& a) {
   std::vector<fs::path> paths(a.paths.begin(), a.paths.end());
   const rag::IngestReport r = rag::ingest(dir, paths, opt, on_progress, on_skip);
   clear_bar();
+  if (r.chunk_lowered)
+    std::cerr << fmt::format("etna: chunks of {} tokens (overlap {}): the most the embedding model holds\n",
+                             r.chunk.max_tokens, r.chunk.overlap_tokens);
+  if (r.rechunked)
+    std::cerr << fmt::format("etna: every file of '{}' was chunked again with {} tokens (overlap {})\n", a.collection,
+                             r.chunk.max_tokens, r.chunk.overlap_tokens);
   const double rate = r.seconds > 0 ? r.chunks_added / r.seconds : 0;
   std::cout << fmt::format(
       "collection '{}': {} files seen ({} new, {} changed, {} unchanged, {} deleted), {} chunks added, {} removed{}, "
@@ -117,10 +125,16 @@ CommandRegistrar reg(50, [](CLI::App& root) {
   c->add_option("--embedding-model", args->embedding_model,
                 "GGUF embedding model for hybrid search (default: the one the collection was built with; none: BM25)");
   c->add_option("--data", args->data, "Data directory (default $ETNA_DATA or ~/.local/share/etna)");
-  c->add_option("--chunk-tokens", args->chunk_tokens, "chunk size in tokens")->capture_default_str();
+  c->add_option("--chunk-tokens", args->chunk_tokens,
+                "chunk size in tokens (default: the collection's, else 256 or the embedding model's limit if lower; "
+                "a size the model cannot hold is refused; a new size re-chunks every file)")
+      ->capture_default_str();
   c->add_option("--overlap", args->overlap, "overlap between consecutive chunks, tokens")->capture_default_str();
   c->add_option("--max-file-mb", args->max_file_mb, "skip files larger than this")->capture_default_str();
-  c->callback([args] { run(*args); });
+  c->callback([args, c] {
+    args->chunk_explicit = c->count("--chunk-tokens") > 0;
+    run(*args);
+  });
 });
 
 }  // namespace

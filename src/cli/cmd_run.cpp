@@ -124,6 +124,7 @@ CommandRegistrar reg(10, [](CLI::App& root) {
       ->capture_default_str();
   c->add_flag("--json", o->json, "print one JSON object (tokens, text, finish reason, timings) instead of streaming");
   add_sampling_options(c, o->sampling);
+  add_threads_option(c);
   c->callback([o, p, f] {
     o->has_prompt = p->count() > 0;
     o->has_prompt_file = f->count() > 0;

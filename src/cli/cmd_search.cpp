@@ -1,5 +1,6 @@
 // `etna search --collection NAME "query"`: the best chunks of an ingested collection, hybrid
-// (BM25 + vectors by reciprocal rank fusion) when the collection has an embedding model, else BM25.
+// (BM25 + vectors, z-score fusion) when the collection has an embedding model, else BM25.
+// --json prints what POST /api/collections/NAME/search answers: {"hybrid", "reranked", "hits": [source...]}.
 #include <cstdlib>
 #include <iostream>
 #include <memory>
@@ -12,6 +13,7 @@
 #include "cli/data_dir.h"
 #include "etna/base/error.h"
 #include "etna/engine/embedder.h"
+#include "etna/rag/answer.h"
 #include "etna/rag/ingest.h"
 #include "etna/rag/loader.h"
 #include "etna/rag/rerank.h"
@@ -32,6 +34,7 @@ struct SearchArgs {
   bool json = false;
   bool bm25_only = false;
   double rrf_k = 60, bm25_weight = 1, vector_weight = 1;
+  std::string fusion = "zscore";
 };
 
 std::string lines_of(const rag::ChunkRow& c) {
@@ -53,6 +56,7 @@ void run(const SearchArgs& a) {
     if (!model.empty()) embedder = engine::Embedder::load(model);
   }
   rag::RetrieverOptions opt;
+  opt.fusion = a.fusion == "rrf" ? rag::Fusion::rrf : rag::Fusion::zscore;
   opt.rrf_k = a.rrf_k;
   opt.bm25_weight = a.bm25_weight;
   opt.vector_weight = a.vector_weight;
@@ -63,21 +67,8 @@ void run(const SearchArgs& a) {
   if (reranker) rag::rerank(hits, *reranker, a.query, k);
   if (a.json) {
     nlohmann::json out = nlohmann::json::array();
-    for (const auto& h : hits) {
-      out.push_back({{"id", h.chunk.id},
-                     {"score", h.score},
-                     {"bm25_rank", h.bm25_rank},
-                     {"vector_rank", h.vector_rank},
-                     {"file", rag::sanitize_utf8(h.chunk.file)},
-                     {"page", h.chunk.page},
-                     {"line_start", h.chunk.line_start},
-                     {"line_end", h.chunk.line_end},
-                     {"byte_start", h.chunk.byte_start},
-                     {"byte_end", h.chunk.byte_end},
-                     {"heading", rag::sanitize_utf8(h.chunk.heading)},
-                     {"text", rag::sanitize_utf8(h.chunk.text)}});
-    }
-    std::cout << nlohmann::json{{"mode", std::string(retriever->hybrid() ? "hybrid" : "bm25") + (reranker ? "+rerank" : "")}, {"results", out}}.dump(2) << "\n";
+    for (const auto& h : hits) out.push_back(rag::source_json(h, 0));
+    std::cout << nlohmann::json{{"hybrid", retriever->hybrid()}, {"reranked", reranker != nullptr}, {"hits", out}}.dump(2) << "\n";
     return;
   }
   if (hits.empty()) {
@@ -110,9 +101,13 @@ CommandRegistrar reg(51, [](CLI::App& root) {
   c->add_option("--embedding-model", args->embedding_model, "embedding model (default: the collection's)");
   c->add_option("--reranker", args->reranker, "rerank the best 50 with this cross-encoder GGUF, then keep -k");
   c->add_flag("--bm25-only", args->bm25_only, "ignore vectors even when the collection has them");
-  c->add_option("--rrf-k", args->rrf_k, "reciprocal rank fusion constant k")->capture_default_str();
-  c->add_option("--bm25-weight", args->bm25_weight, "weight of the BM25 ranking in the fusion")->capture_default_str();
-  c->add_option("--vector-weight", args->vector_weight, "weight of the vector ranking")->capture_default_str();
+  c->add_option("--fusion", args->fusion,
+                "zscore: sum of each side's z-score normalised score (score-aware); rrf: reciprocal rank fusion")
+      ->check(CLI::IsMember({"zscore", "rrf"}))
+      ->capture_default_str();
+  c->add_option("--rrf-k", args->rrf_k, "reciprocal rank fusion constant k (--fusion rrf)")->capture_default_str();
+  c->add_option("--bm25-weight", args->bm25_weight, "weight of the BM25 side in the fusion")->capture_default_str();
+  c->add_option("--vector-weight", args->vector_weight, "weight of the vector side")->capture_default_str();
   c->add_option("--data", args->data, "Data directory (default $ETNA_DATA or ~/.local/share/etna)");
   c->callback([args] { run(*args); });
 });

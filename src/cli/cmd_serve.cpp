@@ -13,10 +13,12 @@
 #include "cli/model_ref.h"
 #include "cli/data_dir.h"
 #include "etna/base/error.h"
+#include "etna/tensor/tensor.h"
 #include "etna/base/log.h"
 #include "etna/model/kv_type.h"
 #include "etna/server/docs_api.h"
 #include "etna/server/http_server.h"
+#include "etna/server/access_log.h"
 #include "etna/server/anthropic_api.h"
 #include "etna/server/mcp_server.h"
 #include "etna/server/models_api.h"
@@ -50,7 +52,9 @@ struct ServeArgs {
   std::vector<std::string> cors;
   std::vector<std::string> allowed_hosts;
   double max_body_mb = 32;
-  int threads = 0;
+  int threads = 0;          // HTTP workers (--http-threads)
+  int compute_threads = 0;  // matrix kernels (--threads)
+  bool quiet = false;
   int timeout_s = 30;
   std::vector<std::string> allow_ingest;
   int ollama_port = -1;
@@ -96,6 +100,9 @@ void serve(const ServeArgs& a) {
   opt.cors_origins = a.cors;
   opt.allowed_hosts = a.allowed_hosts;
   opt.version = ETNA_VERSION;
+  server::set_access_log(!a.quiet);
+  if (a.compute_threads < 0) fail(ErrorKind::invalid_argument, "--threads cannot be negative");
+  tensor::set_num_threads(a.compute_threads);  // 0: physical cores
 
   auto db = store::Database::open(data / "vectors");
   server::HttpServer http(opt);
@@ -220,7 +227,10 @@ CommandRegistrar reg(30, [](CLI::App& root) {
   c->add_option("--allowed-host", args->allowed_hosts,
                 "Host name clients may use besides localhost and IP addresses (repeatable, '*' for any; DNS-rebinding guard)");
   c->add_option("--max-body-mb", args->max_body_mb, "Largest accepted request body in MiB")->capture_default_str();
-  c->add_option("--threads", args->threads, "HTTP worker threads (0 = automatic)")->capture_default_str();
+  c->add_option("-t,--threads", args->compute_threads, "Threads for the model's computation (0 = physical cores)")
+      ->capture_default_str();
+  c->add_option("--http-threads", args->threads, "HTTP worker threads (0 = automatic)")->capture_default_str();
+  c->add_flag("-q,--quiet", args->quiet, "No access log line per request on stderr");
   c->add_option("--allow-ingest", args->allow_ingest,
                 "Let POST /api/collections/NAME/ingest read this server folder (repeatable)");
   c->add_option("--ollama-port", args->ollama_port,

@@ -19,6 +19,9 @@ struct CommandRegistrar {
 // Thread count default: the number of physical cores (at least 1).
 int default_threads();
 
+// Adds `-t, --threads N` (the model's compute threads, tensor::set_num_threads) to a command.
+void add_threads_option(CLI::App* c);
+
 // True when stdout is a terminal.
 bool stdout_is_tty();
 

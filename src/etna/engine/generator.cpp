@@ -114,7 +114,18 @@ GenerationResult Generator::generate(std::span<const Token> prompt, const Sampli
   for (Token t : prompt) sampler.accept(t);
 
   auto t0 = Clock::now();
-  evaluate(prompt.subspan(common));
+  const std::span<const Token> rest = prompt.subspan(common);
+  if (!prompt_progress_) {
+    evaluate(rest);
+  } else {
+    // Batch by batch, as evaluate() would, reporting after each (the last batch's logits stay).
+    const size_t step = static_cast<size_t>(n_batch_);
+    for (size_t s = 0; s < rest.size(); s += step) {
+      const size_t n = std::min(step, rest.size() - s);
+      evaluate(rest.subspan(s, n));
+      prompt_progress_(static_cast<int>(s + n), static_cast<int>(rest.size()));
+    }
+  }
   result.timings.prompt_ms = ms_since(t0);
 
   tokenizer::Detokenizer detok(tokenizer_);

@@ -65,6 +65,10 @@ class Generator {
   // Forgets the cached tokens.
   void reset();
 
+  // Called after each batch of prompt tokens is evaluated with (evaluated, to evaluate) counts of
+  // the uncached part; empty: none. For progress displays of long prompts on slow models.
+  void set_prompt_progress(std::function<void(int done, int total)> f) { prompt_progress_ = std::move(f); }
+
   // Prompt-lookup decoding: from now on, each step guesses up to n_draft next tokens from an
   // earlier occurrence of the latest n-gram (engine/lookup.h) and evaluates them in the same
   // batch as the sampled token; guesses the sampler agrees with cost no extra forward pass.
@@ -87,6 +91,7 @@ class Generator {
   const tokenizer::Tokenizer& tokenizer_;
   int n_ctx_;
   int n_batch_;
+  std::function<void(int, int)> prompt_progress_;
   int n_lookup_ = 0;
   std::unique_ptr<model::KvCache> cache_;
   std::vector<Token> cached_;

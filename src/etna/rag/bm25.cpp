@@ -1,6 +1,7 @@
 #include "etna/rag/bm25.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <unordered_set>
 
@@ -44,8 +45,39 @@ std::vector<std::string> bm25_terms(std::string_view text) {
   return terms;
 }
 
+double leader_fraction(std::string_view text) {
+  size_t in_runs = 0, visible = 0;
+  for (size_t i = 0; i < text.size();) {
+    // A run of at least four dots, each optionally followed by one space (". . . ." or "....").
+    size_t j = i, dots = 0;
+    while (j < text.size() && text[j] == '.') {
+      ++dots, ++j;
+      if (j < text.size() && text[j] == ' ' && j + 1 < text.size() && text[j + 1] == '.') ++j;
+    }
+    if (dots >= 4) {
+      in_runs += dots;
+      visible += dots;
+      i = j;
+      continue;
+    }
+    if (dots == 0) {
+      const auto c = static_cast<unsigned char>(text[i]);
+      if (!std::isspace(c)) ++visible;
+      ++i;
+    } else {
+      visible += dots;
+      i = j;
+    }
+  }
+  return visible ? static_cast<double>(in_runs) / static_cast<double>(visible) : 0.0;
+}
+
 void Bm25Index::add(int64_t id, std::string_view text) {
   remove(id);
+  // Table-of-contents and index pages (entry, dot leaders, page number) hold every heading's
+  // words in little space and would outrank the passages they point to.
+  const double prior = std::max(0.2, 1.0 - 2.0 * leader_fraction(text));
+  if (prior < 1.0) doc_prior_[id] = prior;
   const std::vector<std::string> terms = bm25_terms(text);
   std::unordered_map<std::string, uint32_t> tf;
   for (const auto& t : terms) ++tf[t];
@@ -72,16 +104,18 @@ void Bm25Index::remove(int64_t id) {
     if (p->second.empty()) postings_.erase(p);
   }
   doc_terms_.erase(id);
+  doc_prior_.erase(id);
 }
 
-std::vector<Bm25Index::Hit> Bm25Index::search(std::string_view query, size_t limit) const {
-  if (doc_len_.empty() || limit == 0) return {};
+Bm25Index::Scores Bm25Index::score_all(std::string_view query) const {
+  Scores out;
+  if (doc_len_.empty()) return out;
   std::vector<std::string> q = bm25_terms(query);
   std::sort(q.begin(), q.end());
   q.erase(std::unique(q.begin(), q.end()), q.end());
   const double n_docs = static_cast<double>(doc_len_.size());
   const double avgdl = std::max(1.0, static_cast<double>(total_len_) / n_docs);
-  std::unordered_map<int64_t, double> scores;
+  std::unordered_map<int64_t, double>& scores = out.by_id;
   for (const auto& t : q) {
     auto p = postings_.find(t);
     if (p == postings_.end()) continue;
@@ -93,9 +127,23 @@ std::vector<Bm25Index::Hit> Bm25Index::search(std::string_view query, size_t lim
       scores[id] += idf * (tf * (params_.k1 + 1.0)) / (tf + norm);
     }
   }
+  for (const auto& [id, prior] : doc_prior_)
+    if (auto it = scores.find(id); it != scores.end()) it->second *= prior;
+  double sum = 0, sum_sq = 0;
+  for (const auto& [id, s] : scores) {
+    sum += s;
+    sum_sq += s * s;
+  }
+  out.mean = sum / n_docs;
+  out.stddev = std::sqrt(std::max(0.0, sum_sq / n_docs - out.mean * out.mean));
+  return out;
+}
+
+std::vector<Bm25Index::Hit> Bm25Index::top(const Scores& scores, size_t limit) {
+  if (limit == 0) return {};
   std::vector<Hit> hits;
-  hits.reserve(scores.size());
-  for (auto& [id, s] : scores) hits.push_back({id, s});
+  hits.reserve(scores.by_id.size());
+  for (const auto& [id, s] : scores.by_id) hits.push_back({id, s});
   auto better = [](const Hit& a, const Hit& b) { return a.score != b.score ? a.score > b.score : a.id < b.id; };
   if (hits.size() > limit) {
     std::partial_sort(hits.begin(), hits.begin() + static_cast<long>(limit), hits.end(), better);
@@ -104,6 +152,11 @@ std::vector<Bm25Index::Hit> Bm25Index::search(std::string_view query, size_t lim
     std::sort(hits.begin(), hits.end(), better);
   }
   return hits;
+}
+
+std::vector<Bm25Index::Hit> Bm25Index::search(std::string_view query, size_t limit) const {
+  if (doc_len_.empty() || limit == 0) return {};
+  return top(score_all(query), limit);
 }
 
 }  // namespace etna::rag

@@ -340,6 +340,28 @@ Document load_html(const std::string& bytes) {
   Extractor ex(doc);
   ex.walk(out->document);
   ex.flush();
+  // A heading straight after one with the same words is one heading (most often <title>
+  // repeated by the page's <h1>): kept once, so its text is not a chunk of its own twice.
+  auto words_of = [&](const Block& b) {
+    std::string w;
+    for (size_t i = b.begin; i < b.end; ++i) {
+      const auto c = static_cast<unsigned char>(doc.text[i]);
+      if (std::isspace(c)) {
+        if (!w.empty() && w.back() != ' ') w += ' ';
+      } else {
+        w += static_cast<char>(std::tolower(c));
+      }
+    }
+    while (!w.empty() && w.back() == ' ') w.pop_back();
+    return w;
+  };
+  std::vector<Block> kept;
+  for (const Block& b : doc.blocks) {
+    if (!kept.empty() && b.heading_level > 0 && kept.back().heading_level > 0 && words_of(kept.back()) == words_of(b))
+      kept.pop_back();
+    kept.push_back(b);
+  }
+  doc.blocks = std::move(kept);
   return doc;  // the tree is freed with `budget`
 }
 

@@ -4,9 +4,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <cerrno>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
+#include <optional>
 #include <set>
 #include <unordered_set>
 
@@ -64,6 +67,12 @@ bool read_file(const fs::path& p, uint64_t expected, std::string& out, std::stri
 }
 
 std::string mb(uint64_t bytes) { return fmt::format("{:.1f} MB", static_cast<double>(bytes) / (1 << 20)); }
+
+bool is_gzip(const fs::path& p) {
+  std::string ext = p.extension().string();
+  for (char& c : ext) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return ext == ".gz";
+}
 
 struct Walk {
   std::vector<fs::path> files;
@@ -196,12 +205,37 @@ IngestReport ingest(const fs::path& dir, const std::vector<fs::path>& paths, con
   const auto t0 = Clock::now();
   // Validate before touching anything.
   chunk_document(Document{}, opt.chunk, TokenCounter{});
+  IngestReport rep;
+  rep.chunk = opt.chunk;
+  if (opt.embedder && opt.chunk_explicit) {
+    const int limit = std::max(8, opt.embedder->max_tokens() - 4);
+    if (opt.chunk.max_tokens > limit)
+      fail(ErrorKind::invalid_argument,
+           "chunks of {} tokens do not fit the embedding model {} (it holds {} tokens of text): use --chunk-tokens {} or less",
+           opt.chunk.max_tokens, opt.embedder->model_name(), limit, limit);
+  }
   std::error_code ec;
   fs::create_directories(dir, ec);
   if (ec) fail(ErrorKind::io, "cannot create {}: {}", dir.string(), ec.message());
   auto cat = Catalog::open(dir / "catalog.db");
   Vectors vec(dir / "vectors");
-  IngestReport rep;
+  std::optional<ChunkOptions> recorded;
+  if (auto m = cat->meta("chunking")) {
+    ChunkOptions c;
+    if (std::sscanf(m->c_str(), "%d/%d", &c.max_tokens, &c.overlap_tokens) == 2) recorded = c;
+  }
+  const bool has_chunks = cat->chunk_count() > 0;
+  if (!opt.chunk_explicit && recorded && has_chunks) rep.chunk = *recorded;
+  if (opt.embedder) {
+    const int limit = std::max(8, opt.embedder->max_tokens() - 4);
+    if (rep.chunk.max_tokens > limit) {
+      rep.chunk.max_tokens = limit;
+      if (rep.chunk.overlap_tokens * 2 >= limit) rep.chunk.overlap_tokens = limit / 4;
+      rep.chunk_lowered = true;
+    }
+  }
+  rep.rechunked = has_chunks && recorded &&
+                  (recorded->max_tokens != rep.chunk.max_tokens || recorded->overlap_tokens != rep.chunk.overlap_tokens);
   auto skip = [&](SkippedFile s) {
     if (on_skip) on_skip(s);
     rep.skipped.push_back(std::move(s));
@@ -218,12 +252,18 @@ IngestReport ingest(const fs::path& dir, const std::vector<fs::path>& paths, con
     cat->set_meta("embedding_model", opt.embedder_path);
     cat->set_meta("embedding_dim", std::to_string(opt.embedder->dim()));
   }
-  {
-    const std::string cfg = fmt::format("{}/{}", opt.chunk.max_tokens, opt.chunk.overlap_tokens);
-    cat->set_meta("chunking", cfg);  // informational
-  }
+  cat->set_meta("chunking", fmt::format("{}/{}", rep.chunk.max_tokens, rep.chunk.overlap_tokens));
 
   Walk w = walk(paths);
+  if (rep.rechunked) {
+    // Every file the collection holds is cut again with the new sizes, not only those named now.
+    std::unordered_set<std::string> named;
+    for (const auto& f : w.files) named.insert(f.string());
+    for (const FileRecord& f : cat->files()) {
+      std::error_code e2;
+      if (!named.count(f.path) && fs::is_regular_file(f.path, e2)) w.files.emplace_back(f.path);
+    }
+  }
   for (auto& s : w.skipped) skip(std::move(s));
   rep.files_seen = w.files.size();
   TokenCounter counter(opt.embedder ? &opt.embedder->tokenizer() : nullptr);
@@ -258,15 +298,19 @@ IngestReport ingest(const fs::path& dir, const std::vector<fs::path>& paths, con
       const uint64_t size = static_cast<uint64_t>(st.st_size);
       const int64_t mtime = static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
       const std::optional<FileRecord> old = cat->file(key);
-      if (old && old->size == size && old->mtime_ns == mtime) {
+      if (!rep.rechunked && old && old->size == size && old->mtime_ns == mtime) {
         ++rep.files_unchanged;
       } else if (!read_file(p, size, bytes, reason)) {
         skip({key, reason});
-      } else if (const std::string hash = content_hash(bytes); old && old->hash == hash) {
+      } else if (const std::string hash = content_hash(bytes); !rep.rechunked && old && old->hash == hash) {
         cat->touch_file(key, size, mtime);
         ++rep.files_unchanged;
+      } else if (std::string plain; is_gzip(p) && !gunzip(bytes, opt.max_file_bytes, &plain, &reason)) {
+        skip({key, reason});
       } else {
-        std::optional<Format> fmt = format_from_extension(p);
+        // report.txt.gz is read as report.txt (changelog.gz as text).
+        if (is_gzip(p)) bytes = std::move(plain);
+        std::optional<Format> fmt = format_from_extension(is_gzip(p) ? p.stem() : p);
         const bool is_pdf = (fmt && *fmt == Format::pdf) || bytes.compare(0, 5, "%PDF-") == 0;
         if (is_pdf) fmt = Format::pdf;
         if (!is_pdf && looks_binary(bytes)) {
@@ -286,7 +330,7 @@ IngestReport ingest(const fs::path& dir, const std::vector<fs::path>& paths, con
           }
           if (doc) {
             doc->path = p;
-            const std::vector<Chunk> chunks = chunk_document(*doc, opt.chunk, counter);
+            const std::vector<Chunk> chunks = chunk_document(*doc, rep.chunk, counter);
             if (chunks.empty()) skip({key, "no extractable text"});  // recorded anyway: not retried
             FileRecord rec{key, size, mtime, hash, format_name(*fmt), static_cast<int64_t>(chunks.size())};
             std::vector<int64_t> removed;
@@ -297,7 +341,7 @@ IngestReport ingest(const fs::path& dir, const std::vector<fs::path>& paths, con
             rep.bytes_processed += size;
             prog.chunks += chunks.size();
             ++(old ? rep.files_updated : rep.files_new);
-            if (opt.embedder) rep.chunks_embedded += embed_pending(*cat, vec, opt);
+            if (opt.embedder && !rep.rechunked) rep.chunks_embedded += embed_pending(*cat, vec, opt);
           }
         }
       }

@@ -25,8 +25,16 @@ std::filesystem::path collection_dir(const std::filesystem::path& data_dir, cons
 // Name of the vector-store collection inside <collection_dir>/vectors holding chunk vectors.
 inline constexpr const char* kVectorCollection = "chunks";
 
+// Chunk sizes: a collection records the sizes its chunks were cut with (catalog meta
+// "chunking", "TOKENS/OVERLAP") and all its chunks share them. When the caller did not choose
+// sizes (chunk_explicit false), an existing collection keeps its recorded ones. With an embedding
+// model, chunks must fit its window (max_tokens() - 4 tokens): sizes the caller chose that do not
+// fit are refused (invalid_argument naming the limit); default or recorded ones are lowered to
+// the limit, said in the report. When the sizes differ from the recorded ones, every file of the
+// collection is chunked again (and re-embedded), so no chunk is cut short at embedding time.
 struct IngestOptions {
   ChunkOptions chunk;
+  bool chunk_explicit = false;
   uint64_t max_file_bytes = 64ull << 20;
   const engine::Embedder* embedder = nullptr;  // null: BM25 only (chunks are left to embed later)
   std::string embedder_path;                    // recorded so `search` can find the model again
@@ -54,6 +62,9 @@ struct IngestReport {
   uint64_t bytes_processed = 0;
   std::vector<SkippedFile> skipped;
   double seconds = 0;
+  ChunkOptions chunk;          // the sizes used (and recorded)
+  bool chunk_lowered = false;  // lowered to fit the embedding model
+  bool rechunked = false;      // every file was chunked again with new sizes
 };
 
 // Ingests `paths` (files or folders, walked recursively; hidden entries skipped) into the

@@ -51,6 +51,10 @@ Document load_markdown(std::string bytes);
 Document load_html(const std::string& bytes);
 Document load_pdf(const std::string& bytes);
 
+// Inflates gzip data (RFC 1952; concatenated members too) into *out. False with *reason set
+// when the data is not valid gzip or would inflate to more than max_bytes (a "zip bomb").
+bool gunzip(std::string_view gz, uint64_t max_bytes, std::string* out, std::string* reason);
+
 // Replaces invalid UTF-8 sequences with U+FFFD (for JSON output of arbitrary file text).
 std::string sanitize_utf8(std::string_view s);
 

@@ -29,7 +29,11 @@ std::unique_ptr<Retriever> Retriever::open(const fs::path& dir, const engine::Em
   r->opt_ = options;
   r->bm25_ = Bm25Index(options.bm25);
   r->catalog_ = Catalog::open(dir / "catalog.db");
-  r->catalog_->for_each_chunk([&](int64_t id, const std::string& text) { r->bm25_.add(id, text); });
+  std::vector<int64_t> ids;
+  r->catalog_->for_each_chunk([&](int64_t id, const std::string& text) {
+    r->bm25_.add(id, text);
+    ids.push_back(id);
+  });
   if (embedder) {
     const std::string want = fmt::format("{}|{}", embedder->model_name(), embedder->dim());
     const std::optional<std::string> have = r->catalog_->meta("embedding_id");
@@ -42,16 +46,52 @@ std::unique_ptr<Retriever> Retriever::open(const fs::path& dir, const engine::Em
       if (db->has_collection(kVectorCollection)) {
         r->store_ = std::move(db);
         r->embedder_ = embedder;
+        r->dim_ = static_cast<size_t>(embedder->dim());
+        r->load_sample(ids);
       }
     }
   }
   return r;
 }
 
+namespace {
+
+constexpr size_t kSampleSize = 1024;
+
+double dot_unit(const float* a, const std::vector<float>& b) {
+  double s = 0;
+  for (size_t i = 0; i < b.size(); ++i) s += static_cast<double>(a[i]) * b[i];
+  return s;
+}
+
+void normalise(std::vector<float>& v) {
+  double n = 0;
+  for (float x : v) n += static_cast<double>(x) * x;
+  if (n > 0) {
+    const float inv = static_cast<float>(1.0 / std::sqrt(n));
+    for (float& x : v) x *= inv;
+  }
+}
+
+}  // namespace
+
+void Retriever::load_sample(const std::vector<int64_t>& ids) {
+  // Evenly spaced over the collection, so every file has its share.
+  std::vector<store::PointId> pick;
+  const size_t n = std::min(ids.size(), kSampleSize);
+  for (size_t i = 0; i < n; ++i) pick.emplace_back(static_cast<uint64_t>(ids[i * ids.size() / n]));
+  for (auto& rec : store_->get(kVectorCollection).retrieve(pick, store::PayloadSelector::none(), true)) {
+    if (!rec.vector || rec.vector->size() != dim_) continue;
+    normalise(*rec.vector);
+    sample_.insert(sample_.end(), rec.vector->begin(), rec.vector->end());
+  }
+}
+
 std::vector<SearchHit> Retriever::search(const std::string& query, size_t k) const {
   if (k == 0) return {};
   const size_t depth = std::max(opt_.candidates, k);
-  const std::vector<Bm25Index::Hit> lexical = bm25_.search(query, depth);
+  const Bm25Index::Scores bm25 = bm25_.score_all(query);
+  const std::vector<Bm25Index::Hit> lexical = Bm25Index::top(bm25, depth);
   std::unordered_map<int64_t, SearchHit> fused;
   if (!store_) {
     std::vector<int64_t> ids;
@@ -72,17 +112,53 @@ std::vector<SearchHit> Retriever::search(const std::string& query, size_t k) con
     SearchHit& h = fused[lexical[i].id];
     h.bm25_rank = static_cast<int>(i + 1);
     h.bm25_score = lexical[i].score;
-    h.score += opt_.bm25_weight / (opt_.rrf_k + static_cast<double>(i + 1));
   }
   store::SearchRequest req;
   req.vector = embedder_->embed({query}, /*truncate=*/true).at(0);
+  normalise(req.vector);
   req.limit = depth;
-  const std::vector<store::ScoredPoint> semantic = store_->get(kVectorCollection).search(req);
+  const store::Collection& vectors = store_->get(kVectorCollection);
+  const std::vector<store::ScoredPoint> semantic = vectors.search(req);
   for (size_t i = 0; i < semantic.size(); ++i) {
-    SearchHit& h = fused[static_cast<int64_t>(semantic[i].id.num())];
+    const int64_t id = static_cast<int64_t>(semantic[i].id.num());
+    SearchHit& h = fused[id];
     h.vector_rank = static_cast<int>(i + 1);
     h.vector_score = semantic[i].score;
-    h.score += opt_.vector_weight / (opt_.rrf_k + static_cast<double>(i + 1));
+  }
+  if (opt_.fusion == Fusion::rrf) {
+    for (auto& [id, h] : fused) {
+      if (h.bm25_rank) h.score += opt_.bm25_weight / (opt_.rrf_k + h.bm25_rank);
+      if (h.vector_rank) h.score += opt_.vector_weight / (opt_.rrf_k + h.vector_rank);
+    }
+  } else {
+    // Score both sides of every candidate: BM25 exactly (0 when no query term occurs), the
+    // cosine from the stored vector when the vector list did not reach it.
+    std::vector<store::PointId> missing;
+    for (auto& [id, h] : fused) {
+      if (!h.bm25_rank) {
+        auto it = bm25.by_id.find(id);
+        h.bm25_score = it == bm25.by_id.end() ? 0.0 : it->second;
+      }
+      if (!h.vector_rank) missing.emplace_back(static_cast<uint64_t>(id));
+    }
+    for (auto& rec : vectors.retrieve(missing, store::PayloadSelector::none(), true)) {
+      if (!rec.vector || rec.vector->size() != req.vector.size()) continue;
+      normalise(*rec.vector);
+      fused[static_cast<int64_t>(rec.id.num())].vector_score = dot_unit(rec.vector->data(), req.vector);
+    }
+    double sum = 0, sum_sq = 0;
+    const size_t rows = dim_ ? sample_.size() / dim_ : 0;
+    for (size_t r = 0; r < rows; ++r) {
+      const double c = dot_unit(sample_.data() + r * dim_, req.vector);
+      sum += c;
+      sum_sq += c * c;
+    }
+    const double cos_mean = rows ? sum / rows : 0;
+    const double cos_sd = rows ? std::sqrt(std::max(0.0, sum_sq / rows - cos_mean * cos_mean)) : 0;
+    auto z = [](double x, double mean, double sd) { return sd > 1e-12 ? (x - mean) / sd : 0.0; };
+    for (auto& [id, h] : fused)
+      h.score = opt_.bm25_weight * z(h.bm25_score, bm25.mean, bm25.stddev) +
+                opt_.vector_weight * z(h.vector_score, cos_mean, cos_sd);
   }
   std::vector<std::pair<int64_t, SearchHit>> ranked(fused.begin(), fused.end());
   std::sort(ranked.begin(), ranked.end(), [](const auto& a, const auto& b) {

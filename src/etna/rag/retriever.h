@@ -1,6 +1,17 @@
 // Hybrid retrieval over an ingested collection: BM25 over chunk text fused with vector
-// similarity by weighted reciprocal rank fusion (Cormack et al. 2009):
-// score(d) = sum over lists i of w_i / (k + rank_i(d)), ranks 1-based, lists cut at `candidates`.
+// similarity. The default fusion is score-aware: CombSUM over z-score normalised scores (Fox &
+// Shaw 1994; "ZMUV" normalisation, Montague & Aslam 2001):
+//   score(d) = w_bm25 * (bm25(d) - mean_bm25) / sd_bm25 + w_vec * (cos(d) - mean_cos) / sd_cos,
+// where each mean and standard deviation is taken over the query's scores against the whole
+// collection (BM25: every chunk, exactly; cosine: a fixed sample of up to 1024 chunk vectors).
+// Each side thus counts in units of its own spread: a vector model that tells chunks apart no
+// better than chance (a random-weight test model, whose cosines all sit near 0.9) adds noise of
+// about one unit, while a keyword match that stands far above the collection keeps its lead.
+// Candidates are the union of both lists' top `candidates`, and every candidate is scored on
+// both sides (its cosine is computed from its stored vector, its BM25 score is exact).
+// Fusion::rrf keeps weighted reciprocal rank fusion (Cormack et al. 2009):
+// score(d) = sum over lists i of w_i / (k + rank_i(d)), which ignores how far apart the scores
+// are and lets a weak vector list push strong BM25 hits out of the top k.
 // Without an embedding model (or when the collection has no vectors) it is BM25 alone.
 // The BM25 index is rebuilt from the catalog when the retriever opens.
 #pragma once
@@ -21,17 +32,20 @@ class Database;
 
 namespace etna::rag {
 
+enum class Fusion { zscore, rrf };
+
 struct RetrieverOptions {
   Bm25Params bm25;
+  Fusion fusion = Fusion::zscore;
   double bm25_weight = 1.0;
   double vector_weight = 1.0;
-  double rrf_k = 60.0;
+  double rrf_k = 60.0;  // Fusion::rrf only
   size_t candidates = 50;  // depth of each ranked list before fusion
 };
 
 struct SearchHit {
   ChunkRow chunk;
-  double score = 0;       // fused RRF score (BM25 score when BM25 is used alone)
+  double score = 0;       // fused score (z-score sum or RRF); the BM25 score when BM25 is used alone
   int bm25_rank = 0;      // 1-based; 0 when absent from the BM25 list
   int vector_rank = 0;    // 1-based; 0 when absent (or no vectors)
   double bm25_score = 0;
@@ -56,11 +70,15 @@ class Retriever {
 
  private:
   Retriever() = default;
+  void load_sample(const std::vector<int64_t>& ids);
   RetrieverOptions opt_;
   std::unique_ptr<Catalog> catalog_;
   Bm25Index bm25_;
   const engine::Embedder* embedder_ = nullptr;
   std::unique_ptr<store::Database> store_;
+  // Unit-length chunk vectors sampled at open, row after row, for the cosine mean and spread.
+  std::vector<float> sample_;
+  size_t dim_ = 0;
 };
 
 }  // namespace etna::rag

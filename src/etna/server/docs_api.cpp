@@ -65,6 +65,7 @@ struct Job {
   std::string error;
   Clock::time_point start = Clock::now();
   double seconds = 0;
+  json uploads;  // uploads only: [{"name": as sent, "stored": the name kept}]
 };
 
 // How API clients see a stored file's path: an uploaded file as "uploads/NAME" (relative to its
@@ -116,7 +117,8 @@ json job_json(const Job& j) {
           {"seconds", seconds},
           {"current", rag::sanitize_utf8(j.progress.current)},
           {"report", j.report ? report_json(*j.report) : json(nullptr)},
-          {"error", j.error.empty() ? json(nullptr) : json(j.error)}};
+          {"error", j.error.empty() ? json(nullptr) : json(j.error)},
+          {"uploads", j.uploads.is_array() ? j.uploads : json::array()}};
 }
 
 // Body field helpers: absent or null fields take the default.
@@ -334,12 +336,7 @@ struct DocsService::Impl {
       io.confine_to = confine;
       if (const engine::Embedder* emb = embedder()) {
         io.embedder = emb;
-        io.embedder_path = opt.embedding_model_path;
-        const int limit = std::max(8, emb->max_tokens() - 4);
-        if (io.chunk.max_tokens > limit) {
-          io.chunk.max_tokens = limit;
-          if (io.chunk.overlap_tokens * 2 >= limit) io.chunk.overlap_tokens = limit / 4;
-        }
+        io.embedder_path = opt.embedding_model_path;  // rag::ingest fits the chunks to it
       }
       changed(name);
       report = rag::ingest(dir, paths, io, [&](const rag::IngestProgress& p) {
@@ -455,10 +452,21 @@ void upload(DocsService::Impl& m, const httplib::Request& req, httplib::Response
   fs::create_directories(uploads, ec);
   if (ec) fail(ErrorKind::io, "cannot create {}: {}", uploads.string(), ec.message());
   std::vector<fs::path> paths;
-  for (const auto& [stored, part] : parts) {
-    // Written under a hidden temporary name, then renamed: a reader never sees half a file, and
-    // an upload of an existing name replaces it (and is re-ingested).
-    const fs::path final_path = uploads / stored;
+  json kept = json::array();
+  for (const auto& [sent, part] : parts) {
+    // A name that exists with other content is kept beside it as "name (2).ext" (never replaced
+    // silently); the same content again is the same file. Written under a hidden temporary name,
+    // then renamed: a reader never sees half a file.
+    fs::path final_path = uploads / sent;
+    for (int n = 2; fs::exists(final_path, ec); ++n) {
+      if (fs::file_size(final_path, ec) == part->content.size()) {
+        std::ifstream in(final_path, std::ios::binary);
+        std::string have((std::istreambuf_iterator<char>(in)), {});
+        if (have == part->content) break;
+      }
+      const fs::path base(sent);
+      final_path = uploads / fmt::format("{} ({}){}", base.stem().string(), n, base.extension().string());
+    }
     const fs::path tmp = uploads / ("." + random_hex(8) + ".part");
     {
       std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
@@ -474,9 +482,15 @@ void upload(DocsService::Impl& m, const httplib::Request& req, httplib::Response
       fs::remove(tmp, ec);
       fail(ErrorKind::io, "cannot store {}: {}", final_path.string(), ec.message());
     }
+    kept.push_back({{"name", sent}, {"stored", final_path.filename().string()}});
     if (std::find(paths.begin(), paths.end(), final_path) == paths.end()) paths.push_back(final_path);
   }
-  m.respond_job(req, res, m.start_job(name, dir, std::move(paths)));
+  auto job = m.start_job(name, dir, std::move(paths));
+  {
+    std::lock_guard lock(m.mu);
+    job->uploads = std::move(kept);
+  }
+  m.respond_job(req, res, job);
 }
 
 void ingest_folder(DocsService::Impl& m, const httplib::Request& req, httplib::Response& res, const std::string& name) {

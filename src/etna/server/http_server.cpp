@@ -1,7 +1,10 @@
 #include "etna/server/http_server.h"
+#include "etna/server/access_log.h"
 
 #include <algorithm>
+#include <atomic>
 #include <csignal>
+#include <cstdio>
 #include <ctime>
 #include <cctype>
 #include <cstring>
@@ -287,6 +290,10 @@ class GatedServer : public httplib::Server {
 };
 
 namespace {
+// Tokens the request's handler reported (note_tokens); -1: none.
+thread_local int t_prompt_tokens = -1;
+thread_local int t_completion_tokens = -1;
+std::atomic<bool> g_access_log{false};
 
 std::string reason_message(int status, const httplib::Request& req, std::size_t max_body) {
   switch (status) {
@@ -442,6 +449,7 @@ void HttpServer::install_hooks() {
       send_error(req, res, 400, "the request path contains a NUL byte (%00)");
       return httplib::Server::HandlerResponse::Handled;
     }
+    t_prompt_tokens = t_completion_tokens = -1;
     if (!options_.cors_origins.empty() && req.method == "OPTIONS" && req.has_header("Origin")) {
       // CORS preflight: answered here, before authentication (browsers send no credentials).
       std::string origin = allowed_origin(req);
@@ -504,11 +512,31 @@ void HttpServer::install_hooks() {
 
   server_->set_logger([](const httplib::Request& req, const httplib::Response& res) {
     t_response_closes = res.get_header_value("Connection") == "close";
-    if (!spdlog::should_log(spdlog::level::debug)) return;
-    double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t_request_start).count();
-    log::debug("http: {} {} {} ({} bytes in) -> {} ({} bytes out, {:.2f} ms)", req.remote_addr, req.method, req.path,
-               req.body.size(), res.status, res.body.size(), ms);
+    const bool debug = spdlog::should_log(spdlog::level::debug);
+    const bool access = g_access_log.load();
+    if (!access && !debug) return;
+    const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t_request_start).count();
+    const std::string tokens =
+        t_prompt_tokens < 0 ? "-" : fmt::format("{}+{}", t_prompt_tokens, std::max(0, t_completion_tokens));
+    std::string path = req.path;
+    for (char& c : path)
+      if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';  // one line per request, whatever was sent
+    if (access)
+      std::fprintf(stderr, "%s\n",
+                   fmt::format("etna: {} {} {} {} tokens {} {:.1f} ms", req.remote_addr, req.method, path, res.status,
+                               tokens, ms)
+                       .c_str());
+    if (debug)
+      log::debug("http: {} {} {} ({} bytes in) -> {} ({} bytes out, {:.2f} ms)", req.remote_addr, req.method, path,
+                 req.body.size(), res.status, res.body.size(), ms);
   });
+}
+
+void set_access_log(bool on) { g_access_log.store(on); }
+
+void note_tokens(int prompt_tokens, int completion_tokens) {
+  t_prompt_tokens = prompt_tokens;
+  t_completion_tokens = completion_tokens;
 }
 
 void HttpServer::route(Method method, const std::string& pattern, Handler handler) {

@@ -1,4 +1,5 @@
 #include "etna/server/openai_api.h"
+#include "etna/server/access_log.h"
 
 #include <algorithm>
 #include <chrono>
@@ -660,6 +661,7 @@ json completion_logprobs(const tokenizer::Tokenizer& tok, const std::vector<engi
 }
 
 json usage_json(const GenerationEvent& done) {
+  note_tokens(done.prompt_tokens, done.completion_tokens);
   json u = {{"prompt_tokens", done.prompt_tokens},
             {"completion_tokens", done.completion_tokens},
             {"total_tokens", done.prompt_tokens + done.completion_tokens}};
@@ -888,6 +890,10 @@ void stream_response(OpenAIService::Impl& m, const GenerationSetup& setup, std::
         const bool all_done = std::all_of(st->choices.begin(), st->choices.end(), [](const Choice& c) { return c.done; });
         if (all_done) {
           std::string out;
+          {
+            const GenerationEvent total = total_usage(st->finals);
+            note_tokens(total.prompt_tokens, total.completion_tokens);
+          }
           if (g.common.include_usage) {
             json u = json::parse(chunk(json::array(), false).substr(6));
             u["usage"] = usage_json(total_usage(st->finals));
@@ -1184,6 +1190,7 @@ void handle_embeddings(OpenAIService& service, const httplib::Request& req, http
     std::lock_guard lock(m.metrics.mutex);
     m.metrics.prompt_tokens += static_cast<uint64_t>(total);
   }
+  note_tokens(static_cast<int>(total), 0);
   send_json(res, {{"object", "list"},
                   {"data", data},
                   {"model", service.embedding_model_id()},

@@ -403,11 +403,14 @@ TEST(Cli, IngestAndSearch) {
   EXPECT_NE(out.find("0 chunks added"), std::string::npos) << out;
   ASSERT_EQ(etna::test::run_command(base + "search" + data + "--collection c --json 'Sicily eruptions'", &out), 0) << out;
   const auto j = nlohmann::json::parse(out);
-  EXPECT_EQ(j["mode"], "bm25");
-  ASSERT_FALSE(j["results"].empty());
-  EXPECT_EQ(fs::path(j["results"][0]["file"].get<std::string>()).filename(), "volcano.md");
-  EXPECT_EQ(j["results"][0]["line_start"], 1);
-  EXPECT_EQ(j["results"][0]["line_end"], 3);
+  // The documents API's fields (POST /api/collections/NAME/search), not names of its own.
+  EXPECT_EQ(j["hybrid"], false);
+  ASSERT_FALSE(j["hits"].empty());
+  EXPECT_EQ(fs::path(j["hits"][0]["file"].get<std::string>()).filename(), "volcano.md");
+  EXPECT_EQ(j["hits"][0]["name"], "volcano.md");
+  EXPECT_EQ(j["hits"][0]["lines"], nlohmann::json::array({1, 3}));
+  for (const char* key : {"id", "file", "name", "page", "lines", "bytes", "heading", "text", "score"})
+    EXPECT_TRUE(j["hits"][0].contains(key)) << key;
   EXPECT_NE(etna::test::run_command(base + "search" + data + "--collection missing x 2>&1", &out), 0);
   EXPECT_NE(out.find("not found"), std::string::npos) << out;
 }

@@ -198,18 +198,29 @@ TEST(DocsApi, CreateUploadListSearchDeleteFile) {
   EXPECT_EQ(body_of(c.Get("/api/collections/manuals/files"))["files"].size(), 1u);
   EXPECT_EQ(c.Delete("/api/collections/manuals/files?path=" + url_encode(notes_path))->status, 404);
 
-  // The same name uploaded again replaces the file and is re-ingested; ?wait=true answers when done.
+  // The same name with other content is kept beside the first as "guide (2).md", never replacing
+  // it silently (issue 16, item 20); ?wait=true answers when done.
   httplib::MultipartFormDataItems again = {{"file", std::string(kGuide) + "\nDrain the radiators in autumn.\n", "guide.md", "text/markdown"}};
   auto up2 = c.Post("/api/collections/manuals/files?wait=true", again);
   ASSERT_TRUE(up2);
   ASSERT_EQ(up2->status, 200) << up2->body;
   json j2 = body_of(up2);
   EXPECT_EQ(j2["state"], "done");
-  EXPECT_EQ(j2["report"]["files_updated"], 1);
+  EXPECT_EQ(j2["report"]["files_new"], 1) << j2.dump();
+  ASSERT_EQ(j2["uploads"].size(), 1u) << j2.dump();
+  EXPECT_EQ(j2["uploads"][0]["name"], "guide.md");
+  EXPECT_EQ(j2["uploads"][0]["stored"], "guide (2).md");
   json found = body_of(c.Post("/api/collections/manuals/search", R"({"query":"drain radiators autumn"})", "application/json"));
   ASSERT_FALSE(found["hits"].empty());
   EXPECT_NE(found["hits"][0]["text"].get<std::string>().find("radiators"), std::string::npos);
-  EXPECT_EQ(body_of(c.Get("/api/collections"))["collections"][0]["files"], 1);
+  EXPECT_EQ(found["hits"][0]["name"], "guide (2).md");
+  EXPECT_EQ(body_of(c.Get("/api/collections"))["collections"][0]["files"], 2);
+  // The same content again is the same file: nothing new is stored.
+  auto up3 = c.Post("/api/collections/manuals/files?wait=true", again);
+  ASSERT_EQ(up3->status, 200) << up3->body;
+  EXPECT_EQ(body_of(up3)["uploads"][0]["stored"], "guide (2).md");
+  EXPECT_EQ(body_of(up3)["report"]["files_new"], 0);
+  EXPECT_EQ(body_of(c.Get("/api/collections"))["collections"][0]["files"], 2);
 
   auto gone = c.Delete("/api/collections/manuals");
   ASSERT_EQ(gone->status, 200);
