@@ -188,7 +188,11 @@ class Conversations {
                       fmt::format("at most {} conversations are kept; delete some to start a new one", max_count_));
     const int64_t created_ms = known != index_.end() ? known->second.created : unix_ms();
     c["created"] = created_ms;
-    c["updated"] = unix_ms();
+    // Strictly after every other save, so the list's newest-first order has no ties (two saves
+    // in the same millisecond would otherwise list in either order).
+    int64_t updated = unix_ms();
+    for (const auto& [other, e] : index_) updated = std::max(updated, e.updated + 1);
+    c["updated"] = updated;
     // Compact: indentation grows with nesting, so pretty-printing multiplied a deep body's size.
     write_atomically(p, c.dump(-1, ' ', false, json::error_handler_t::replace));
     index_[id] = {title, created_ms, c["updated"].get<int64_t>()};
