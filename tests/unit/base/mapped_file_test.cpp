@@ -50,7 +50,9 @@ TEST(MappedFile, MoveToHugePagesKeepsEveryByte) {
     EXPECT_LE(moved, n);
     // Where the kernel offers huge pages, the 2 or 3 whole 2 MiB pages inside the range move
     // (how many depends on where the mapping starts).
-    if (huge_pages_offered()) EXPECT_GE(moved, 4 * kMiB);
+    if (huge_pages_offered()) {
+      EXPECT_GE(moved, 4 * kMiB);
+    }
     for (size_t i = 0; i < bytes.size(); ++i) ASSERT_EQ(f.data()[i], bytes[i]) << "byte " << i << " moved " << moved;
     // A second move of the same range moves anonymous pages again, still byte for byte.
     EXPECT_EQ(MappedFile::move_to_huge_pages(f.data() + begin, n), moved);
