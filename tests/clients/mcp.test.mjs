@@ -127,7 +127,10 @@ describe('MCP over stdio (etna mcp)', { skip: skipReason }, () => {
     const client = new Client({ name: 'etna-test', version: '1.0.0' });
     const transport = new StdioClientTransport({ command: BINARY, args: ['mcp', '--data', server.data, '--embedding-model', EMB_MODEL], stderr: 'pipe' });
     await client.connect(transport);
-    await exercise(client, { canAsk: false });
-    await client.close();
+    try {
+      await exercise(client, { canAsk: false });
+    } finally {
+      await client.close();  // a failure must not leave the child (and the suite) running
+    }
   });
 });

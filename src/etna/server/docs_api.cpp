@@ -726,8 +726,15 @@ json DocsService::ask(const std::string& collection, const std::string& question
 }
 
 std::string DocsService::file_text(const std::string& collection, const std::string& path) {
-  auto cat = rag::Catalog::open(impl_->existing(collection) / "catalog.db");
-  const auto rec = cat->file(path);
+  const fs::path dir = impl_->existing(collection);
+  auto cat = rag::Catalog::open(dir / "catalog.db");
+  std::string stored = path;
+  if (path.compare(0, 8, "uploads/") == 0) {  // as the file list shows an uploaded file
+    const fs::path p = (dir / path).lexically_normal();
+    if (!inside(p, (dir / "uploads").lexically_normal())) fail(ErrorKind::invalid_argument, "invalid file path '{}'", path);
+    stored = p.string();
+  }
+  const auto rec = cat->file(stored);
   if (!rec) fail(ErrorKind::not_found, "collection '{}' has no file '{}'", collection, path);
   if (rec->size > impl_->opt.max_file_bytes) fail(ErrorKind::limit, "'{}' is larger than the file limit", path);
   std::ifstream f(rec->path, std::ios::binary);
