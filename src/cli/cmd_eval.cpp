@@ -65,19 +65,6 @@ Loaded load(const Common& o) {
   return l;
 }
 
-std::string read_text(const std::string& path) {
-  std::FILE* f = std::fopen(path.c_str(), "rb");
-  if (!f) fail(ErrorKind::not_found, "cannot open {}: {}", path, std::strerror(errno));
-  std::string s;
-  char buf[1 << 16];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) s.append(buf, n);
-  const bool bad = std::ferror(f);
-  std::fclose(f);
-  if (bad) fail(ErrorKind::io, "cannot read {}", path);
-  return s;
-}
-
 // A leaderboard row template describing the model and the dataset.
 eval::ResultRow row_for(const Common& o, const model::Model& m, const std::string& task, const ordered_json& settings) {
   eval::ResultRow r;
@@ -113,7 +100,7 @@ void run_perplexity(const PplArgs& a) {
   opt.n_batch = a.batch;
   opt.max_chunks = a.chunks;
   opt.cache_type = model::parse_kv_type(a.cache_type);
-  const std::vector<int32_t> tokens = eval::perplexity_tokens(*l.tok, read_text(a.file));
+  const std::vector<int32_t> tokens = eval::perplexity_tokens(*l.tok, eval::read_text_file(a.file));
   const int n_vocab = l.model->config().n_vocab;
   const tokenizer::Vocab& vocab = l.tok->vocab();
   const int32_t bos = vocab.add_bos && vocab.bos != tokenizer::kNoToken ? vocab.bos : eval::kNoBos;

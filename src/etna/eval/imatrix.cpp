@@ -85,19 +85,6 @@ struct ObserverScope {
   ObserverScope& operator=(const ObserverScope&) = delete;
 };
 
-std::string read_text(const std::string& path) {
-  std::FILE* f = std::fopen(path.c_str(), "rb");
-  if (!f) fail(ErrorKind::not_found, "cannot open {}: {}", path, std::strerror(errno));
-  std::string s;
-  char buf[1 << 16];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) s.append(buf, n);
-  const bool bad = std::ferror(f);
-  std::fclose(f);
-  if (bad) fail(ErrorKind::io, "cannot read {}", path);
-  return s;
-}
-
 }  // namespace
 
 ImatrixSummary compute_imatrix(const std::string& model_path, const std::string& text_path, const std::string& out_path,
@@ -105,7 +92,7 @@ ImatrixSummary compute_imatrix(const std::string& model_path, const std::string&
   model::Model::set_repack(false);  // products must read the file's own tensor data
   auto model = model::Model::load(model_path);
   auto tok = tokenizer::Tokenizer::from_gguf(model->file());
-  const std::vector<int32_t> tokens = perplexity_tokens(*tok, read_text(text_path));
+  const std::vector<int32_t> tokens = perplexity_tokens(*tok, read_text_file(text_path));
   const tokenizer::Vocab& vocab = tok->vocab();
   const int32_t bos = vocab.add_bos && vocab.bos != tokenizer::kNoToken ? vocab.bos : kNoBos;
 

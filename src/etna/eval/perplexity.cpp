@@ -1,5 +1,7 @@
 #include "etna/eval/perplexity.h"
 
+#include <cerrno>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -241,6 +243,19 @@ KlResult KlComparer::result() const {
   r.base_ppl = std::exp(m.base_nll.mean());
   r.ppl = std::exp(m.nll.mean());
   return r;
+}
+
+std::string read_text_file(const std::string& path) {
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (!f) fail(ErrorKind::not_found, "cannot open {}: {}", path, std::strerror(errno));
+  std::string s;
+  char buf[1 << 16];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) s.append(buf, n);
+  const bool bad = std::ferror(f);
+  std::fclose(f);
+  if (bad) fail(ErrorKind::io, "cannot read {}", path);
+  return s;
 }
 
 }  // namespace etna::eval

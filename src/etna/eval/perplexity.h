@@ -63,6 +63,9 @@ using LogprobSink = std::function<void(const float* logprobs, int n_vocab, int32
 // The text as the peer tokenises it for perplexity: once, with BOS when the vocabulary adds one.
 std::vector<int32_t> perplexity_tokens(const tokenizer::Tokenizer& tokenizer, const std::string& text);
 
+// The whole of a text file, byte for byte. Throws etna::Error (not_found, io) naming the file.
+std::string read_text_file(const std::string& path);
+
 // Scores `tokens` as described above; `bos` replaces each chunk's first token (kNoBos: none).
 // Throws etna::Error (invalid_argument) when there are fewer than 2 * n_ctx tokens or an option
 // is out of range, naming both.
