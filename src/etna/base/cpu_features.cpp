@@ -59,6 +59,7 @@ CpuFeatures detect() {
   f.avx = os_ymm && (l1.c & (1u << 28));
   f.fma = f.avx && (l1.c & (1u << 12));
   f.f16c = f.avx && (l1.c & (1u << 29));
+  f.popcnt = (l1.c & (1u << 23)) != 0;
   if (max_leaf >= 7) {
     const Regs l7 = cpuid(7, 0);
     f.avx2 = f.avx && (l7.b & (1u << 5));
@@ -66,6 +67,7 @@ CpuFeatures detect() {
     f.avx512bw = f.avx512f && (l7.b & (1u << 30));
     f.avx512vl = f.avx512f && (l7.b & (1u << 31));
     f.avx512vnni = f.avx512f && (l7.c & (1u << 11));
+    f.avx512vpopcntdq = f.avx512f && (l7.c & (1u << 14));
     if (l7.a >= 1) {
       const Regs l71 = cpuid(7, 1);
       f.avx512bf16 = f.avx512f && (l71.a & (1u << 5));
@@ -118,6 +120,7 @@ std::string cpu_features_string() {
     add(f.avx512vl, "avx512vl");
     add(f.avx512vnni, "avx512vnni");
     add(f.avx512bf16, "avx512bf16");
+    add(f.avx512vpopcntdq, "avx512vpopcntdq");
     if (!f.avx512f) s += s.empty() ? "(no avx512)" : " (no avx512)";
   } else if (f.arm) {
     head = "arm:";

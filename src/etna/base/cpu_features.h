@@ -9,6 +9,7 @@ struct CpuFeatures {
   bool x86 = false;
   bool sse3 = false, ssse3 = false, avx = false, avx2 = false, fma = false, f16c = false;
   bool avx512f = false, avx512bw = false, avx512vl = false, avx512vnni = false, avx512bf16 = false;
+  bool popcnt = false, avx512vpopcntdq = false;
   bool arm = false, neon = false, dotprod = false;
   std::string vendor;  // CPUID vendor string on x86, "" elsewhere
 };

@@ -175,27 +175,11 @@ struct BinaryCoder {
   }
 };
 
-uint32_t hamming_generic(const uint64_t* a, const uint64_t* b, size_t words) {
-  uint32_t n = 0;
-  for (size_t i = 0; i < words; ++i) n += uint32_t(__builtin_popcountll(a[i] ^ b[i]));
-  return n;
-}
-__attribute__((target("popcnt"))) uint32_t hamming_popcnt(const uint64_t* a, const uint64_t* b, size_t words) {
-  uint32_t n = 0;
-  for (size_t i = 0; i < words; ++i) n += uint32_t(__builtin_popcountll(a[i] ^ b[i]));
-  return n;
-}
-// The popcnt instruction when the CPU has it (chosen once, like the distance kernels).
-uint32_t (*hamming())(const uint64_t*, const uint64_t*, size_t) {
-  static const auto fn = __builtin_cpu_supports("popcnt") ? hamming_popcnt : hamming_generic;
-  return fn;
-}
-
 struct BinarySpace {
   const uint64_t* codes;
   size_t words;
   const uint64_t* q;
-  uint32_t (*fn)(const uint64_t*, const uint64_t*, size_t) = hamming();
+  uint32_t (*fn)(const uint64_t*, const uint64_t*, size_t) = kernels().hamming;
   float operator()(uint32_t v) const { return float(fn(q, codes + size_t(v) * words, words)); }
   float between(uint32_t a, uint32_t b) const { return float(fn(codes + size_t(a) * words, codes + size_t(b) * words, words)); }
   void prefetch(uint32_t v) const { __builtin_prefetch(codes + size_t(v) * words); }

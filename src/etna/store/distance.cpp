@@ -2,11 +2,12 @@
 
 #include <cmath>
 
-#include "etna/base/vector_ops.h"
+#include <cstdlib>
 
-#if defined(__x86_64__)
-#include <immintrin.h>
-#endif
+#include "etna/base/cpu_features.h"
+#include "etna/base/error.h"
+#include "etna/base/vector_ops.h"
+#include "etna/store/distance_kernels.h"
 
 namespace etna::store::detail {
 
@@ -53,135 +54,94 @@ int32_t l1_u8_scalar(const uint8_t* a, const uint8_t* b, size_t n) {
   return s;
 }
 
+// Without POPCNT (baseline x86-64) the compiler expands this to the SWAR bit count.
+uint32_t hamming_scalar(const uint64_t* a, const uint64_t* b, size_t words) {
+  uint32_t n = 0;
+  for (size_t i = 0; i < words; ++i) n += uint32_t(__builtin_popcountll(a[i] ^ b[i]));
+  return n;
+}
+
+constexpr Kernels kScalar{dot_scalar, l2sq_scalar, l1_scalar, dot_u8_scalar, l2sq_u8_scalar, l1_u8_scalar,
+                          hamming_scalar, "scalar"};
+
 #if defined(__x86_64__)
-#define ETNA_AVX2 __attribute__((target("avx2,fma")))
-
-ETNA_AVX2 inline float hsum256(__m256 v) {
-  __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
-  lo = _mm_add_ps(lo, hi);
-  lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
-  lo = _mm_add_ss(lo, _mm_shuffle_ps(lo, lo, 1));
-  return _mm_cvtss_f32(lo);
+bool cpu_has_avx2() {
+  const auto& f = base::cpu_features();
+  return f.avx2 && f.fma && f.popcnt;
 }
-
-ETNA_AVX2 inline int32_t hsum256_i32(__m256i v) {
-  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
-  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
-  return _mm_cvtsi128_si32(s);
+bool cpu_has_avx512() {
+  const auto& f = base::cpu_features();
+  return cpu_has_avx2() && f.avx512f && f.avx512bw && f.avx512vl;
 }
-
-ETNA_AVX2 float dot_avx2(const float* a, const float* b, size_t n) {
-  __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
-  size_t i = 0;
-  for (; i + 16 <= n; i += 16) {
-    s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
-    s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), s1);
-  }
-  for (; i + 8 <= n; i += 8) s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
-  float s = hsum256(_mm256_add_ps(s0, s1));
-  for (; i < n; ++i) s += a[i] * b[i];
-  return s;
+constexpr Kernels kAvx2{avx2::dot, avx2::l2sq, avx2::l1, avx2::dot_u8, avx2::l2sq_u8, avx2::l1_u8, avx2::hamming, "avx2"};
+constexpr Kernels kAvx512{avx512::dot,  avx512::l2sq,  avx512::l1,      avx512::dot_u8,
+                          avx512::l2sq_u8, avx512::l1_u8, avx512::hamming, "avx512"};
+constexpr Kernels with_vnni(Kernels k, const char* name) {
+  k.dot_u8 = avx512vnni::dot_u8, k.l2sq_u8 = avx512vnni::l2sq_u8, k.l1_u8 = avx512vnni::l1_u8, k.name = name;
+  return k;
 }
-
-ETNA_AVX2 float l2sq_avx2(const float* a, const float* b, size_t n) {
-  __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
-  size_t i = 0;
-  for (; i + 16 <= n; i += 16) {
-    __m256 d0 = _mm256_sub_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i));
-    __m256 d1 = _mm256_sub_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8));
-    s0 = _mm256_fmadd_ps(d0, d0, s0);
-    s1 = _mm256_fmadd_ps(d1, d1, s1);
-  }
-  for (; i + 8 <= n; i += 8) {
-    __m256 d0 = _mm256_sub_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i));
-    s0 = _mm256_fmadd_ps(d0, d0, s0);
-  }
-  float s = hsum256(_mm256_add_ps(s0, s1));
-  for (; i < n; ++i) s += (a[i] - b[i]) * (a[i] - b[i]);
-  return s;
+constexpr Kernels with_vpopcntdq(Kernels k, const char* name) {
+  k.hamming = avx512vpopcntdq::hamming, k.name = name;
+  return k;
 }
-
-ETNA_AVX2 float l1_avx2(const float* a, const float* b, size_t n) {
-  const __m256 mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
-  __m256 s0 = _mm256_setzero_ps();
-  size_t i = 0;
-  for (; i + 8 <= n; i += 8)
-    s0 = _mm256_add_ps(s0, _mm256_and_ps(mask, _mm256_sub_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i))));
-  float s = hsum256(s0);
-  for (; i < n; ++i) s += std::fabs(a[i] - b[i]);
-  return s;
-}
-
-// The int8 kernels take codes in 0..127 (see distance.h): then a - b fits a signed byte and
-// vpmaddubsw's pairwise sums of two products (<= 2 * 127 * 127) cannot saturate, so 32 codes
-// are handled per step without widening.
-ETNA_AVX2 int32_t dot_u8_avx2(const uint8_t* a, const uint8_t* b, size_t n) {
-  const __m256i ones = _mm256_set1_epi16(1);
-  __m256i s = _mm256_setzero_si256();
-  size_t i = 0;
-  for (; i + 32 <= n; i += 32) {
-    __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + i));
-    __m256i y = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + i));
-    s = _mm256_add_epi32(s, _mm256_madd_epi16(_mm256_maddubs_epi16(x, y), ones));
-  }
-  int32_t r = hsum256_i32(s);
-  for (; i < n; ++i) r += int32_t(a[i]) * int32_t(b[i]);
-  return r;
-}
-
-ETNA_AVX2 int32_t l2sq_u8_avx2(const uint8_t* a, const uint8_t* b, size_t n) {
-  const __m256i ones = _mm256_set1_epi16(1);
-  __m256i s0 = _mm256_setzero_si256(), s1 = _mm256_setzero_si256();
-  size_t i = 0;
-  for (; i + 64 <= n; i += 64) {
-    __m256i d0 = _mm256_abs_epi8(_mm256_sub_epi8(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + i)),
-                                                 _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + i))));
-    __m256i d1 = _mm256_abs_epi8(_mm256_sub_epi8(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + i + 32)),
-                                                 _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + i + 32))));
-    s0 = _mm256_add_epi32(s0, _mm256_madd_epi16(_mm256_maddubs_epi16(d0, d0), ones));
-    s1 = _mm256_add_epi32(s1, _mm256_madd_epi16(_mm256_maddubs_epi16(d1, d1), ones));
-  }
-  for (; i + 32 <= n; i += 32) {
-    __m256i d = _mm256_abs_epi8(_mm256_sub_epi8(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + i)),
-                                                _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + i))));
-    s0 = _mm256_add_epi32(s0, _mm256_madd_epi16(_mm256_maddubs_epi16(d, d), ones));
-  }
-  int32_t r = hsum256_i32(_mm256_add_epi32(s0, s1));
-  for (; i < n; ++i) r += (int32_t(a[i]) - int32_t(b[i])) * (int32_t(a[i]) - int32_t(b[i]));
-  return r;
-}
-
-ETNA_AVX2 int32_t l1_u8_avx2(const uint8_t* a, const uint8_t* b, size_t n) {
-  __m256i s = _mm256_setzero_si256();
-  size_t i = 0;
-  for (; i + 32 <= n; i += 32) {
-    __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + i));
-    __m256i y = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + i));
-    s = _mm256_add_epi64(s, _mm256_sad_epu8(x, y));
-  }
-  alignas(32) int64_t parts[4];
-  _mm256_store_si256(reinterpret_cast<__m256i*>(parts), s);
-  int32_t r = static_cast<int32_t>(parts[0] + parts[1] + parts[2] + parts[3]);
-  for (; i < n; ++i) r += std::abs(int32_t(a[i]) - int32_t(b[i]));
-  return r;
-}
+constexpr Kernels kAvx512Vnni = with_vnni(kAvx512, "avx512+vnni");
+constexpr Kernels kAvx512Popcnt = with_vpopcntdq(kAvx512, "avx512+vpopcntdq");
+constexpr Kernels kAvx512Both = with_vpopcntdq(kAvx512Vnni, "avx512+vnni+vpopcntdq");
 #endif
 
-Kernels choose() {
+// The best AVX-512 variant this CPU runs (the "avx512" that ETNA_KERNELS names).
+const Kernels* best_avx512() {
 #if defined(__x86_64__)
-  __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
-    return {dot_avx2, l2sq_avx2, l1_avx2, dot_u8_avx2, l2sq_u8_avx2, l1_u8_avx2, "avx2"};
+  if (!cpu_has_avx512()) return nullptr;
+  const auto& f = base::cpu_features();
+  if (f.avx512vnni && f.avx512vpopcntdq) return &kAvx512Both;
+  if (f.avx512vnni) return &kAvx512Vnni;
+  if (f.avx512vpopcntdq) return &kAvx512Popcnt;
+  return &kAvx512;
+#else
+  return nullptr;
 #endif
-  return {dot_scalar, l2sq_scalar, l1_scalar, dot_u8_scalar, l2sq_u8_scalar, l1_u8_scalar, "scalar"};
+}
+
+const Kernels& choose() {
+  if (const char* env = std::getenv("ETNA_KERNELS"); env && *env) {
+    const std::string name = env;
+    if (name != "scalar" && name != "avx2" && name != "avx512")
+      fail(ErrorKind::invalid_argument, "ETNA_KERNELS={} is not a kernel set (scalar, avx2 or avx512)", name);
+    const Kernels* k = name == "avx512" ? best_avx512() : kernel_variant(name);
+    if (!k)
+      fail(ErrorKind::unsupported, "ETNA_KERNELS={}: this CPU or build cannot run it (CPU: {})", name,
+           base::cpu_features_string());
+    return *k;
+  }
+  if (const Kernels* k = best_avx512()) return *k;
+  if (const Kernels* k = kernel_variant("avx2")) return *k;
+  return kScalar;
 }
 
 }  // namespace
 
 const Kernels& kernels() {
-  static const Kernels k = choose();
+  static const Kernels& k = choose();
   return k;
+}
+
+std::vector<std::string> kernel_variant_names() {
+  return {"scalar", "avx2", "avx512", "avx512+vnni", "avx512+vpopcntdq", "avx512+vnni+vpopcntdq"};
+}
+
+const Kernels* kernel_variant(const std::string& name) {
+  if (name == "scalar") return &kScalar;
+#if defined(__x86_64__)
+  const auto& f = base::cpu_features();
+  if (name == "avx2") return cpu_has_avx2() ? &kAvx2 : nullptr;
+  if (!cpu_has_avx512()) return nullptr;
+  if (name == "avx512") return &kAvx512;
+  if (name == "avx512+vnni") return f.avx512vnni ? &kAvx512Vnni : nullptr;
+  if (name == "avx512+vpopcntdq") return f.avx512vpopcntdq ? &kAvx512Popcnt : nullptr;
+  if (name == "avx512+vnni+vpopcntdq") return f.avx512vnni && f.avx512vpopcntdq ? &kAvx512Both : nullptr;
+#endif
+  return nullptr;
 }
 
 float score_of(Distance d, float distance) {

@@ -3,14 +3,19 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <string>
+#include <vector>
 
 #include "etna/store/types.h"
 
 namespace etna::store::detail {
 
-// Raw kernels over n components; an AVX2+FMA set is chosen at run time when the CPU has it.
-// The *_u8 kernels REQUIRE codes in 0..127 (7-bit scalar quantisation; the AVX2 versions rely
-// on it to multiply bytes without widening).
+// Raw kernels over n components (n any length, 0 included; no alignment required). Sets for
+// scalar, AVX2 and AVX-512 code (store/distance_*.cpp, each compiled with its own -m flags) are
+// chosen at run time by what the CPU has; ETNA_KERNELS=scalar|avx2|avx512 forces one, as for the
+// tensor kernels. The *_u8 kernels REQUIRE codes in 0..127 (7-bit scalar quantisation: the SIMD
+// versions multiply bytes as u8 x s8 without widening). hamming() counts differing bits of two
+// bit strings of `words` uint64 words.
 struct Kernels {
   float (*dot)(const float* a, const float* b, size_t n);
   float (*l2sq)(const float* a, const float* b, size_t n);
@@ -18,9 +23,19 @@ struct Kernels {
   int32_t (*dot_u8)(const uint8_t* a, const uint8_t* b, size_t n);
   int32_t (*l2sq_u8)(const uint8_t* a, const uint8_t* b, size_t n);
   int32_t (*l1_u8)(const uint8_t* a, const uint8_t* b, size_t n);
-  const char* name;
+  uint32_t (*hamming)(const uint64_t* a, const uint64_t* b, size_t words);
+  const char* name;  // e.g. "avx512+vnni+vpopcntdq"
 };
+// The active set: ETNA_KERNELS when set (etna::Error when the name is unknown or the CPU cannot
+// run it), else the best the CPU has. Chosen once per process.
 const Kernels& kernels();
+
+// Every variant this build knows, best last: "scalar", "avx2", "avx512" (F/BW/VL only),
+// "avx512+vnni" (int8 with VPDPBUSD), "avx512+vpopcntdq" (Hamming with VPOPCNTQ) and the
+// combination kernels() picks on a CPU with both. For tests and benchmarks.
+std::vector<std::string> kernel_variant_names();
+// The variant called `name`, or null when this CPU (or build) cannot run it.
+const Kernels* kernel_variant(const std::string& name);
 
 // Distance between two stored-form float vectors (Cosine vectors already normalised).
 inline float distance(Distance d, const float* a, const float* b, size_t n) {
