@@ -41,9 +41,19 @@
 
 // Let hnswlib use its AVX kernels as it would with -mavx (the project builds without -march;
 // Etna picks AVX2 at run time, so this keeps the comparison fair).
+// vectors_bench_avx512 (same source, ETNA_BENCH_HNSWLIB_AVX512) gives hnswlib its AVX-512 L2
+// kernel too, as a -march=native build on an AVX-512 machine would; it refuses other CPUs.
 #if defined(__x86_64__)
 #pragma GCC push_options
+#ifdef ETNA_BENCH_HNSWLIB_AVX512
+#pragma GCC target("avx2,fma,avx512f")
+#ifndef __AVX512F__
+#define __AVX512F__ 1
+#define ETNA_DEFINED_AVX512F
+#endif
+#else
 #pragma GCC target("avx2,fma")
+#endif
 #ifndef __AVX__
 #define __AVX__ 1
 #define ETNA_DEFINED_AVX
@@ -53,6 +63,9 @@
 #if defined(__x86_64__)
 #ifdef ETNA_DEFINED_AVX
 #undef __AVX__
+#endif
+#ifdef ETNA_DEFINED_AVX512F
+#undef __AVX512F__
 #endif
 #pragma GCC pop_options
 #endif
@@ -389,6 +402,14 @@ void run(size_t n, size_t dim, size_t nq, size_t M, size_t efc, const std::strin
 }  // namespace
 
 int main() {
+#ifdef ETNA_BENCH_HNSWLIB_AVX512
+  __builtin_cpu_init();
+  if (!__builtin_cpu_supports("avx512f")) {
+    std::fprintf(stderr, "vectors_bench_avx512: this CPU has no AVX-512 (run vectors_bench)\n");
+    return 2;
+  }
+  std::printf("hnswlib with its AVX-512 kernels\n");
+#endif
   size_t n = env_size("ETNA_BENCH_N", 200000);
   size_t nq = env_size("ETNA_BENCH_QUERIES", 500);
   size_t M = env_size("ETNA_BENCH_M", 16), efc = env_size("ETNA_BENCH_EFC", 100);

@@ -22,7 +22,7 @@ void FloatArena::use_file(const std::filesystem::path& path) {
   int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) fail(ErrorKind::io, "cannot create vector file {}: {}", path.string(), std::strerror(errno));
   fd_ = fd;
-  std::vector<float>().swap(mem_);
+  decltype(mem_)().swap(mem_);
 }
 
 void FloatArena::resize(size_t n) {

@@ -3,12 +3,28 @@
 // only for rescoring) in the page cache, which the kernel can write back and evict, instead of
 // in anonymous memory. The file is scratch: its content is rebuilt from the data file and the
 // log on open, so it is never a source of truth. Not thread-safe; growing moves the data.
+// data() is 64-byte aligned in both forms, so a vector whose size is a multiple of 16 floats
+// starts on a cache line and spans no more lines than it must.
 #pragma once
 #include <cstddef>
 #include <filesystem>
+#include <new>
 #include <vector>
 
 namespace etna::store::detail {
+
+// Allocates on 64-byte (cache-line) boundaries.
+template <class T>
+struct CacheLineAllocator {
+  using value_type = T;
+  CacheLineAllocator() = default;
+  template <class U>
+  CacheLineAllocator(const CacheLineAllocator<U>&) {}
+  T* allocate(size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t(64))); }
+  void deallocate(T* p, size_t) { ::operator delete(p, std::align_val_t(64)); }
+  template <class U>
+  bool operator==(const CacheLineAllocator<U>&) const { return true; }
+};
 
 class FloatArena {
  public:
@@ -32,7 +48,7 @@ class FloatArena {
   void resize(size_t n);
 
  private:
-  std::vector<float> mem_;  // when not file-backed
+  std::vector<float, CacheLineAllocator<float>> mem_;  // when not file-backed
   int fd_ = -1;
   float* map_ = nullptr;
   size_t size_ = 0, capacity_ = 0, used_ = 0;  // in floats (file-backed); used_: high-water mark
