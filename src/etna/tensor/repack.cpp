@@ -9,7 +9,10 @@
 //   one; bytes 64..95 the mins' the same way; bytes 96..127 the top 2 bits, byte 8 s + r: bits
 //   0-1 scale s, 2-3 scale s + 4, 4-5 min s, 6-7 min s + 4. Then the quants in 4-byte chunks as
 //   for Q4_0: chunk c (of 32) of row r at 128 + 32 c + 4 r.
-// - Other K-quants (Q2_K, Q3_K, Q5_K, Q6_K): whole super-blocks, block i of row r at (8 i + r) * block bytes:
+// - Q6_K, per super-block i of the group (1680 bytes): the 8 rows' fp16 d (16 bytes), their
+//   int8 group scales (byte 16 + 8 g + r), then ql in 4-byte chunks (chunk c of row r at
+//   144 + 32 c + 4 r) and qh likewise (at 1168 + 32 c + 4 r).
+// - Other K-quants (Q2_K, Q3_K, Q5_K): whole super-blocks, block i of row r at (8 i + r) * block bytes:
 //   the 8 rows' blocks side by side, so the kernel reading 8 rows at once walks one contiguous
 //   stream instead of 8 rows a row apart.
 // Either way a group of 8 rows occupies the same bytes as the 8 rows did.
@@ -98,6 +101,27 @@ void unpack_q4_k(const uint8_t* g, uint8_t* const* rows) {
   }
 }
 
+// One super-block of 8 Q6_K rows (ql[128], qh[64], scales[16], d) into the group layout at
+// `g` (pack) or back (!pack).
+void convert_q6_k(uint8_t* const* rows, const uint8_t* const* crows, uint8_t* g_out, const uint8_t* g_in, bool pack) {
+  static_assert(sizeof(BlockQ6_K) == 210);
+  for (int r = 0; r < kPackRows; ++r) {
+    if (pack) {
+      const uint8_t* b = crows[r];
+      std::memcpy(g_out + 2 * r, b + 208, 2);
+      for (int k = 0; k < 16; ++k) g_out[16 + 8 * k + r] = b[192 + k];
+      for (int c = 0; c < 32; ++c) std::memcpy(g_out + 144 + 32 * c + 4 * r, b + 4 * c, 4);
+      for (int c = 0; c < 16; ++c) std::memcpy(g_out + 1168 + 32 * c + 4 * r, b + 128 + 4 * c, 4);
+    } else {
+      uint8_t* b = rows[r];
+      std::memcpy(b + 208, g_in + 2 * r, 2);
+      for (int k = 0; k < 16; ++k) b[192 + k] = g_in[16 + 8 * k + r];
+      for (int c = 0; c < 32; ++c) std::memcpy(b + 4 * c, g_in + 144 + 32 * c + 4 * r, 4);
+      for (int c = 0; c < 16; ++c) std::memcpy(b + 128 + 4 * c, g_in + 1168 + 32 * c + 4 * r, 4);
+    }
+  }
+}
+
 // Moves the 8 rows at `rows` (row-major, row_bytes apart) into the group layout at `group`
 // (pack) or back (!pack).
 void convert_group(const Matrix& w, size_t block_bytes, const uint8_t* from, uint8_t* to, bool pack) {
@@ -114,6 +138,20 @@ void convert_group(const Matrix& w, size_t block_bytes, const uint8_t* from, uin
         for (int r = 0; r < kPackRows; ++r) rows[r] = to + r * w.row_bytes + at;
         unpack_q4_k(from + g, rows);
       }
+    }
+    return;
+  }
+  if (w.type == GgmlType::Q6_K) {
+    const size_t gb = kPackRows * sizeof(BlockQ6_K);
+    for (int64_t i = 0; i < nb; ++i) {
+      const size_t at = static_cast<size_t>(i) * block_bytes, g = static_cast<size_t>(i) * gb;
+      uint8_t* rows[kPackRows] = {};
+      const uint8_t* crows[kPackRows] = {};
+      for (int r = 0; r < kPackRows; ++r) {
+        if (pack) crows[r] = from + r * w.row_bytes + at;
+        else rows[r] = to + r * w.row_bytes + at;
+      }
+      convert_q6_k(rows, crows, pack ? to + g : nullptr, pack ? nullptr : from + g, pack);
     }
     return;
   }
