@@ -78,6 +78,8 @@ std::shared_ptr<base::ThreadPool> pool() {
 constexpr int64_t kMinParallelWork = int64_t{1} << 17;
 // Rows per task: a multiple of the tile height, small enough to balance two busy cores.
 constexpr int64_t kRowsPerTask = 16;
+// Contiguous row ranges per thread in a decode matmul.
+constexpr int64_t kTasksPerThread = 4;
 
 }  // namespace
 
@@ -166,22 +168,31 @@ void matmul(const Matrix& w, const float* x, int64_t n_tokens, float* y) {
     }
   };
 
-  const int64_t n_tasks = (w.rows + kRowsPerTask - 1) / kRowsPerTask;
+  // Decode (one tile of tokens): each task streams one contiguous range of rows, a few per
+  // thread so that a core slowed by a neighbour still balances; the hardware and software
+  // prefetchers then run along a long stream instead of restarting every 16 rows. Larger
+  // batches keep small tasks (the tiles are compute-bound there).
+  int64_t rows_per_task = kRowsPerTask;
+  if (n_tokens <= kTileTokens && threads) {
+    const int64_t per = (w.rows + kTasksPerThread * threads->size() - 1) / (kTasksPerThread * threads->size());
+    rows_per_task = std::max<int64_t>(kRowsPerTask, (per + kRowsPerTask - 1) / kRowsPerTask * kRowsPerTask);
+  }
+  const int64_t n_tasks = (w.rows + rows_per_task - 1) / rows_per_task;
   if (!w.interleaved) {
     run(n_tasks, [&](int64_t task) {
-      const int64_t r0 = task * kRowsPerTask, r1 = std::min(w.rows, r0 + kRowsPerTask);
+      const int64_t r0 = task * rows_per_task, r1 = std::min(w.rows, r0 + rows_per_task);
       row_major(w.row(r0), r0, r1);
     });
     return;
   }
-  // Interleaved groups of kPackRows rows (kRowsPerTask is a multiple of kPackRows).
+  // Interleaved groups of kPackRows rows (rows_per_task is a multiple of kPackRows).
   if (w.rows % kPackRows != 0 || !is_packable_type(w.type) ||
       w.row_bytes != bytes_for(k, w.cols))
     fail(ErrorKind::invalid_argument, "matmul: an interleaved {} matrix of {} rows is not a repack_rows layout",
          gguf::ggml_type_name(w.type), w.rows);
   const size_t group_bytes = kPackRows * w.row_bytes;
   run(n_tasks, [&](int64_t task) {
-    const int64_t r0 = task * kRowsPerTask, r1 = std::min(w.rows, r0 + kRowsPerTask);
+    const int64_t r0 = task * rows_per_task, r1 = std::min(w.rows, r0 + rows_per_task);
     for (int64_t r = r0; r < r1; r += kPackRows) {
       const uint8_t* group = w.data + static_cast<size_t>(r / kPackRows) * group_bytes;
       if (k.packed_tile) {
