@@ -72,8 +72,10 @@ bool can_repack(const Matrix& w);
 
 // Rearranges w in place into groups of 8 rows and sets w.interleaved. Q4_0 / Q8_0, per
 // 32-element block: the 8 fp16 scales, then the quants in 4-byte chunks, chunk c of the 8 rows
-// side by side, so that one vector load feeds 8 rows. K-quants: the 8 rows' super-blocks i side
-// by side, so that the 8-row kernel reads one contiguous stream. `data` is w.data, writable.
+// side by side, so that one vector load feeds 8 rows. Q4_K / Q6_K: per super-block the 8 rows'
+// d (dmin), their sub-block scales regrouped by row, then the quants in 4-byte chunks likewise
+// (repack.cpp). Other K-quants: the 8 rows' super-blocks i side by side, so that the 8-row
+// kernel reads one contiguous stream. `data` is w.data, writable.
 // matmul on the result equals matmul on the original bit for bit. REQUIRES: can_repack(w).
 void repack_rows(Matrix& w, uint8_t* data);
 
