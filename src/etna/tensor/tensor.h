@@ -63,6 +63,15 @@ float vec_dot(GgmlType type, int64_t n, const void* weight_row, const void* acti
 // caller at a time; the others compute on their own thread).
 void matmul(const Matrix& w, const float* x, int64_t n_tokens, float* y);
 
+// Several matrices applied to the same x (e.g. a layer's q, k and v projections) in one
+// dispatch of the thread pool: y of each equals matmul(*w, x, n_tokens, y) bit for bit.
+// Matrices with the same cols and vec_dot_type share one conversion of the activations.
+struct MatmulOut {
+  const Matrix* w = nullptr;
+  float* y = nullptr;  // n_tokens x w->rows
+};
+void matmul_many(const MatmulOut* outs, int count, const float* x, int64_t n_tokens);
+
 // The types repack_rows has a layout for: Q4_0, Q8_0 and the K-quants Q2_K .. Q6_K.
 bool is_packable_type(GgmlType type);
 
