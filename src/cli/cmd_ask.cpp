@@ -7,7 +7,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
-#include <optional>
 #include <string>
 
 #include <fmt/format.h>
@@ -16,26 +15,22 @@
 #include "cli/command.h"
 #include "cli/model_ref.h"
 #include "cli/data_dir.h"
+#include "cli/rag_answerer.h"
 #include "cli/sampling_options.h"
 #include "etna/base/error.h"
 #include "etna/engine/embedder.h"
 #include "etna/engine/generator.h"
-#include "etna/model/model.h"
 #include "etna/rag/answer.h"
 #include "etna/rag/catalog.h"
 #include "etna/rag/ingest.h"
 #include "etna/rag/loader.h"
 #include "etna/rag/rerank.h"
 #include "etna/rag/retriever.h"
-#include "etna/tokenizer/chat_template.h"
-#include "etna/tokenizer/tokenizer.h"
 
 namespace etna::cli {
 namespace {
 
 namespace fs = std::filesystem;
-
-constexpr int kDefaultMaxContext = 4096;
 
 struct AskArgs {
   std::string collection;
@@ -113,45 +108,18 @@ void ask(const AskArgs& a) {
     std::fprintf(stderr, "etna: warning: no passage of collection '%s' matches the question\n", a.collection.c_str());
   }
 
-  auto model = model::Model::load(a.model);
-  auto tok = tokenizer::Tokenizer::from_gguf(model->file());
-  const int n_ctx_train = model->config().n_ctx_train;
-  const int n_ctx = a.ctx > 0 ? a.ctx : std::min(n_ctx_train > 0 ? n_ctx_train : kDefaultMaxContext, kDefaultMaxContext);
-
-  // The model's own chat template when it has one; a plain prompt otherwise.
-  std::optional<tokenizer::ChatTemplate> tmpl;
-  if (model->file().has("tokenizer.chat_template")) {
-    try {
-      tmpl.emplace(tokenizer::ChatTemplate::from_gguf(model->file()));
-    } catch (const Error& e) {
-      std::fprintf(stderr, "etna: warning: %s; using a plain prompt\n", e.what());
-    }
-  }
-  const auto& vocab = tok->vocab();
-  const std::string bos_text = vocab.bos >= 0 ? vocab.tokens[static_cast<size_t>(vocab.bos)] : "";
-  auto encode = [&](const std::string& text) {
-    tokenizer::EncodeOptions enc;
-    enc.parse_special = tmpl.has_value();
-    enc.add_special = !tmpl || bos_text.empty() || text.compare(0, bos_text.size(), bos_text) != 0;
-    return tok->encode(text, enc);
-  };
-
-  rag::AnswerPromptOptions popt;
-  popt.chat_template = tmpl ? &*tmpl : nullptr;
+  RagAnswerer answerer(a.model, a.ctx);  // the model, its tokenizer and chat template
+  const int n_ctx = answerer.n_ctx();
   const int reserve = params.max_tokens > 0 ? std::min(params.max_tokens, n_ctx / 2) : n_ctx / 4;
-  popt.max_prompt_tokens = static_cast<size_t>(n_ctx - reserve);
-  const rag::AnswerPrompt prompt =
-      rag::build_answer_prompt(a.question, std::move(hits), popt, [&](const std::string& t) { return encode(t).size(); });
+  const rag::AnswerPrompt prompt = answerer.answer_prompt(a.question, std::move(hits), reserve);
   if (prompt.dropped > 0 && !a.json) {
     clear_status();
     std::fprintf(stderr, "etna: note: %zu retrieved passage(s) left out to fit the %d-token context\n", prompt.dropped, n_ctx);
   }
 
-  engine::Generator gen(*model, *tok, n_ctx);
-  const std::vector<tokenizer::Token> tokens = encode(prompt.text);
-  status(fmt::format("etna: reading the prompt: 0/{} tokens", tokens.size()));
+  status("etna: reading the prompt ...");
   if (progress)
-    gen.set_prompt_progress([&](int done, int total) {
+    answerer.set_prompt_progress([&](int done, int total) {
       status(fmt::format("etna: reading the prompt: {}/{} tokens", done, total));
     });
   bool first = true;
@@ -163,7 +131,7 @@ void ask(const AskArgs& a) {
     if (!a.json) write_out(piece);
     return true;
   };
-  const engine::GenerationResult r = gen.generate(tokens, params, stream);
+  const engine::GenerationResult r = answerer.generate(prompt.text, params, stream);
   clear_status();
   const rag::ResolvedCitations cites = rag::resolve_citations(r.text, prompt.sources);
 
@@ -179,7 +147,7 @@ void ask(const AskArgs& a) {
                         {"mode", retriever->hybrid() ? "hybrid" : "bm25"},
                         {"dropped", prompt.dropped},
                         {"finish_reason", engine::finish_reason_name(r.finish)},
-                        {"prompt_tokens", tokens.size()},
+                        {"prompt_tokens", answerer.last_prompt_tokens()},
                         {"seed", r.seed}};
     write_out(j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
     return;

@@ -51,6 +51,7 @@ engine::GenerationResult RagAnswerer::generate(const std::string& prompt, const 
                                                const engine::PieceCallback& stream) {
   gen_->reset();
   const std::vector<tokenizer::Token> tokens = encode(prompt);
+  last_prompt_tokens_ = tokens.size();
   return gen_->generate(tokens, params, stream);
 }
 

@@ -2,6 +2,8 @@
 // answers` / `eval generate`: the model, its tokenizer and chat template (a plain prompt when it
 // has none), the context size, and generation from a rendered prompt.
 #pragma once
+#include <cstddef>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -39,6 +41,12 @@ class RagAnswerer {
   engine::GenerationResult generate(const std::string& prompt, const engine::SamplingParams& params,
                                     const engine::PieceCallback& stream = {});
 
+  // Called as the prompt is read (tokens done, total), for progress on a terminal.
+  void set_prompt_progress(std::function<void(int done, int total)> f) { gen_->set_prompt_progress(std::move(f)); }
+
+  // Tokens of the prompt the last generate() read.
+  std::size_t last_prompt_tokens() const { return last_prompt_tokens_; }
+
  private:
   std::unique_ptr<model::Model> model_;
   std::unique_ptr<tokenizer::Tokenizer> tok_;
@@ -46,6 +54,7 @@ class RagAnswerer {
   std::string bos_text_;
   int n_ctx_ = 0;
   std::unique_ptr<engine::Generator> gen_;
+  std::size_t last_prompt_tokens_ = 0;
 };
 
 }  // namespace etna::cli

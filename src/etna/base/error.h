@@ -21,9 +21,30 @@ enum class ErrorKind {
   internal,          // a bug: an invariant did not hold
 };
 
+// Messages often quote what the user sent (a name, a path, a header). what() is a C string, so a
+// NUL byte inside would cut the message there, and control bytes would reach a terminal or a log
+// as they are. The constructor therefore writes NUL and the C0 control bytes other than newline
+// and tab as \xNN, so the whole message survives what() and prints safely.
+inline std::string printable_message(const std::string& message) {
+  std::string out;
+  out.reserve(message.size());
+  for (const char ch : message) {
+    const auto c = static_cast<unsigned char>(ch);
+    if ((c < 0x20 && c != '\n' && c != '\t') || c == 0x7f) {
+      static constexpr char kHex[] = "0123456789abcdef";
+      out += "\\x";
+      out += kHex[c >> 4];
+      out += kHex[c & 15];
+    } else {
+      out += ch;
+    }
+  }
+  return out;
+}
+
 class Error : public std::runtime_error {
  public:
-  Error(ErrorKind kind, const std::string& message) : std::runtime_error(message), kind_(kind) {}
+  Error(ErrorKind kind, const std::string& message) : std::runtime_error(printable_message(message)), kind_(kind) {}
   explicit Error(const std::string& message) : Error(ErrorKind::invalid_argument, message) {}
   ErrorKind kind() const { return kind_; }
 

@@ -1,6 +1,8 @@
 #include "etna/server/head_gate.h"
 
 #include <algorithm>
+#include <cctype>
+#include <string_view>
 
 #include <poll.h>
 #include <sys/eventfd.h>
@@ -52,12 +54,60 @@ void send_best_effort(int fd, const std::string& bytes) {
 
 }  // namespace
 
+static bool iequals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i)
+    if (std::tolower(static_cast<unsigned char>(a[i])) != std::tolower(static_cast<unsigned char>(b[i]))) return false;
+  return true;
+}
+
+std::size_t gated_body_length(std::string_view head, const HeadLimits& limits) {
+  std::size_t length = 0;
+  bool has_length = false;
+  std::size_t pos = head.find('\n');
+  while (pos != std::string_view::npos && pos + 1 < head.size()) {
+    const std::size_t start = pos + 1;
+    const std::size_t end = head.find('\n', start);
+    std::string_view line = head.substr(start, end == std::string_view::npos ? std::string_view::npos : end - start);
+    pos = end;
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    const std::size_t colon = line.find(':');
+    if (colon == std::string_view::npos) continue;
+    const std::string_view name = line.substr(0, colon);
+    std::string_view value = line.substr(colon + 1);
+    while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
+    while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.remove_suffix(1);
+    if (iequals(name, "transfer-encoding") || iequals(name, "expect")) return 0;
+    if (iequals(name, "content-length")) {
+      if (has_length || value.empty() || value.size() > 12) return 0;  // odd: the parser decides
+      std::size_t v = 0;
+      for (char ch : value) {
+        if (ch < '0' || ch > '9') return 0;
+        v = v * 10 + static_cast<std::size_t>(ch - '0');
+      }
+      length = v;
+      has_length = true;
+    }
+  }
+  return length <= limits.max_gated_body_bytes ? length : 0;
+}
+
 HeadState absorb_head(Connection& c, const HeadLimits& limits) {
-  // Read without blocking until the socket is drained or the head limit is passed.
+  // Read without blocking until the socket is drained, the head limit is passed, or the head and
+  // its gated body are in.
   bool eof = false;
   char buf[8192];
-  while (c.pending.size() <= limits.max_head_bytes && head_end(c.pending, limits.max_head_bytes + 3) == std::string::npos) {
-    const std::size_t want = std::min(sizeof buf, limits.max_head_bytes + 1 - c.pending.size() + 3);
+  for (;;) {
+    std::size_t want;
+    const std::size_t end = head_end(c.pending, limits.max_head_bytes + 3);
+    if (end == std::string::npos) {
+      if (c.pending.size() > limits.max_head_bytes) break;
+      want = std::min(sizeof buf, limits.max_head_bytes + 1 - c.pending.size() + 3);
+    } else {
+      const std::size_t total = end + gated_body_length(std::string_view(c.pending).substr(0, end), limits);
+      if (c.pending.size() >= total) break;
+      want = std::min(sizeof buf, total - c.pending.size());
+    }
     ssize_t n = ::recv(c.fd, buf, want, MSG_DONTWAIT);
     if (n > 0) {
       c.pending.append(buf, static_cast<std::size_t>(n));
@@ -80,12 +130,16 @@ HeadState judge_head(const std::string& bytes, const HeadLimits& limits, bool eo
   // Lines in the head: the request line, the headers, the blank line.
   const std::size_t lines = static_cast<std::size_t>(std::count(bytes.begin(), bytes.begin() + static_cast<std::ptrdiff_t>(end), '\n'));
   if (lines > limits.max_header_count + 2) return HeadState::too_many_headers;
+  if (!eof && bytes.size() < end + gated_body_length(std::string_view(bytes).substr(0, end), limits))
+    return HeadState::body_incomplete;
   return HeadState::complete;
 }
 
 std::string head_refusal_message(HeadState state, const HeadLimits& limits) {
   if (state == HeadState::too_large) return fmt::format("the request head exceeds {} bytes", limits.max_head_bytes);
   if (state == HeadState::too_many_headers) return fmt::format("the request has more than {} headers", limits.max_header_count);
+  if (state == HeadState::body_incomplete)
+    return fmt::format("the request body did not arrive within {} ms", limits.head_timeout.count());
   return fmt::format("the request head did not arrive within {} ms", limits.head_timeout.count());
 }
 
@@ -93,6 +147,7 @@ struct HeadGate::Waiting {
   std::unique_ptr<Connection> c;
   Clock::time_point deadline;
   bool started = false;  // some of the head has arrived (the head deadline runs)
+  bool body = false;     // the head is whole, its gated body is awaited
   bool fresh = true;     // just added: what it already holds is judged without waiting for bytes
 };
 
@@ -191,6 +246,9 @@ void HeadGate::run() {
           case HeadState::too_many_headers:
             refuse(w, 431, head_refusal_message(state, limits_));
             continue;
+          case HeadState::body_incomplete:
+            w.body = true;
+            [[fallthrough]];
           case HeadState::incomplete:
             if (!w.started && !w.c->pending.empty()) {
               w.started = true;
@@ -201,7 +259,7 @@ void HeadGate::run() {
       }
       if (after >= w.deadline) {
         if (w.started)
-          refuse(w, 408, head_refusal_message(HeadState::incomplete, limits_));
+          refuse(w, 408, head_refusal_message(w.body ? HeadState::body_incomplete : HeadState::incomplete, limits_));
         continue;  // an idle connection just closes
       }
       keep.push_back(std::move(w));

@@ -1,7 +1,9 @@
 // The head gate: connections wait here, on one poll() thread, until a whole HTTP request head
-// (request line and headers, up to the blank line) has arrived. Only then does a worker thread
-// take the connection, so clients that send slowly (slowloris) or not at all cannot occupy the
-// worker pool, and a head has a deadline, a size limit and a header-count limit.
+// (request line and headers, up to the blank line) has arrived, and with it the whole body when
+// the head announces a small one (Content-Length up to max_gated_body_bytes). Only then does a
+// worker thread take the connection, so clients that send slowly (slowloris) or not at all cannot
+// occupy the worker pool, and a head has a deadline, a size limit and a header-count limit.
+// Larger or chunked bodies are read on the worker, at a minimum rate (http_server.cpp).
 //
 // cpp-httplib 0.11 reads a head line by line on a worker with a per-read timeout only, and keeps
 // every header; it has no setting for any of this, so HttpServer wraps it (http_server.cpp).
@@ -23,6 +25,9 @@ struct HeadLimits {
   std::chrono::milliseconds idle_timeout{5000};   // a kept-alive connection waiting for its next request
   std::size_t max_head_bytes = 32 * 1024;        // request line and headers together
   std::size_t max_header_count = 100;
+  // A body announced by Content-Length up to this size is awaited in the gate too, within the
+  // same deadline (not with Transfer-Encoding or Expect: 100-continue, whose client waits for us).
+  std::size_t max_gated_body_bytes = 64 * 1024;
   std::size_t max_waiting = 1024;                // connections in the gate; the most overdue goes first
 };
 
@@ -37,16 +42,23 @@ struct Connection {
   int served = 0;       // requests answered on this connection
 };
 
-enum class HeadState { complete, incomplete, closed, too_large, too_many_headers };
+// complete: the head is whole, and so is its gated body if it has one. body_incomplete: the head
+// is whole, its gated body not yet.
+enum class HeadState { complete, incomplete, body_incomplete, closed, too_large, too_many_headers };
 
-// Whether `bytes` start with a complete head within the limits; `eof`: no more bytes will come.
+// Whether `bytes` start with a complete head within the limits (and its gated body); `eof`: no
+// more bytes will come (a short body then counts as complete: the parser answers it).
 HeadState judge_head(const std::string& bytes, const HeadLimits& limits, bool eof);
+
+// The length of the body the gate awaits for this complete head (0: none, or too large, chunked
+// or expecting 100-continue: those are read on the worker).
+std::size_t gated_body_length(std::string_view head, const HeadLimits& limits);
 
 // The message of a 431 (too_large, too_many_headers) or 408 (incomplete at the deadline).
 std::string head_refusal_message(HeadState state, const HeadLimits& limits);
 
-// Reads what the socket has without blocking (at most up to the head limit) and says whether
-// `c.pending` now starts with a complete head.
+// Reads what the socket has without blocking (at most up to the head limit and the gated body)
+// and says whether `c.pending` now starts with a complete head (and gated body).
 HeadState absorb_head(Connection& c, const HeadLimits& limits);
 
 class HeadGate {

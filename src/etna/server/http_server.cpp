@@ -31,6 +31,17 @@ thread_local std::chrono::steady_clock::time_point t_request_start;
 // Set by the logger (which cpp-httplib calls once a response is written) when the response says
 // "Connection: close", e.g. because a handler left the body unread.
 thread_local bool t_response_closes = false;
+// Set by ConnectionStream when a request body fell below the minimum rate (BodyPace): the 400
+// cpp-httplib then answers becomes a 408 saying so, and the connection closes.
+thread_local bool t_body_too_slow = false;
+
+// A body read on a worker (one the head gate did not await) must arrive at an average of at
+// least `min_rate` bytes a second after a grace period, so a client that trickles a large body
+// cannot hold a worker for long; cpp-httplib's read timeout alone restarts with every byte.
+struct BodyPace {
+  std::chrono::milliseconds grace{10000};
+  std::size_t min_rate = 64 * 1024;  // bytes per second
+};
 
 // The credential headers of the request being handled on this thread, exactly as they arrived.
 // cpp-httplib percent-decodes header values and its parsed strings stop at a NUL, so the key
@@ -78,8 +89,10 @@ void capture_raw_credentials(std::string_view head) {
 // socket, with poll()-based read and write timeouts.
 class ConnectionStream : public httplib::Stream {
  public:
-  ConnectionStream(Connection& c, std::chrono::milliseconds read_timeout, std::chrono::milliseconds write_timeout)
-      : c_(c), read_ms_(static_cast<int>(read_timeout.count())), write_ms_(static_cast<int>(write_timeout.count())) {}
+  ConnectionStream(Connection& c, std::chrono::milliseconds read_timeout, std::chrono::milliseconds write_timeout,
+                   BodyPace pace)
+      : c_(c), read_ms_(static_cast<int>(read_timeout.count())), write_ms_(static_cast<int>(write_timeout.count())),
+        pace_(pace), start_(std::chrono::steady_clock::now()) {}
   ~ConnectionStream() override { c_.pending.erase(0, pos_); }  // the rest belongs to the next request
 
   bool is_readable() const override { return pos_ < c_.pending.size() || wait_for(POLLIN, read_ms_); }
@@ -94,11 +107,16 @@ class ConnectionStream : public httplib::Stream {
     if (pos_ >= c_.pending.size()) {
       c_.pending.clear();
       pos_ = 0;
-      if (!wait_for(POLLIN, read_ms_)) return -1;
-      if (size >= 4096) return ::recv(c_.fd, ptr, size, 0);  // large reads go straight through
+      if (!wait_within_pace()) return -1;
+      if (size >= 4096) {  // large reads go straight through
+        const ssize_t n = ::recv(c_.fd, ptr, size, 0);
+        if (n > 0) from_socket_ += static_cast<size_t>(n);
+        return n;
+      }
       char buf[4096];
       ssize_t n = ::recv(c_.fd, buf, sizeof buf, 0);
       if (n <= 0) return n;
+      from_socket_ += static_cast<size_t>(n);
       c_.pending.assign(buf, static_cast<size_t>(n));
     }
     const size_t k = std::min(size, c_.pending.size() - pos_);
@@ -115,6 +133,21 @@ class ConnectionStream : public httplib::Stream {
   socket_t socket() const override { return c_.fd; }
 
  private:
+  // Waits for the next bytes no longer than the read timeout, nor past the moment the bytes read
+  // so far fall below the pace's minimum rate (then t_body_too_slow is set).
+  bool wait_within_pace() {
+    using namespace std::chrono;
+    const auto allowed = start_ + pace_.grace +
+                         duration_cast<steady_clock::duration>(duration<double>(
+                             static_cast<double>(from_socket_) / static_cast<double>(std::max<size_t>(pace_.min_rate, 1))));
+    const auto left = duration_cast<milliseconds>(allowed - steady_clock::now()).count();
+    const bool pace_bound = left < read_ms_;
+    if (left <= 0 || !wait_for(POLLIN, static_cast<int>(std::min<long long>(left, read_ms_)))) {
+      if (pace_bound) t_body_too_slow = true;
+      return false;
+    }
+    return true;
+  }
   bool wait_for(short events, int ms) const {
     pollfd p{c_.fd, events, 0};
     for (;;) {
@@ -148,6 +181,9 @@ class ConnectionStream : public httplib::Stream {
   size_t pos_ = 0;
   int read_ms_;
   int write_ms_;
+  BodyPace pace_;
+  std::chrono::steady_clock::time_point start_;
+  size_t from_socket_ = 0;  // bytes this request read from the socket (not the gate's)
 };
 
 // cpp-httplib's Stream over bytes in memory (HttpServer::serve_bytes).
@@ -193,9 +229,9 @@ class MemoryStream : public httplib::Stream {
 class GatedServer : public httplib::Server {
  public:
   GatedServer(std::size_t threads, HeadLimits limits, std::chrono::milliseconds read_timeout,
-              std::chrono::milliseconds write_timeout, HeadGate::Refusal refusal)
+              std::chrono::milliseconds write_timeout, BodyPace pace, HeadGate::Refusal refusal)
       : threads_(threads), limits_(limits), read_timeout_(read_timeout), write_timeout_(write_timeout),
-        refusal_(std::move(refusal)) {
+        pace_(pace), refusal_(std::move(refusal)) {
     new_task_queue = [this] {
       pool_ = std::make_unique<httplib::ThreadPool>(threads_);
       gate_ = std::make_unique<HeadGate>(
@@ -240,6 +276,7 @@ class GatedServer : public httplib::Server {
       if (state != HeadState::complete) return out;
       capture_raw_credentials(std::string_view(rest));
       t_response_closes = false;
+      t_body_too_slow = false;
       bool connection_closed = false;
       MemoryStream strm(in, pos, out);
       const std::size_t before = pos;
@@ -266,13 +303,18 @@ class GatedServer : public httplib::Server {
       bool close_connection = static_cast<std::size_t>(c->served + 1) >= keep_alive_max_count_;
       bool connection_closed = false;
       t_response_closes = false;
+      t_body_too_slow = false;
       capture_raw_credentials(std::string_view(c->pending));
       bool ok;
       {
-        ConnectionStream strm(*c, read_timeout_, write_timeout_);
+        ConnectionStream strm(*c, read_timeout_, write_timeout_, pace_);
         ok = process_request(strm, close_connection, connection_closed, nullptr);
       }
       ++c->served;
+      if (t_body_too_slow) {
+        linger_close(c->fd);
+        return;
+      }
       if (!ok || close_connection || connection_closed || t_response_closes || !is_running()) {
         ::shutdown(c->fd, SHUT_RDWR);
         return;  // closes
@@ -280,10 +322,31 @@ class GatedServer : public httplib::Server {
     }
   }
 
+  // After a 408 for a slow body the client is still sending: closing with its bytes unread would
+  // reset the connection and could destroy the response before the client reads it. So stop
+  // sending, discard what arrives for a short while (bounded in time and bytes), then close.
+  static void linger_close(int fd) {
+    ::shutdown(fd, SHUT_WR);
+    const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(500);
+    std::size_t drained = 0;
+    char buf[4096];
+    while (drained < (256u << 10)) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now()).count();
+      if (left <= 0) break;
+      pollfd p{fd, POLLIN, 0};
+      if (::poll(&p, 1, static_cast<int>(left)) != 1) break;
+      const ssize_t n = ::recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+      if (n <= 0) break;
+      drained += static_cast<std::size_t>(n);
+    }
+    ::shutdown(fd, SHUT_RDWR);
+  }
+
   std::size_t threads_;
   HeadLimits limits_;
   std::chrono::milliseconds read_timeout_;
   std::chrono::milliseconds write_timeout_;
+  BodyPace pace_;
   HeadGate::Refusal refusal_;
   std::unique_ptr<httplib::ThreadPool> pool_;  // destroyed after gate_, whose callback uses it
   std::unique_ptr<HeadGate> gate_;
@@ -307,6 +370,11 @@ std::string reason_message(int status, const httplib::Request& req, std::size_t 
     case 416: return "requested range not satisfiable";
     default: return fmt::format("HTTP error {}", status);
   }
+}
+
+std::string slow_body_message(std::size_t min_rate) {
+  return fmt::format("the request body arrived slower than {} KiB/s; the connection is closed",
+                     std::max<std::size_t>(min_rate / 1024, 1));
 }
 
 bool starts_with(const std::string& s, const std::string& prefix) {
@@ -415,8 +483,11 @@ HttpServer::HttpServer(ServerOptions options)
     return fmt::format("HTTP/1.1 {} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
                        status, status == 408 ? "Request Timeout" : "Request Header Fields Too Large", body.size(), body);
   };
+  BodyPace pace;
+  pace.grace = limits.head_timeout;
+  pace.min_rate = std::max<std::size_t>(options_.min_body_rate, 1);
   server_ = std::make_unique<GatedServer>(static_cast<std::size_t>(threads), limits, options_.read_timeout,
-                                          options_.write_timeout, refusal);
+                                          options_.write_timeout, pace, refusal);
   server_->set_keep_alive_max_count(100);
   server_->set_payload_max_length(options_.max_body_bytes);
   auto split = [](std::chrono::milliseconds d) {
@@ -482,6 +553,12 @@ void HttpServer::install_hooks() {
   server_->set_error_handler(httplib::Server::HandlerWithResponse(
       [this](const httplib::Request& req, httplib::Response& res) {
         if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
+        if (t_body_too_slow && res.status == 400) {
+          res.status = 408;
+          res.set_header("Connection", "close");
+          send_error(req, res, 408, slow_body_message(options_.min_body_rate));
+          return httplib::Server::HandlerResponse::Handled;
+        }
         send_error(req, res, res.status, reason_message(res.status, req, options_.max_body_bytes));
         return httplib::Server::HandlerResponse::Handled;
       }));
@@ -618,6 +695,11 @@ void HttpServer::route(Method method, const std::string& pattern, Handler handle
     if (over || res.status == 413) {
       res.set_header("Connection", "close");  // the rest of the body is left unread
       send_error(req, res, 413, reason_message(413, req, limit));
+      return;
+    }
+    if (!read_ok && t_body_too_slow) {
+      res.set_header("Connection", "close");
+      send_error(req, res, 408, slow_body_message(options_.min_body_rate));
       return;
     }
     if (!read_ok) {  // timed out, or malformed chunking or compression

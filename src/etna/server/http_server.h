@@ -37,6 +37,10 @@ struct ServerOptions {
   std::chrono::milliseconds head_timeout{10000};
   std::size_t max_head_bytes = 32u << 10;
   std::size_t max_headers = 100;
+  // Bodies up to 64 KiB with a Content-Length are awaited with the head (same deadline). Larger
+  // or chunked ones are read on a worker and must average min_body_rate bytes a second after
+  // head_timeout's grace (408 otherwise), so a trickled body cannot hold a worker.
+  std::size_t min_body_rate = 64u << 10;
   std::vector<std::string> api_keys;          // empty = no authentication
   std::vector<std::string> cors_origins;      // empty = no CORS headers at all; "*" = any origin
   // Host names (beyond localhost and IP addresses) that requests may name in their Host header;

@@ -11,13 +11,18 @@ namespace {
 // Independent partial sums let the compiler vectorise without reassociating a single sum.
 constexpr int kLanes = 16;
 
-template <typename Load>
+// Tail is the type the leftover (n % kLanes) products are summed in: float for F32, double for
+// F16 and BF16, as GGML's ggml_vec_dot_f32 (float leftovers) and ggml_vec_dot_f16/_bf16
+// (leftovers in ggml_float, i.e. double) do. With an F16 KV cache and head_dim < 16 the whole
+// q.k product is leftovers: products of two halves are exact in float, so the double sum is the
+// exact dot product rounded once, the value GGML's AVX-512 build computes there.
+template <typename Tail = float, typename Load>
 float lane_dot(int64_t n, Load load) {
   float acc[kLanes] = {};
   int64_t i = 0;
   for (; i + kLanes <= n; i += kLanes)
     for (int l = 0; l < kLanes; ++l) acc[l] += load(i + l);
-  float tail = 0.0f;
+  Tail tail = 0;
   for (; i < n; ++i) tail += load(i);
   double sum = tail;
   for (int l = 0; l < kLanes; ++l) sum += acc[l];
@@ -66,7 +71,7 @@ float vec_dot_f16(int64_t n, const void* w, const void* a) {
   const uint16_t* x = static_cast<const uint16_t*>(w);
   const uint16_t* y = static_cast<const uint16_t*>(a);
   const float* table = fp16_table();
-  return lane_dot(n, [x, y, table](int64_t i) { return table[x[i]] * table[y[i]]; });
+  return lane_dot<double>(n, [x, y, table](int64_t i) { return table[x[i]] * table[y[i]]; });
 }
 
 void axpy_f32(int64_t n, float a, const void* x, float* y) {
@@ -93,7 +98,7 @@ void quantize_bf16(const float* src, void* dst, int64_t n) {
 float vec_dot_bf16(int64_t n, const void* w, const void* a) {
   const uint16_t* x = static_cast<const uint16_t*>(w);
   const uint16_t* y = static_cast<const uint16_t*>(a);
-  return lane_dot(n, [x, y](int64_t i) { return bf16_to_fp32(x[i]) * bf16_to_fp32(y[i]); });
+  return lane_dot<double>(n, [x, y](int64_t i) { return bf16_to_fp32(x[i]) * bf16_to_fp32(y[i]); });
 }
 
 }  // namespace etna::tensor::scalar

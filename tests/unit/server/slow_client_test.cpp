@@ -27,6 +27,9 @@ class Served {
     server_->route(Method::get, "/health", [](const httplib::Request&, httplib::Response& res) {
       send_json(res, {{"status", "ok"}});
     });
+    server_->route(Method::post, "/echo", [](const httplib::Request& req, httplib::Response& res) {
+      send_json(res, {{"bytes", req.body.size()}});
+    });
     server_->bind();
     thread_ = std::thread([this] { server_->listen(); });
     server_->wait_until_ready();
@@ -187,6 +190,107 @@ TEST(SlowClients, HeadThatNeverEndsGets408) {
   dribble.join();
   ::close(fd);
   EXPECT_EQ(reply.compare(0, 12, "HTTP/1.1 408"), 0) << reply.substr(0, 300);
+}
+
+// A slow body, too: small bodies (Content-Length up to 64 KiB) are awaited in the gate, so 24
+// clients trickling theirs hold none of the 4 workers.
+TEST(SlowClients, TrickledSmallBodiesDoNotBlockOtherRequests) {
+  ServerOptions opt;
+  opt.threads = 4;
+  Served s(opt);
+  std::atomic<bool> done{false};
+  std::vector<std::thread> slow;
+  for (int i = 0; i < 24; ++i) {
+    slow.emplace_back([&] {
+      int fd = connect_loopback(s.port(), 60);
+      if (fd < 0) return;
+      send_all(fd, "POST /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 4000\r\n\r\n");
+      for (int k = 0; k < 400 && !done; ++k) {  // a byte every 100 ms
+        if (!send_all(fd, " ")) break;
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      }
+      ::close(fd);
+    });
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  httplib::Client c("127.0.0.1", s.port());
+  c.set_read_timeout(20, 0);  // before the fix the 4 workers were all held: no answer came
+  int answered = 0;
+  for (int i = 0; i < 3; ++i) {
+    auto r = c.Post("/echo", "{\"a\": 1}", "application/json");
+    if (r && r->status == 200 && r->body.find("\"bytes\":8") != std::string::npos) ++answered;
+  }
+  done = true;
+  for (auto& t : slow) t.join();
+  EXPECT_EQ(answered, 3) << "/echo did not answer while slow clients trickled bodies";
+}
+
+TEST(SlowClients, SmallBodyThatNeverArrivesGets408) {
+  ServerOptions opt;
+  opt.head_timeout = std::chrono::milliseconds(300);
+  Served s(opt);
+  int fd = connect_loopback(s.port(), 30);
+  ASSERT_GE(fd, 0);
+  send_all(fd, "POST /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n\r\n0123456789");
+  std::string reply = read_all(fd);
+  ::close(fd);
+  EXPECT_EQ(reply.compare(0, 12, "HTTP/1.1 408"), 0) << reply.substr(0, 300);
+  EXPECT_NE(reply.find("request body did not arrive"), std::string::npos) << reply;
+}
+
+// A large body is read on a worker, which lets it go once the body falls below the minimum rate
+// (before, each byte restarted the 30 s read timeout: a worker could be held for hours).
+TEST(SlowClients, LargeBodyBelowTheMinimumRateGets408) {
+  ServerOptions opt;
+  opt.head_timeout = std::chrono::milliseconds(300);  // the grace before the rate counts
+  opt.min_body_rate = 64 * 1024;
+  Served s(opt);
+  int fd = connect_loopback(s.port(), 30);
+  ASSERT_GE(fd, 0);
+  send_all(fd, "POST /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 1000000\r\n\r\n");
+  std::atomic<bool> stop{false};
+  std::thread dribble([&] {
+    for (int k = 0; k < 600 && !stop; ++k) {  // 100 bytes every 50 ms: 2 KB/s
+      if (!send_all(fd, std::string(100, ' '))) return;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+  });
+  std::string reply = read_all(fd);
+  stop = true;
+  ::shutdown(fd, SHUT_RDWR);
+  dribble.join();
+  ::close(fd);
+  EXPECT_EQ(reply.compare(0, 12, "HTTP/1.1 408"), 0) << reply.substr(0, 300);
+  EXPECT_NE(reply.find("slower than 64 KiB/s"), std::string::npos) << reply;
+}
+
+// Bodies that arrive at a normal pace still work: small ones through the gate, large ones on the
+// worker, and a client that waits for "100 Continue" before its body is not kept waiting.
+TEST(SlowClients, BodiesOfEverySizeAreRead) {
+  Served s(ServerOptions{});
+  httplib::Client c("127.0.0.1", s.port());
+  c.set_read_timeout(20, 0);
+  for (std::size_t size : {std::size_t{0}, std::size_t{10}, std::size_t{64 * 1024}, std::size_t{64 * 1024 + 1},
+                           std::size_t{3 << 20}}) {
+    const std::string body = size == 0 ? "" : "\"" + std::string(size - std::min<std::size_t>(size, 2), 'x') + "\"";
+    auto r = c.Post("/echo", body.substr(0, size), "application/json");
+    ASSERT_TRUE(r) << size;
+    EXPECT_EQ(r->status, 200) << size;
+    EXPECT_NE(r->body.find("\"bytes\":" + std::to_string(size)), std::string::npos) << size << " " << r->body;
+  }
+  int fd = connect_loopback(s.port(), 30);
+  ASSERT_GE(fd, 0);
+  send_all(fd, "POST /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nExpect: 100-continue\r\n"
+               "Content-Length: 2\r\nConnection: close\r\n\r\n");
+  char buf[256];
+  const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+  ASSERT_GT(n, 0);
+  EXPECT_EQ(std::string(buf, static_cast<std::size_t>(n)).compare(0, 12, "HTTP/1.1 100"), 0);
+  send_all(fd, "{}");
+  const std::string reply = read_all(fd);
+  ::close(fd);
+  EXPECT_NE(reply.find("HTTP/1.1 200"), std::string::npos) << reply;
+  EXPECT_NE(reply.find("\"bytes\":2"), std::string::npos) << reply;
 }
 
 // Kept-alive and pipelined requests still work through the gate (and on a worker's read-ahead).

@@ -248,6 +248,43 @@ TEST(VecDot, MatchesDoublePrecisionDotOfDecodedOperands) {
   }
 }
 
+// GGML's ggml_vec_dot_f16 sums the products it does not vectorise in double. A product of two
+// halves is exact in float, so an F16 dot shorter than one vector step (an F16 KV cache's q.k with
+// head_dim 8) is the exact dot rounded once, on every kernel set; a float running sum is not.
+TEST(VecDot, ShortF16DotIsTheExactDotRoundedOnce) {
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<float> mag(0.5f, 2.0f);
+  for (const std::string& set : available_kernel_sets()) {
+    const TypeKernels& k = (*kernel_table_for(set))[static_cast<size_t>(GgmlType::F16)];
+    const TypeKernels& act = (*kernel_table_for(set))[static_cast<size_t>(k.vec_dot_type)];
+    ASSERT_EQ(k.vec_dot_type, GgmlType::F16) << set;
+    int float_sum_differs = 0;
+    for (int trial = 0; trial < 2000; ++trial) {
+      const int n = 2 + trial % 14;  // 2..15: no full 16-element step
+      std::vector<float> x(n), y(n);
+      for (int i = 0; i < n; ++i) {
+        x[i] = (rng() & 1 ? -1 : 1) * mag(rng);
+        y[i] = (rng() & 1 ? -1 : 1) * mag(rng);
+      }
+      std::vector<uint16_t> xh(n), yh(n);
+      k.quantize(x.data(), xh.data(), n);
+      act.quantize(y.data(), yh.data(), n);
+      std::vector<float> xd(n), yd(n);
+      k.dequantize(xh.data(), xd.data(), n);
+      act.dequantize(yh.data(), yd.data(), n);
+      double exact = 0;  // terms of 22 significant bits within 2^4 of each other: no rounding
+      float running = 0;
+      for (int i = 0; i < n; ++i) {
+        exact += static_cast<double>(xd[i]) * yd[i];
+        running += xd[i] * yd[i];
+      }
+      ASSERT_EQ(k.vec_dot(n, xh.data(), yh.data()), static_cast<float>(exact)) << set << " n=" << n << " trial " << trial;
+      float_sum_differs += running != static_cast<float>(exact);
+    }
+    EXPECT_GT(float_sum_differs, 100) << "the trials do not tell a float sum from the exact one";
+  }
+}
+
 TEST(VecDot, ActivationFormatsAgainstThemselves) {
   for (GgmlType t : {GgmlType::Q8_1, GgmlType::Q8_K}) {
     ASSERT_EQ(vec_dot_type(t), t);
