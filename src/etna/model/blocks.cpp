@@ -42,6 +42,22 @@ void linear(const Matrix& w, const Matrix& bias, const float* x, int n_tokens, s
   }
 }
 
+void linear_same_input(std::initializer_list<LinearOut> outs, const float* x, int n_tokens) {
+  std::vector<tensor::MatmulOut> mm;
+  for (const LinearOut& o : outs) {
+    if (Model::LinearObserver* obs = g_linear_observer.load(std::memory_order_relaxed)) obs->observe(*o.w, x, n_tokens);
+    o.y->resize(static_cast<size_t>(n_tokens) * o.w->rows);
+    mm.push_back({o.w, o.y->data()});
+  }
+  tensor::matmul_many(mm.data(), static_cast<int>(mm.size()), x, n_tokens);
+  for (const LinearOut& o : outs) {
+    if (o.bias == nullptr || o.bias->data == nullptr) continue;
+    const float* b = floats(*o.bias);
+    for (int t = 0; t < n_tokens; ++t)
+      for (int64_t r = 0; r < o.w->rows; ++r) (*o.y)[t * o.w->rows + r] += b[r];
+  }
+}
+
 void soft_cap(float* x, size_t n, float cap) {
   const float inv = 1.0f / cap;  // GGML scales by the reciprocal, then by the cap
   for (size_t i = 0; i < n; ++i) x[i] = std::tanh(x[i] * inv) * cap;
@@ -264,8 +280,7 @@ void geglu(std::vector<float>& gate, const std::vector<float>& up, bool f16_tabl
 void gated_ffn(const Matrix& gate, const Matrix& up, const Matrix& down, Activation act, const std::vector<float>& x,
                int n, std::vector<float>& out) {
   std::vector<float> g, u;
-  linear(gate, x.data(), n, g);
-  linear(up, x.data(), n, u);
+  linear_same_input({{&gate, nullptr, &g}, {&up, nullptr, &u}}, x.data(), n);
   if (act == Activation::silu)
     swiglu(g, u);
   else

@@ -6,6 +6,7 @@
 #pragma once
 #include <atomic>
 #include <cstdint>
+#include <initializer_list>
 #include <vector>
 
 #include "etna/model/model.h"
@@ -27,6 +28,15 @@ void linear(const Matrix& w, const Matrix& bias, const float* x, int n_tokens, s
 inline void linear(const Matrix& w, const float* x, int n_tokens, std::vector<float>& y) {
   linear(w, Matrix{}, x, n_tokens, y);
 }
+
+// Several linear() on the same x in one thread-pool dispatch (q, k, v; gate and up), the
+// activations converted once: each y exactly as linear() computes it.
+struct LinearOut {
+  const Matrix* w;
+  const Matrix* bias;  // nullptr or a Matrix without data: no bias
+  std::vector<float>* y;
+};
+void linear_same_input(std::initializer_list<LinearOut> outs, const float* x, int n_tokens);
 
 // x = tanh(x / cap) * cap elementwise (Gemma 2's logit soft-capping).
 void soft_cap(float* x, size_t n, float cap);

@@ -45,9 +45,8 @@ void forward(const Model& m, const Batch& batch, KvCache& cache, bool hidden, st
 
     // Attention: norm, projections, rotary embedding, keys/values into the cache, GQA.
     for (int t = 0; t < n; ++t) rms_norm(&cur[t * E], &x[t * E], floats(L.attn_norm), E, c.rms_eps);
-    linear(L.attn_q, L.attn_q_bias, cur.data(), n, q);
-    linear(L.attn_k, L.attn_k_bias, cur.data(), n, k);
-    linear(L.attn_v, L.attn_v_bias, cur.data(), n, v);
+    linear_same_input({{&L.attn_q, &L.attn_q_bias, &q}, {&L.attn_k, &L.attn_k_bias, &k}, {&L.attn_v, &L.attn_v_bias, &v}},
+                      cur.data(), n);
     rope_and_store(c, rope, batch, cache, l, q, k, v);
     attention(c, attn_params, batch, cache, l, q, attn);
     linear(L.attn_output, attn.data(), n, y);

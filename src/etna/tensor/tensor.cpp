@@ -78,6 +78,8 @@ std::shared_ptr<base::ThreadPool> pool() {
 constexpr int64_t kMinParallelWork = int64_t{1} << 17;
 // Rows per task: a multiple of the tile height, small enough to balance two busy cores.
 constexpr int64_t kRowsPerTask = 16;
+// Contiguous row ranges per thread in a decode matmul.
+constexpr int64_t kTasksPerThread = 4;
 
 }  // namespace
 
@@ -105,44 +107,26 @@ std::string active_kernels_name() {
   return name;
 }
 
-void matmul(const Matrix& w, const float* x, int64_t n_tokens, float* y) {
-  const TypeKernels& k = kernels_or_throw(w.type);
+namespace {
+
+// Checks one matrix of a matmul; false when there is nothing to compute.
+bool check_matmul(const Matrix& w, const TypeKernels& k, int64_t n_tokens) {
   check_length(k, w.cols, "matmul");
   if (w.rows < 0 || n_tokens < 0) fail(ErrorKind::invalid_argument, "matmul: negative shape");
   if (w.row_bytes < bytes_for(k, w.cols))
     fail(ErrorKind::invalid_argument, "matmul: row_bytes {} is less than the {} bytes of {} {} elements", w.row_bytes,
          bytes_for(k, w.cols), w.cols, gguf::ggml_type_name(w.type));
-  if (w.rows == 0 || n_tokens == 0) return;
+  if (w.interleaved && (w.rows % kPackRows != 0 || !is_packable_type(w.type) || w.row_bytes != bytes_for(k, w.cols)))
+    fail(ErrorKind::invalid_argument, "matmul: an interleaved {} matrix of {} rows is not a repack_rows layout",
+         gguf::ggml_type_name(w.type), w.rows);
+  return w.rows > 0 && n_tokens > 0;
+}
 
-  const TypeKernels& act = kernels_or_throw(k.vec_dot_type);
-  check_length(act, w.cols, "matmul activations");
-  const size_t act_bytes = bytes_for(act, w.cols);
-  const int64_t work = w.rows * w.cols * n_tokens;
-  std::shared_ptr<base::ThreadPool> threads = work >= kMinParallelWork ? pool() : nullptr;
-  auto run = [&threads](int64_t n_tasks, const std::function<void(int64_t)>& fn) {
-    if (threads && n_tasks > 1) {
-      threads->run(n_tasks, fn);
-    } else {
-      for (int64_t i = 0; i < n_tasks; ++i) fn(i);
-    }
-  };
-
-  // Convert every token's activations once (F32 weights use x as it is).
-  const uint8_t* acts = reinterpret_cast<const uint8_t*>(x);
-  thread_local std::vector<uint8_t> scratch;
-  if (k.vec_dot_type != GgmlType::F32) {
-    scratch.resize(act_bytes * static_cast<size_t>(n_tokens));
-    uint8_t* out = scratch.data();
-    const int64_t tokens_per_task = 8;
-    run((n_tokens + tokens_per_task - 1) / tokens_per_task, [&](int64_t task) {
-      const int64_t end = std::min(n_tokens, (task + 1) * tokens_per_task);
-      for (int64_t t = task * tokens_per_task; t < end; ++t)
-        act.quantize(x + t * w.cols, out + static_cast<size_t>(t) * act_bytes, w.cols);
-    });
-    acts = scratch.data();
-  }
-
-  // y rows r0..r1 from row-major weight rows, row r at `rows + (r - r0) * w.row_bytes`.
+// y rows r0..r1 of w times the converted activations (n_tokens rows of act_bytes at acts).
+// For an interleaved matrix r0 and r1 are multiples of kPackRows.
+void matmul_rows(const Matrix& w, const TypeKernels& k, const uint8_t* acts, size_t act_bytes, int64_t n_tokens,
+                 float* y, int64_t r0, int64_t r1) {
+  // Rows r0..r1 from row-major weight rows, row r at `rows + (r - r0) * w.row_bytes`.
   auto row_major = [&](const uint8_t* rows, int64_t r0, int64_t r1) {
     if (k.tile) {
       // Tiles of up to kTileRows rows x kTileTokens tokens: each weight block is decoded once
@@ -165,40 +149,116 @@ void matmul(const Matrix& w, const float* x, int64_t n_tokens, float* y) {
       }
     }
   };
-
-  const int64_t n_tasks = (w.rows + kRowsPerTask - 1) / kRowsPerTask;
   if (!w.interleaved) {
-    run(n_tasks, [&](int64_t task) {
-      const int64_t r0 = task * kRowsPerTask, r1 = std::min(w.rows, r0 + kRowsPerTask);
-      row_major(w.row(r0), r0, r1);
-    });
+    row_major(w.row(r0), r0, r1);
     return;
   }
-  // Interleaved groups of kPackRows rows (kRowsPerTask is a multiple of kPackRows).
-  if (w.rows % kPackRows != 0 || !is_packable_type(w.type) ||
-      w.row_bytes != bytes_for(k, w.cols))
-    fail(ErrorKind::invalid_argument, "matmul: an interleaved {} matrix of {} rows is not a repack_rows layout",
-         gguf::ggml_type_name(w.type), w.rows);
+  // Interleaved groups of kPackRows rows.
   const size_t group_bytes = kPackRows * w.row_bytes;
-  run(n_tasks, [&](int64_t task) {
-    const int64_t r0 = task * kRowsPerTask, r1 = std::min(w.rows, r0 + kRowsPerTask);
-    for (int64_t r = r0; r < r1; r += kPackRows) {
-      const uint8_t* group = w.data + static_cast<size_t>(r / kPackRows) * group_bytes;
-      if (k.packed_tile) {
-        for (int64_t t = 0; t < n_tokens; t += kTileTokens) {
-          const int nt = static_cast<int>(std::min<int64_t>(kTileTokens, n_tokens - t));
-          k.packed_tile(w.cols, group, acts + static_cast<size_t>(t) * act_bytes, act_bytes, y + t * w.rows + r,
-                        static_cast<size_t>(w.rows), kPackRows, nt);
-        }
-      } else {
-        // A kernel set without packed kernels (e.g. scalar): the group's rows restored first.
-        thread_local std::vector<uint8_t> rows;
-        rows.resize(group_bytes);
-        unpack_group(w, r / kPackRows, rows.data());
-        row_major(rows.data(), r, r + kPackRows);
+  for (int64_t r = r0; r < r1; r += kPackRows) {
+    const uint8_t* group = w.data + static_cast<size_t>(r / kPackRows) * group_bytes;
+    if (k.packed_tile) {
+      for (int64_t t = 0; t < n_tokens; t += kTileTokens) {
+        const int nt = static_cast<int>(std::min<int64_t>(kTileTokens, n_tokens - t));
+        k.packed_tile(w.cols, group, acts + static_cast<size_t>(t) * act_bytes, act_bytes, y + t * w.rows + r,
+                      static_cast<size_t>(w.rows), kPackRows, nt);
       }
+    } else {
+      // A kernel set without packed kernels (e.g. scalar): the group's rows restored first.
+      thread_local std::vector<uint8_t> rows;
+      rows.resize(group_bytes);
+      unpack_group(w, r / kPackRows, rows.data());
+      row_major(rows.data(), r, r + kPackRows);
     }
+  }
+}
+
+// The matmuls of `outs` (same cols and activation type) on the same x, in one dispatch.
+void matmul_same_input(const MatmulOut* outs, int count, const float* x, int64_t n_tokens) {
+  const Matrix& w0 = *outs[0].w;
+  const TypeKernels& k0 = kernels_or_throw(w0.type);
+  const TypeKernels& act = kernels_or_throw(k0.vec_dot_type);
+  check_length(act, w0.cols, "matmul activations");
+  const size_t act_bytes = bytes_for(act, w0.cols);
+  int64_t work = 0;
+  for (int i = 0; i < count; ++i) work += outs[i].w->rows * w0.cols * n_tokens;
+  std::shared_ptr<base::ThreadPool> threads = work >= kMinParallelWork ? pool() : nullptr;
+  auto run = [&threads](int64_t n_tasks, const std::function<void(int64_t)>& fn) {
+    if (threads && n_tasks > 1) {
+      threads->run(n_tasks, fn);
+    } else {
+      for (int64_t i = 0; i < n_tasks; ++i) fn(i);
+    }
+  };
+
+  // Convert every token's activations once (F32 weights use x as it is).
+  const uint8_t* acts = reinterpret_cast<const uint8_t*>(x);
+  thread_local std::vector<uint8_t> scratch;
+  if (k0.vec_dot_type != GgmlType::F32) {
+    scratch.resize(act_bytes * static_cast<size_t>(n_tokens));
+    uint8_t* out = scratch.data();
+    const int64_t tokens_per_task = 8;
+    run((n_tokens + tokens_per_task - 1) / tokens_per_task, [&](int64_t task) {
+      const int64_t end = std::min(n_tokens, (task + 1) * tokens_per_task);
+      for (int64_t t = task * tokens_per_task; t < end; ++t)
+        act.quantize(x + t * w0.cols, out + static_cast<size_t>(t) * act_bytes, w0.cols);
+    });
+    acts = scratch.data();
+  }
+
+  // Decode (one tile of tokens): each task streams one contiguous range of rows, a few per
+  // thread and matrix so that a core slowed by a neighbour still balances; the hardware and
+  // software prefetchers then run along a long stream instead of restarting every 16 rows.
+  // Larger batches keep small tasks (the tiles are compute-bound there).
+  constexpr int kMaxOuts = 4;
+  int64_t rows_per_task[kMaxOuts], first_task[kMaxOuts + 1];
+  const TypeKernels* kern[kMaxOuts];
+  first_task[0] = 0;
+  for (int i = 0; i < count; ++i) {
+    const Matrix& w = *outs[i].w;
+    kern[i] = &kernels_or_throw(w.type);
+    int64_t rpt = kRowsPerTask;  // a multiple of kPackRows
+    if (n_tokens <= kTileTokens && threads) {
+      const int64_t per = (w.rows + kTasksPerThread * threads->size() - 1) / (kTasksPerThread * threads->size());
+      rpt = std::max<int64_t>(kRowsPerTask, (per + kRowsPerTask - 1) / kRowsPerTask * kRowsPerTask);
+    }
+    rows_per_task[i] = rpt;
+    first_task[i + 1] = first_task[i] + (w.rows + rpt - 1) / rpt;
+  }
+  run(first_task[count], [&](int64_t task) {
+    int i = 0;
+    while (task >= first_task[i + 1]) ++i;
+    const Matrix& w = *outs[i].w;
+    const int64_t r0 = (task - first_task[i]) * rows_per_task[i], r1 = std::min(w.rows, r0 + rows_per_task[i]);
+    matmul_rows(w, *kern[i], acts, act_bytes, n_tokens, outs[i].y, r0, r1);
   });
+}
+
+}  // namespace
+
+void matmul(const Matrix& w, const float* x, int64_t n_tokens, float* y) {
+  const MatmulOut out{&w, y};
+  matmul_many(&out, 1, x, n_tokens);
+}
+
+void matmul_many(const MatmulOut* outs, int count, const float* x, int64_t n_tokens) {
+  // Check everything first; then one dispatch per run of neighbours (at most 4) that can share
+  // the converted activations.
+  for (int i = 0; i < count; ++i) check_matmul(*outs[i].w, kernels_or_throw(outs[i].w->type), n_tokens);
+  if (n_tokens <= 0) return;
+  constexpr int kMaxOuts = 4;
+  MatmulOut group[kMaxOuts];
+  int n = 0;
+  for (int i = 0; i <= count; ++i) {
+    const bool joins = i < count && n > 0 && n < kMaxOuts && outs[i].w->cols == group[0].w->cols &&
+                       kernels_or_throw(outs[i].w->type).vec_dot_type ==
+                           kernels_or_throw(group[0].w->type).vec_dot_type;
+    if (n > 0 && !joins) {
+      matmul_same_input(group, n, x, n_tokens);
+      n = 0;
+    }
+    if (i < count && outs[i].w->rows > 0) group[n++] = outs[i];
+  }
 }
 
 }  // namespace etna::tensor

@@ -63,6 +63,15 @@ float vec_dot(GgmlType type, int64_t n, const void* weight_row, const void* acti
 // caller at a time; the others compute on their own thread).
 void matmul(const Matrix& w, const float* x, int64_t n_tokens, float* y);
 
+// Several matrices applied to the same x (e.g. a layer's q, k and v projections) in one
+// dispatch of the thread pool: y of each equals matmul(*w, x, n_tokens, y) bit for bit.
+// Matrices with the same cols and vec_dot_type share one conversion of the activations.
+struct MatmulOut {
+  const Matrix* w = nullptr;
+  float* y = nullptr;  // n_tokens x w->rows
+};
+void matmul_many(const MatmulOut* outs, int count, const float* x, int64_t n_tokens);
+
 // The types repack_rows has a layout for: Q4_0, Q8_0 and the K-quants Q2_K .. Q6_K.
 bool is_packable_type(GgmlType type);
 
@@ -72,8 +81,10 @@ bool can_repack(const Matrix& w);
 
 // Rearranges w in place into groups of 8 rows and sets w.interleaved. Q4_0 / Q8_0, per
 // 32-element block: the 8 fp16 scales, then the quants in 4-byte chunks, chunk c of the 8 rows
-// side by side, so that one vector load feeds 8 rows. K-quants: the 8 rows' super-blocks i side
-// by side, so that the 8-row kernel reads one contiguous stream. `data` is w.data, writable.
+// side by side, so that one vector load feeds 8 rows. Q4_K / Q6_K: per super-block the 8 rows'
+// d (dmin), their sub-block scales regrouped by row, then the quants in 4-byte chunks likewise
+// (repack.cpp). Other K-quants: the 8 rows' super-blocks i side by side, so that the 8-row
+// kernel reads one contiguous stream. `data` is w.data, writable.
 // matmul on the result equals matmul on the original bit for bit. REQUIRES: can_repack(w).
 void repack_rows(Matrix& w, uint8_t* data);
 

@@ -1,4 +1,4 @@
-// Repacking at load (tensor::repack_rows on the Q4_0 / Q8_0 matrices): the same logits bit for
+// Repacking at load (tensor::repack_rows on the Q4_0 / Q8_0 / K-quant matrices): the same logits bit for
 // bit as the file's layout, under whatever kernel set the run forces (ETNA_KERNELS), and the
 // file on disk untouched.
 #include <cstring>
