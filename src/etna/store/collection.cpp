@@ -8,6 +8,7 @@
 #include <map>
 #include <mutex>
 #include <queue>
+#include <random>
 #include <shared_mutex>
 #include <thread>
 
@@ -18,6 +19,7 @@
 #include "etna/store/hnsw.h"
 #include "etna/store/multi_collection.h"
 #include "etna/store/payload_index.h"
+#include "etna/store/product_quantizer.h"
 #include "etna/store/storage.h"
 
 namespace etna::store {
@@ -45,6 +47,9 @@ constexpr const char* kDataFile = "data.etna";
 constexpr const char* kWalFile = "wal.log";
 constexpr const char* kVectorFile = "vectors.f32";  // scratch mapping, rebuilt on open
 constexpr size_t kQuantizeMinPoints = 256;  // train int8 ranges once there is enough data
+// Product quantisation trains 256 centroids per sub-space, so it waits for more points: k-means
+// on fewer than ~8 points per centroid gives a codebook that mostly memorises its sample.
+constexpr size_t kProductMinPoints = 2048;
 constexpr size_t kMinTombstonesForRebuild = 128;
 
 json config_to_storage(const CollectionConfig& c) {
@@ -57,6 +62,7 @@ json config_to_storage(const CollectionConfig& c) {
             {"wal_capacity_mb", c.wal_capacity_mb}};
   if (c.quantization) j["quantization"] = {{"quantile", c.quantization->quantile}, {"always_ram", c.quantization->always_ram}};
   if (c.binary) j["binary"] = {{"always_ram", c.binary->always_ram}};
+  if (c.product) j["product"] = {{"compression", c.product->compression}, {"always_ram", c.product->always_ram}};
   return j;
 }
 
@@ -74,6 +80,8 @@ CollectionConfig config_from_storage(const json& j) {
       c.quantization = ScalarQuantization{j["quantization"].at("quantile").get<float>(),
                                           j["quantization"].value("always_ram", true)};
     if (j.contains("binary") && !j["binary"].is_null()) c.binary = BinaryQuantization{j["binary"].value("always_ram", true)};
+    if (j.contains("product") && !j["product"].is_null())
+      c.product = ProductQuantization{j["product"].at("compression").get<uint32_t>(), j["product"].value("always_ram", true)};
     c.validate();
     return c;
   } catch (const Error&) {
@@ -191,6 +199,26 @@ inline void prefetch_bytes(const void* p, size_t bytes) {
   const char* c = static_cast<const char*>(p);
   for (size_t off = 0; off < bytes; off += 64) __builtin_prefetch(c + off);
 }
+
+// ADC distances: the graph walk's space over product codes.
+struct ProductSpace {
+  const uint8_t* codes;
+  size_t m;
+  const float* table;  // m x 256
+  float operator()(uint32_t v) const {
+    const uint8_t* c = codes + size_t(v) * m;
+    float s0 = 0, s1 = 0;  // two chains so the adds overlap
+    size_t j = 0;
+    for (; j + 1 < m; j += 2) {
+      s0 += table[j * ProductQuantizer::kCentroids + c[j]];
+      s1 += table[(j + 1) * ProductQuantizer::kCentroids + c[j + 1]];
+    }
+    if (j < m) s0 += table[j * ProductQuantizer::kCentroids + c[j]];
+    return s0 + s1;
+  }
+  void prefetch(uint32_t v) const { __builtin_prefetch(codes + size_t(v) * m); }
+  void prefetch_all(uint32_t v) const { prefetch_bytes(codes + size_t(v) * m, std::min<size_t>(m, 1024)); }
+};
 
 // Float distances between a query (or a stored node) and stored vectors. The kernel is looked
 // up once (when the space is made), not per distance.
@@ -374,7 +402,7 @@ class CollectionImpl {
     std::error_code ec;
     std::filesystem::create_directories(dir_, ec);
     if (ec) fail(ErrorKind::io, "cannot create collection directory {}: {}", dir_.string(), ec.message());
-    if (quantizable() || config_.binary) vectors_.use_file(dir_ / kVectorFile);
+    if (quantizable() || config_.binary || config_.product) vectors_.use_file(dir_ / kVectorFile);
     checkpoint_locked_write_only();
     open_wal();
   }
@@ -570,7 +598,9 @@ class CollectionImpl {
     bool graph = next.hnsw.m != config_.hnsw.m || next.hnsw.ef_construct != config_.hnsw.ef_construct;
     bool quant = next.quantization.has_value() != config_.quantization.has_value() ||
                  (next.quantization && next.quantization->quantile != config_.quantization->quantile) ||
-                 next.binary.has_value() != config_.binary.has_value();
+                 next.binary.has_value() != config_.binary.has_value() ||
+                 next.product.has_value() != config_.product.has_value() ||
+                 (next.product && next.product->compression != config_.product->compression);
     config_ = next;
     if (graph) {
       // Rebuilt inline over the live points with the new parameters; tombstones go.
@@ -591,6 +621,8 @@ class CollectionImpl {
       code_sums_.clear();
       bin_ = BinaryCoder{};
       bcodes_.clear();
+      pq_ = ProductQuantizer{};
+      pcodes_.clear();
       maybe_train_quantizer();
     }
     checkpoint_locked();
@@ -690,6 +722,7 @@ class CollectionImpl {
       index(s);
       if (quant_.trained) quant_.encode(&vectors_[size_t(s) * dim], dim, &codes_[size_t(s) * dim], &code_sums_[s]);
       if (bin_.trained) bin_.encode(&vectors_[size_t(s) * dim], &bcodes_[size_t(s) * bin_.words]);
+      if (pq_.trained) pq_.encode(&vectors_[size_t(s) * dim], &pcodes_[size_t(s) * pq_.m]);
       graph_->insert(s, FloatSpace{vectors_.data(), dim, config_.distance, &vectors_[size_t(s) * dim]});
     }
     maybe_train_quantizer();
@@ -769,6 +802,7 @@ class CollectionImpl {
       code_sums_.resize(slots_.size());
     }
     if (bin_.trained) bcodes_.resize(slots_.size() * bin_.words);
+    if (pq_.trained) pcodes_.resize(slots_.size() * pq_.m);
     return s;
   }
 
@@ -783,6 +817,12 @@ class CollectionImpl {
       std::sort(live.begin(), live.end());
       set_binary(BinaryCoder::train(vectors_.data(), config_.dim, live));
     }
+    if (config_.product && !pq_.trained && by_id_.size() >= kProductMinPoints) {
+      std::vector<uint32_t> live;
+      by_id_.for_each([&](uint32_t s) { live.push_back(s); });
+      std::sort(live.begin(), live.end());
+      set_product(ProductQuantizer::train(vectors_.data(), config_.dim, live, config_.product->compression));
+    }
     if (!quantizable() || quant_.trained || by_id_.size() < kQuantizeMinPoints) return;
     std::vector<uint32_t> live;
     by_id_.for_each([&](uint32_t s) { live.push_back(s); });
@@ -795,6 +835,14 @@ class CollectionImpl {
     bcodes_.assign(slots_.size() * b.words, 0);
     for (uint32_t s = 0; s < slots_.size(); ++s)
       if (slots_[s].live || graph_->contains(s)) bin_.encode(&vectors_[size_t(s) * config_.dim], &bcodes_[size_t(s) * b.words]);
+  }
+
+  // Installs codebooks and encodes every slot the graph can reach.
+  void set_product(ProductQuantizer pq) {
+    pq_ = std::move(pq);
+    pcodes_.assign(slots_.size() * pq_.m, 0);
+    for (uint32_t s = 0; s < slots_.size(); ++s)
+      if (slots_[s].live || graph_->contains(s)) pq_.encode(&vectors_[size_t(s) * config_.dim], &pcodes_[size_t(s) * pq_.m]);
   }
 
   void set_quantizer(const Quantizer& q) {
@@ -914,6 +962,11 @@ class CollectionImpl {
       if (hits.size() > need) hits.resize(need);
       return hits;
     }
+    if (pq_.trained) {
+      std::vector<float> table = pq_.table(q, config_.distance);
+      auto hits = graph_->search(ProductSpace{pcodes_.data(), pq_.m, table.data()}, ef, accept);
+      return rescore(q, std::move(hits), need);
+    }
     if (!quant_.trained) {
       auto hits = graph_->search(FloatSpace{vectors_.data(), config_.dim, config_.distance, q}, ef, accept);
       if (hits.size() > need) hits.resize(need);
@@ -926,6 +979,18 @@ class CollectionImpl {
                      qc.data(), qs, &kernels()};
     auto hits = graph_->search(space, ef, accept);
     // Rescore the walk's candidates with the original floats.
+    FloatSpace exact{vectors_.data(), config_.dim, config_.distance, q};
+    for (size_t i = 0; i < hits.size(); ++i) {
+      if (i + 1 < hits.size()) exact.prefetch_all(hits[i + 1].node);
+      hits[i].distance = exact(hits[i].node);
+    }
+    std::sort(hits.begin(), hits.end());
+    if (hits.size() > need) hits.resize(need);
+    return hits;
+  }
+
+  // The walk's candidates reordered by their float distances, the best `need` of them.
+  std::vector<Candidate> rescore(const float* q, std::vector<Candidate> hits, size_t need) const {
     FloatSpace exact{vectors_.data(), config_.dim, config_.distance, q};
     for (size_t i = 0; i < hits.size(); ++i) {
       if (i + 1 < hits.size()) exact.prefetch_all(hits[i + 1].node);
@@ -955,7 +1020,7 @@ class CollectionImpl {
       hits = exact_scan(q.data(), need, f, cands);
     } else {
       size_t ef = std::max(r.hnsw_ef.value_or(config_.hnsw.ef_construct), need);
-      if (bin_.trained && r.oversampling) ef = std::max(ef, size_t(std::ceil(*r.oversampling * double(need))));
+      if ((bin_.trained || pq_.trained) && r.oversampling) ef = std::max(ef, size_t(std::ceil(*r.oversampling * double(need))));
       hits = graph_search(q.data(), need, ef, f);
       // A filter that the estimate misjudged can starve the walk; the exact scan is the truth.
       if (f && hits.size() < need) hits = exact_scan(q.data(), need, f, cands);
@@ -996,6 +1061,9 @@ class CollectionImpl {
     json header = {{"format", 1}, {"name", name_}, {"config", config_to_storage(config_)}, {"last_op", last_op_}};
     header["quantizer"] = quant_.trained ? json{{"lo", quant_.lo}, {"hi", quant_.hi}} : json();
     if (bin_.trained) header["binary_means"] = bin_.mean;
+    // Product codebooks and codes follow the graph, as raw floats and bytes (m recorded here);
+    // the codes are stored rather than recomputed so opening does no nearest-centroid search.
+    if (pq_.trained) header["product"] = {{"m", pq_.m}};
     header["indexes"] = json::array();
     for (const auto& [f, idx] : indexes_)
       header["indexes"].push_back({{"field", f}, {"type", payload_schema_type_name(idx->type())}});
@@ -1023,6 +1091,10 @@ class CollectionImpl {
     w.raw(g.links0().data(), g.links0().size() * sizeof(uint32_t));
     for (uint32_t v = 0; v < g.capacity(); ++v)
       if (g.levels()[v] > 0) w.raw(g.upper_links(v), g.upper_words(v) * sizeof(uint32_t));
+    if (pq_.trained) {
+      w.raw(pq_.centroids.data(), pq_.centroids.size() * sizeof(float));
+      w.raw(pcodes_.data(), slots_.size() * pq_.m);
+    }
     uint32_t crc = crc32c(w.bytes().data(), w.bytes().size());
     w.u32(crc);
     return std::move(w.bytes());
@@ -1052,7 +1124,7 @@ class CollectionImpl {
     if (n > r.remaining()) fail(ErrorKind::corrupt, "{}: slot count {} exceeds file size", what, n);
     slots_.assign(n, Slot{});
     payloads_.assign(n, json());
-    if ((quantizable() || config_.binary) && !vectors_.file_backed()) vectors_.use_file(dir_ / kVectorFile);
+    if ((quantizable() || config_.binary || config_.product) && !vectors_.file_backed()) vectors_.use_file(dir_ / kVectorFile);
     vectors_.resize(n * dim);
     std::vector<uint8_t> states(n);
     for (uint64_t s = 0; s < n; ++s) {
@@ -1100,6 +1172,21 @@ class CollectionImpl {
     }
     if (present != nodes) fail(ErrorKind::corrupt, "{}: graph node count mismatch", what);
     graph_->restore_header(entry, max_level, nodes);
+    if (auto p = header.find("product"); p != header.end() && p->is_object()) {
+      ProductQuantizer pq;
+      size_t m = p->value("m", size_t(0));
+      if (m == 0 || m > dim) fail(ErrorKind::corrupt, "{}: bad product quantisation header", what);
+      pq.shape(dim, m);
+      pq.centroids.resize(ProductQuantizer::kCentroids * dim);
+      if (pq.centroids.size() * sizeof(float) + n * m > r.remaining())
+        fail(ErrorKind::corrupt, "{}: product quantisation codes exceed the file size", what);
+      r.raw(pq.centroids.data(), pq.centroids.size() * sizeof(float));
+      pcodes_.resize(n * m);
+      r.raw(pcodes_.data(), n * m);
+      pq.trained = true;
+      if (config_.product) pq_ = std::move(pq);
+      else pcodes_.clear();
+    }
     for (uint32_t s = 0; s < n; ++s) {
       if (slots_[s].live && !graph_->contains(s)) fail(ErrorKind::corrupt, "{}: live point missing from graph", what);
       if (!slots_[s].live) {
@@ -1319,6 +1406,8 @@ class CollectionImpl {
   Quantizer quant_;
   BinaryCoder bin_;                         // binary quantisation (trained: codes in bcodes_)
   std::vector<uint64_t> bcodes_;            // slot * bin_.words
+  ProductQuantizer pq_;                     // product quantisation (trained: codes in pcodes_)
+  std::vector<uint8_t> pcodes_;             // slot * pq_.m
   IdMap by_id_{&slots_};                    // live points by id (unordered)
   // Live slots in id order, built on demand for scroll and filter selection; dropped by every
   // insert or delete (which hold mu_ exclusively).

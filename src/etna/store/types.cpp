@@ -189,7 +189,7 @@ void CollectionConfig::validate() const {
         fail(ErrorKind::invalid_argument, "vector name '{}' is used by both a dense and a sparse vector", name);
       if (name.empty()) fail(ErrorKind::invalid_argument, "sparse_vectors: a sparse vector needs a non-empty name");
     }
-    if (quantization || binary)
+    if (quantization || binary || product)
       fail(ErrorKind::unsupported, "quantization_config on a collection with named or sparse vectors is not supported");
     if (wal_capacity_mb == 0) fail(ErrorKind::invalid_argument, "wal_capacity_mb must be at least 1");
     return;
@@ -204,8 +204,23 @@ void CollectionConfig::validate() const {
   if (quantization && !(quantization->quantile > 0.5f && quantization->quantile <= 1.0f))
     fail(ErrorKind::invalid_argument, "quantization quantile must be in (0.5, 1], got {}",
          quantization->quantile);
+  if (product && (distance == Distance::Hamming || distance == Distance::Jaccard))
+    fail(ErrorKind::unsupported, "quantization_config.product is not supported with distance {} (use Euclid, Dot, Cosine or Manhattan)",
+         distance_name(distance));
+  if (product && product->compression != 4 && product->compression != 8 && product->compression != 16 &&
+      product->compression != 32 && product->compression != 64)
+    fail(ErrorKind::invalid_argument, "quantization_config.product.compression must be one of x4, x8, x16, x32, x64");
   if (wal_capacity_mb == 0) fail(ErrorKind::invalid_argument, "wal_capacity_mb must be at least 1");
 }
+
+namespace {
+// Qdrant's CompressionRatio names: "x4" ... "x64".
+std::string compression_name(uint32_t ratio) {
+  std::string s(1, 'x');
+  s += std::to_string(ratio);
+  return s;
+}
+}  // namespace
 
 nlohmann::json CollectionConfig::to_json() const {
   nlohmann::json j;
@@ -242,6 +257,9 @@ nlohmann::json CollectionConfig::to_json() const {
         {"scalar", {{"type", "int8"}, {"quantile", quantization->quantile}, {"always_ram", quantization->always_ram}}}};
   else if (binary)
     j["quantization_config"] = {{"binary", {{"always_ram", binary->always_ram}}}};
+  else if (product)
+    j["quantization_config"] = {
+        {"product", {{"compression", compression_name(product->compression)}, {"always_ram", product->always_ram}}}};
   else
     j["quantization_config"] = nullptr;
   if (!sparse.empty()) {
@@ -268,11 +286,47 @@ void apply_quantization(const nlohmann::json& q, CollectionConfig& c) {
   if (q == "Disabled") {
     c.quantization.reset();
     c.binary.reset();
+    c.product.reset();
     return;
   }
   if (!q.is_object()) fail(ErrorKind::invalid_argument, "quantization_config: expected an object");
-  if (q.contains("product"))
-    fail(ErrorKind::unsupported, "quantization_config: product quantization is not supported (scalar and binary are)");
+  if (q.size() != 1)
+    fail(ErrorKind::invalid_argument,
+         "quantization_config: expected exactly one of \"scalar\", \"binary\" or \"product\", got {}", q.dump());
+  if (auto p = q.find("product"); p != q.end()) {
+    if (!p->is_object()) fail(ErrorKind::invalid_argument, "quantization_config.product: expected an object");
+    ProductQuantization pq;
+    bool has_compression = false;
+    for (auto it = p->begin(); it != p->end(); ++it) {
+      if (it.key() == "compression") {
+        static const std::pair<const char*, uint32_t> kRatios[] = {{"x4", 4}, {"x8", 8}, {"x16", 16}, {"x32", 32}, {"x64", 64}};
+        bool ok = false;
+        for (const auto& [name, ratio] : kRatios)
+          if (it.value() == name) pq.compression = ratio, ok = true;
+        if (!ok)
+          fail(ErrorKind::invalid_argument,
+               "quantization_config.product.compression: expected one of \"x4\", \"x8\", \"x16\", \"x32\", \"x64\", got {}",
+               it.value().dump());
+        has_compression = true;
+      } else if (it.key() == "always_ram") {
+        if (it.value().is_null()) continue;
+        if (!it.value().is_boolean())
+          fail(ErrorKind::invalid_argument, "quantization_config.product.always_ram: expected a boolean, got {}",
+               it.value().dump());
+        pq.always_ram = it.value().get<bool>();
+      } else {
+        fail(ErrorKind::invalid_argument,
+             "quantization_config.product.{}: unknown field (expected \"compression\" and \"always_ram\")", it.key());
+      }
+    }
+    if (!has_compression)
+      fail(ErrorKind::invalid_argument,
+           "quantization_config.product.compression is required: one of \"x4\", \"x8\", \"x16\", \"x32\", \"x64\"");
+    c.product = pq;
+    c.quantization.reset();
+    c.binary.reset();
+    return;
+  }
   if (auto b = q.find("binary"); b != q.end()) {
     if (!b->is_object()) fail(ErrorKind::invalid_argument, "quantization_config.binary: expected an object");
     BinaryQuantization bq;
@@ -286,10 +340,12 @@ void apply_quantization(const nlohmann::json& q, CollectionConfig& c) {
     }
     c.binary = bq;
     c.quantization.reset();
+    c.product.reset();
     return;
   }
   std::optional<ScalarQuantization>& out = c.quantization;
   c.binary.reset();
+  c.product.reset();
   auto it = q.find("scalar");
   if (it == q.end() || !it->is_object())
     fail(ErrorKind::invalid_argument, "quantization_config: expected {{\"scalar\": {{\"type\": \"int8\", ...}}}}");

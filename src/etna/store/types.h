@@ -120,12 +120,26 @@ struct BinaryQuantization {
   bool always_ram = true;
 };
 
+// Optional product quantisation (Qdrant's `product`; Jegou, Douze & Schmid 2011, "Product
+// quantization for nearest neighbor search"). The dimension is split into m sub-spaces, m =
+// 4*dim / compression code bytes (at most dim; the first dim % m sub-spaces get one extra
+// component), each with a k-means codebook of 256 centroids trained once 2048 points exist. A
+// vector is stored as m one-byte centroid numbers; the graph walk scores them against per-query
+// tables of m x 256 sub-distances (asymmetric distance computation), and the walk's candidates,
+// ef = max(hnsw_ef, oversampling * limit) of them, are rescored with the original floats.
+// Euclid, Manhattan, Dot and Cosine; not Hamming or Jaccard.
+struct ProductQuantization {
+  uint32_t compression = 16;  // 4, 8, 16, 32 or 64 (Qdrant's "x4" ... "x64")
+  bool always_ram = true;
+};
+
 struct CollectionConfig {
   size_t dim = 0;  // 1 .. 65536
   Distance distance = Distance::Cosine;
   HnswParams hnsw;
   std::optional<ScalarQuantization> quantization;
   std::optional<BinaryQuantization> binary;  // exclusive with quantization
+  std::optional<ProductQuantization> product;  // exclusive with quantization and binary
   bool on_disk = false;  // accepted and ignored (vectors live in RAM)
   // The log is checkpointed into the data file once it grows past this many MiB (Qdrant's
   // wal_capacity_mb), so replay on open stays bounded.
@@ -219,7 +233,7 @@ struct SearchRequest {
   bool with_vector = false;
   bool exact = false;                   // true: brute force, no index
   std::optional<size_t> hnsw_ef;        // search beam width; default max(ef_construct, limit+offset)
-  std::optional<double> oversampling;   // binary quantisation: walk ef >= oversampling * (limit+offset)
+  std::optional<double> oversampling;   // binary/product quantisation: walk ef >= oversampling * (limit+offset)
   // Multi-vector collections: which vector to search ("" = the default one) and a sparse query
   // instead of `vector`. with_vector returns every vector of the point.
   std::string using_name;

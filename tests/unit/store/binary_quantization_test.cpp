@@ -1,9 +1,5 @@
 // Binary quantisation: 1 bit per dimension, Hamming walk, float rescoring. Recall against exact
 // search, results identical after reopen, PATCH on and off, and kill -9 with a binary collection.
-#include <signal.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <gtest/gtest.h>
 
 #pragma GCC diagnostic ignored "-Wmissing-field-initializers"
@@ -11,10 +7,10 @@
 #include <cmath>
 #include <random>
 #include <set>
-#include <sstream>
 
 #include "etna/base/error.h"
 #include "etna/store/database.h"
+#include "support/kill_nine.h"
 #include "support/test_support.h"
 
 namespace etna::store {
@@ -57,7 +53,7 @@ TEST(BinaryQuantization, ConfigRoundTripsAndIsRefusedWhereUnsupported) {
   EXPECT_FALSE(c.quantization);
   EXPECT_TRUE(c.to_json()["quantization_config"].contains("binary"));
   EXPECT_THROW(CollectionConfig::from_create_json(json::parse(
-                   R"({"vectors": {"size": 4, "distance": "Dot"}, "quantization_config": {"product": {"compression": "x16"}}})")),
+                   R"({"vectors": {"size": 4, "distance": "Dot"}, "quantization_config": {"binary": {}, "scalar": {"type": "int8"}}})")),
                Error);
   EXPECT_THROW(CollectionConfig::from_create_json(json::parse(
                    R"({"vectors": {"size": 4, "distance": "Dot"}, "quantization_config": {"binary": {"encoding": "two_bits"}}})")),
@@ -103,71 +99,41 @@ TEST(BinaryQuantization, RecallWithRescoringAndReopenGivesTheSameResults) {
   EXPECT_NEAR(hits[0].score, 1.0f, 1e-5);
 }
 
-[[noreturn]] void writer_child(const std::filesystem::path& dir, uint64_t first_id, int out_fd) {
-  try {
-    Collection::Options opt;
-    opt.checkpoint_bytes = 256 * 1024;
-    auto db = Database::open(dir, opt);
-    if (!db->has_collection("crash")) db->create_collection("crash", binary_cosine());
-    auto& c = db->get("crash");
-    for (uint64_t id = first_id;; id += 4) {
-      std::vector<Point> batch;
-      for (uint64_t j = id; j < id + 4; ++j) batch.push_back({j, point(j), {{"id", j}}});
-      c.upsert(batch);
-      std::string line;
-      for (uint64_t j = id; j < id + 4; ++j) line += std::to_string(j) + "\n";
-      if (::write(out_fd, line.data(), line.size()) != ssize_t(line.size())) _exit(3);
-    }
-  } catch (const std::exception& e) {
-    std::string msg = std::string("child error: ") + e.what() + "\n";
-    (void)!::write(2, msg.data(), msg.size());
-    _exit(2);
-  }
-}
-
 TEST(BinaryQuantization, KillNineNeverLosesAcknowledgedPoints) {
   test::TempDir dir;
-  std::mt19937 rng(5);
-  std::set<uint64_t> acked;
-  uint64_t next = 0;
-  for (int round = 0; round < 8; ++round) {
-    int fds[2];
-    ASSERT_EQ(::pipe(fds), 0);
-    pid_t pid = ::fork();
-    ASSERT_GE(pid, 0);
-    if (pid == 0) {
-      ::close(fds[0]);
-      writer_child(dir.path(), next, fds[1]);
-    }
-    ::close(fds[1]);
-    ::usleep(50000 + rng() % 200000);
-    ::kill(pid, SIGKILL);
-    std::string text;
-    char buf[4096];
-    ssize_t r;
-    while ((r = ::read(fds[0], buf, sizeof buf)) > 0) text.append(buf, size_t(r));
-    ::close(fds[0]);
-    int status = 0;
-    ::waitpid(pid, &status, 0);
-    ASSERT_TRUE(WIFSIGNALED(status));
-    size_t end = text.rfind('\n');
-    std::istringstream lines(end == std::string::npos ? "" : text.substr(0, end));
-    std::string line;
-    while (std::getline(lines, line)) acked.insert(std::stoull(line));
+  auto writer = [&](uint64_t first, int fd) {
+    test::run_writer_child([&] {
+      Collection::Options opt;
+      opt.checkpoint_bytes = 256 * 1024;
+      auto db = Database::open(dir.path(), opt);
+      if (!db->has_collection("crash")) db->create_collection("crash", binary_cosine());
+      auto& c = db->get("crash");
+      for (uint64_t id = first;; id += 4) {
+        std::vector<Point> batch;
+        for (uint64_t j = id; j < id + 4; ++j) batch.push_back({j, point(j), {{"id", j}}});
+        c.upsert(batch);
+        test::report_acknowledged(fd, id, id + 4);
+      }
+    });
+  };
+  auto check = [&](const std::set<uint64_t>& acked) -> uint64_t {
     auto db = Database::open(dir.path());
-    if (acked.empty()) continue;
+    if (acked.empty()) return 0;
     auto& c = db->get("crash");
     auto all = c.scroll({.limit = 10000000, .with_vector = true});
     std::set<uint64_t> present;
     for (const auto& p : all.points) present.insert(p.id.num());
-    for (uint64_t id : acked) ASSERT_TRUE(present.count(id)) << "acknowledged point " << id << " is missing";
-    uint64_t top = all.points.empty() ? 0 : all.points.back().id.num();
-    next = (std::max(top, *acked.rbegin()) / 4 + 1) * 4;
+    for (uint64_t id : acked) {
+      EXPECT_TRUE(present.count(id)) << "acknowledged point " << id << " is missing";
+      if (!present.count(id)) break;
+    }
     // The quantised search still answers (codes rebuilt or loaded consistently).
     auto hits = c.search({.vector = point(*acked.begin()), .limit = 1});
-    ASSERT_EQ(hits.size(), 1u);
-    EXPECT_EQ(hits[0].id, PointId(*acked.begin()));
-  }
+    EXPECT_TRUE(hits.size() == 1 && hits[0].id == PointId(*acked.begin()));
+    return all.points.empty() ? 0 : all.points.back().id.num() + 1;
+  };
+  auto acked = test::kill_nine_rounds({.rounds = 8, .seed = 5, .min_pause_us = 50000, .extra_pause_us = 200000}, 0,
+                                      writer, check);
   EXPECT_GT(acked.size(), 100u);
 }
 

@@ -18,6 +18,7 @@
 
 #include "etna/base/error.h"
 #include "etna/store/database.h"
+#include "support/kill_nine.h"
 #include "support/test_support.h"
 
 namespace etna::store {
@@ -47,79 +48,45 @@ void expect_intact(Collection& c, uint64_t id) {
   EXPECT_EQ((*r[0].payload)["id"], id) << "point " << id;
 }
 
-// Child: upserts batches of new points forever, printing each acknowledged id.
-[[noreturn]] void writer_child(const std::filesystem::path& dir, uint64_t first_id, int out_fd, unsigned seed) {
-  try {
+// Child: upserts batches of new points forever, reporting each acknowledged id.
+void writer_child(const std::filesystem::path& dir, uint64_t first_id, int out_fd) {
+  test::run_writer_child([&] {
     Collection::Options opt;
     opt.checkpoint_bytes = 64 * 1024;  // checkpoint often so kills land inside checkpoints too
     auto db = Database::open(dir, opt);
     if (!db->has_collection("crash")) db->create_collection("crash", euclid());
     auto& c = db->get("crash");
-    std::mt19937 rng(seed);
+    std::mt19937 rng(unsigned(first_id) * 2654435761u + 1);
     uint64_t id = first_id;
     while (true) {
       size_t n = 1 + rng() % 8;
       std::vector<Point> batch;
-      for (size_t i = 0; i < n; ++i, ++id) batch.push_back({id, vector_for(id), {{"id", id}, {"pad", std::string(rng() % 200, 'x')}}});
+      for (size_t i = 0; i < n; ++i) batch.push_back({id + i, vector_for(id + i), {{"id", id + i}, {"pad", std::string(rng() % 200, 'x')}}});
       c.upsert(batch);
-      std::string line;
-      for (const auto& p : batch) line += std::to_string(p.id.num()) + "\n";
-      if (::write(out_fd, line.data(), line.size()) != ssize_t(line.size())) _exit(3);
+      test::report_acknowledged(out_fd, id, id + n);
+      id += n;
     }
-  } catch (const std::exception& e) {
-    std::string msg = std::string("child error: ") + e.what() + "\n";
-    (void)!::write(2, msg.data(), msg.size());
-    _exit(2);
-  }
+  });
 }
 
 TEST(StoreDurability, KillNineNeverLosesAcknowledgedPoints) {
   test::TempDir dir;
-  std::mt19937 rng(20240601);
-  std::set<uint64_t> acked;
-  uint64_t next_id = 1;
-  for (int round = 0; round < 24; ++round) {
-    int fds[2];
-    ASSERT_EQ(::pipe(fds), 0);
-    pid_t pid = ::fork();
-    ASSERT_GE(pid, 0);
-    if (pid == 0) {
-      ::close(fds[0]);
-      writer_child(dir.path(), next_id, fds[1], rng());
-    }
-    ::close(fds[1]);
-    ::usleep(20000 + rng() % 250000);  // opening + some writes; sometimes mid-open
-    ::kill(pid, SIGKILL);
-    std::string text;
-    char buf[4096];
-    ssize_t r;
-    while ((r = ::read(fds[0], buf, sizeof buf)) > 0) text.append(buf, size_t(r));
-    ::close(fds[0]);
-    int status = 0;
-    ::waitpid(pid, &status, 0);
-    ASSERT_TRUE(WIFSIGNALED(status)) << "writer exited on its own with status " << WEXITSTATUS(status);
-    // Only complete lines are acknowledged ids.
-    size_t end = text.rfind('\n');
-    std::istringstream lines(end == std::string::npos ? "" : text.substr(0, end));
-    std::string line;
-    uint64_t max_id = next_id - 1;
-    while (std::getline(lines, line)) {
-      uint64_t id = std::stoull(line);
-      acked.insert(id);
-      max_id = std::max(max_id, id);
-    }
+  auto check = [&](const std::set<uint64_t>& acked) -> uint64_t {
     // Reopen in this process and check every acknowledged point so far.
     auto db = Database::open(dir.path());
-    if (!acked.empty()) {
-      ASSERT_TRUE(db->has_collection("crash"));
-      auto& c = db->get("crash");
-      for (uint64_t id : acked) expect_intact(c, id);
-      // Unacknowledged points may exist, but never torn ones.
-      auto all = c.scroll({.limit = 1000000, .with_vector = true});
-      for (const auto& p : all.points) EXPECT_EQ(*p.vector, vector_for(p.id.num()));
-      next_id = std::max(max_id, all.points.empty() ? 0 : all.points.back().id.num()) + 1;
-    }
-  }
+    if (acked.empty()) return 1;
+    EXPECT_TRUE(db->has_collection("crash"));
+    if (!db->has_collection("crash")) return 1;
+    auto& c = db->get("crash");
+    for (uint64_t id : acked) expect_intact(c, id);
+    // Unacknowledged points may exist, but never torn ones.
+    auto all = c.scroll({.limit = 1000000, .with_vector = true});
+    for (const auto& p : all.points) EXPECT_EQ(*p.vector, vector_for(p.id.num()));
+    return all.points.empty() ? 1 : all.points.back().id.num() + 1;
+  };
+  // Pauses from 20 ms: opening + some writes; sometimes mid-open.
+  auto acked = test::kill_nine_rounds({.rounds = 24, .seed = 20240601, .min_pause_us = 20000, .extra_pause_us = 250000}, 1,
+                                      [&](uint64_t first, int fd) { writer_child(dir.path(), first, fd); }, check);
   EXPECT_GT(acked.size(), 100u) << "the writer hardly ran; the test proves little";
 }
 

@@ -1,8 +1,5 @@
 // Named dense vectors and sparse vectors (the multi-vector engine): per-name size and distance,
 // `using`, sparse dot products with and without idf, reopen, snapshots and kill -9.
-#include <signal.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <gtest/gtest.h>
 
@@ -15,6 +12,7 @@
 
 #include "etna/base/error.h"
 #include "etna/store/database.h"
+#include "support/kill_nine.h"
 #include "support/test_support.h"
 
 namespace etna::store {
@@ -211,83 +209,54 @@ TEST(MultiVector, ReopenCheckpointCompactionAndSnapshotKeepEverything) {
   }
 }
 
-[[noreturn]] void writer_child(const std::filesystem::path& dir, uint64_t first_id, int out_fd, unsigned seed) {
-  try {
+void writer_child(const std::filesystem::path& dir, uint64_t first_id, int out_fd) {
+  test::run_writer_child([&] {
     Collection::Options opt;
     opt.checkpoint_bytes = 32 * 1024;
     auto db = Database::open(dir, opt);
     if (!db->has_collection("crash")) db->create_collection("crash", text_image_sparse());
     auto& c = db->get("crash");
-    std::mt19937 rng(seed);
+    std::mt19937 rng(unsigned(first_id) * 2654435761u + 7);
     uint64_t id = first_id;
     while (true) {
       size_t n = 1 + rng() % 6;
       std::vector<Point> batch;
-      for (size_t i = 0; i < n; ++i, ++id) batch.push_back(make_point(id));
+      for (size_t i = 0; i < n; ++i) batch.push_back(make_point(id + i));
       c.upsert(batch);
-      std::string line;
-      for (const auto& p : batch) line += std::to_string(p.id.num()) + "\n";
-      if (::write(out_fd, line.data(), line.size()) != ssize_t(line.size())) _exit(3);
+      test::report_acknowledged(out_fd, id, id + n);
+      id += n;
     }
-  } catch (const std::exception& e) {
-    std::string msg = std::string("child error: ") + e.what() + "\n";
-    (void)!::write(2, msg.data(), msg.size());
-    _exit(2);
-  }
+  });
 }
 
 TEST(MultiVector, KillNineNeverLosesAcknowledgedNamedOrSparseVectors) {
   test::TempDir dir;
-  std::mt19937 rng(77);
-  std::set<uint64_t> acked;
-  uint64_t next_id = 1;
-  for (int round = 0; round < 12; ++round) {
-    int fds[2];
-    ASSERT_EQ(::pipe(fds), 0);
-    pid_t pid = ::fork();
-    ASSERT_GE(pid, 0);
-    if (pid == 0) {
-      ::close(fds[0]);
-      writer_child(dir.path(), next_id, fds[1], rng());
-    }
-    ::close(fds[1]);
-    ::usleep(30000 + rng() % 200000);
-    ::kill(pid, SIGKILL);
-    std::string text;
-    char buf[4096];
-    ssize_t r;
-    while ((r = ::read(fds[0], buf, sizeof buf)) > 0) text.append(buf, size_t(r));
-    ::close(fds[0]);
-    int status = 0;
-    ::waitpid(pid, &status, 0);
-    ASSERT_TRUE(WIFSIGNALED(status)) << "writer exited on its own with status " << WEXITSTATUS(status);
-    size_t end = text.rfind('\n');
-    std::istringstream lines(end == std::string::npos ? "" : text.substr(0, end));
-    std::string line;
-    uint64_t max_id = next_id - 1;
-    while (std::getline(lines, line)) {
-      uint64_t id = std::stoull(line);
-      acked.insert(id);
-      max_id = std::max(max_id, id);
-    }
+  auto check = [&](const std::set<uint64_t>& acked) -> uint64_t {
     auto db = Database::open(dir.path());
-    if (acked.empty()) continue;
-    ASSERT_TRUE(db->has_collection("crash"));
+    if (acked.empty()) return 1;
+    EXPECT_TRUE(db->has_collection("crash"));
+    if (!db->has_collection("crash")) return 1;
     auto& c = db->get("crash");
     auto all = c.scroll({.limit = 10000000, .with_vector = true});
     std::set<uint64_t> present;
     for (const auto& p : all.points) {
       present.insert(p.id.num());
       Point want = make_point(p.id.num());
-      ASSERT_TRUE(p.vectors);
+      EXPECT_TRUE(p.vectors);
+      if (!p.vectors) continue;
       EXPECT_EQ(p.vectors->dense.at("text"), want.named.dense.at("text"));
       EXPECT_EQ(p.vectors->dense.count("image"), want.named.dense.count("image"));
       EXPECT_EQ(p.vectors->sparse.at("bm25").indices, want.named.sparse.at("bm25").indices);
       EXPECT_EQ(p.vectors->sparse.at("splade").values, want.named.sparse.at("splade").values);
     }
-    for (uint64_t id : acked) ASSERT_TRUE(present.count(id)) << "acknowledged point " << id << " is missing";
-    next_id = std::max(max_id, all.points.empty() ? 0 : all.points.back().id.num()) + 1;
-  }
+    for (uint64_t id : acked) {
+      EXPECT_TRUE(present.count(id)) << "acknowledged point " << id << " is missing";
+      if (!present.count(id)) break;
+    }
+    return all.points.empty() ? 1 : all.points.back().id.num() + 1;
+  };
+  auto acked = test::kill_nine_rounds({.rounds = 12, .seed = 77, .min_pause_us = 30000, .extra_pause_us = 200000}, 1,
+                                      [&](uint64_t first, int fd) { writer_child(dir.path(), first, fd); }, check);
   EXPECT_GT(acked.size(), 50u) << "the writer hardly ran; the test proves little";
 }
 
