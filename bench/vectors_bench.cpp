@@ -1,7 +1,7 @@
 // Vector store benchmark: build time, memory per vector and QPS vs recall@10 for ef 16..512,
 // single thread, side by side with hnswlib (same data, M, ef_construction), plus Etna with int8
-// scalar quantisation and with binary quantisation (graph walk on codes, top ef rescored with
-// the float originals).
+// scalar quantisation, with binary quantisation and with product quantisation (graph walk on
+// codes, top ef rescored with the float originals; PQ compression ETNA_BENCH_PQ, default x16).
 //
 // Data: 1000 Gaussian centres (N(0,1) per component) and points = centre + N(0, spread^2) noise
 // with spread 1.5 by default, i.e. noise larger than the centre spread: clusters overlap and the
@@ -17,7 +17,8 @@
 //
 // A plain program (prints tables); sizes via env:
 //   ETNA_BENCH_N=200000  ETNA_BENCH_DIMS=128,768  ETNA_BENCH_QUERIES=500  ETNA_BENCH_M=16
-//   ETNA_BENCH_EFC=100  ETNA_BENCH_SPREAD=1.5  ETNA_BENCH_CENTRES=1000  ETNA_BENCH_ONLY=hnswlib,etna,int8,binary
+//   ETNA_BENCH_EFC=100  ETNA_BENCH_SPREAD=1.5  ETNA_BENCH_CENTRES=1000  ETNA_BENCH_ONLY=hnswlib,etna,int8,binary,pq
+//   ETNA_BENCH_PQ=16 (compression ratio: 4, 8, 16, 32 or 64)
 // Quick check: ETNA_BENCH_N=20000 ETNA_BENCH_DIMS=128 ./vectors_bench
 #include <malloc.h>
 #include <sys/wait.h>
@@ -252,7 +253,8 @@ void run(size_t n, size_t dim, size_t nq, size_t M, size_t efc, const std::strin
 
   auto want = [&](const char* name) { return only.empty() || only.find(name) != std::string::npos; };
 
-  Result hn, et, e8, eb;
+  Result hn, et, e8, eb, ep;
+  const uint32_t pq_ratio = uint32_t(env_size("ETNA_BENCH_PQ", 16));
   // One library's figures, measured the same way for all: `build()` timed (wall and CPU) with
   // the resident-memory growth around it, then for each ef the best of kReps passes of
   // `search(query, ef, ids)` (ids filled only when non-null, on the first pass).
@@ -297,7 +299,7 @@ void run(size_t n, size_t dim, size_t nq, size_t M, size_t efc, const std::strin
     });
   }
 
-  auto etna = [&](bool int8, bool binary = false) {
+  auto etna = [&](bool int8, bool binary = false, uint32_t product = 0) {
     return in_child([&] {
       Result r;
       auto dir = std::filesystem::temp_directory_path() / ("etna-bench-" + std::to_string(getpid()));
@@ -311,6 +313,7 @@ void run(size_t n, size_t dim, size_t nq, size_t M, size_t efc, const std::strin
         cfg.hnsw.ef_construct = efc;
         if (int8) cfg.quantization = etna::store::ScalarQuantization{};
         if (binary) cfg.binary = etna::store::BinaryQuantization{};
+        if (product) cfg.product = etna::store::ProductQuantization{product, true};
         cfg.wal_capacity_mb = 1 << 20;  // no checkpoint inside the timed build
         etna::store::Collection* c = nullptr;
         r = measure(
@@ -337,6 +340,7 @@ void run(size_t n, size_t dim, size_t nq, size_t M, size_t efc, const std::strin
   if (want("etna")) et = etna(false);
   if (want("int8")) e8 = etna(true);
   if (want("binary")) eb = etna(false, true);
+  if (want("pq")) ep = etna(false, false, pq_ratio);
 
   auto line = [&](const char* name, const Result& r, const char* extra) {
     if (!r.ok) {
@@ -350,9 +354,14 @@ void run(size_t n, size_t dim, size_t nq, size_t M, size_t efc, const std::strin
   line("etna float", et, "  [build includes the fsync'ed write-ahead log]");
   line("etna int8", e8, "  [idem; floats in a file mapping, anon excludes them]");
   line("etna binary", eb, "  [1 bit/dim codes + float rescoring; floats in a file mapping]");
+  const std::string pq_name = "etna pq x" + std::to_string(pq_ratio);
+  char pq_note[160];
+  std::snprintf(pq_note, sizeof pq_note, "  [%zu-byte PQ codes (ADC) + float rescoring; floats in a file mapping]",
+                std::clamp<size_t>((4 * dim + pq_ratio - 1) / pq_ratio, 1, dim));
+  line(pq_name.c_str(), ep, pq_note);
 
-  std::printf("%5s | %9s %7s | %9s %7s %5s | %9s %7s %5s | %9s %7s %5s\n", "ef", "hnswlib", "recall", "etna f32", "recall",
-              "x", "etna int8", "recall", "x", "etna bin", "recall", "x");
+  std::printf("%5s | %9s %7s | %9s %7s %5s | %9s %7s %5s | %9s %7s %5s | %9s %7s %5s\n", "ef", "hnswlib", "recall",
+              "etna f32", "recall", "x", "etna int8", "recall", "x", "etna bin", "recall", "x", "etna pq", "recall", "x");
   for (size_t i = 0; i < kEfs.size(); ++i) {
     auto cell = [&](const Result& r, bool ratio) {
       if (!r.ok || i >= r.rows.size()) {
@@ -370,20 +379,26 @@ void run(size_t n, size_t dim, size_t nq, size_t M, size_t efc, const std::strin
     cell(et, true);
     cell(e8, true);
     cell(eb, true);
+    cell(ep, true);
     std::printf("\n");
   }
 
   std::printf("QPS at recall@10 = %.2f (linear between the bracketing ef): hnswlib %s, etna f32 %s, etna int8 %s, "
-              "etna binary %s\n",
+              "etna binary %s, %s %s\n",
               kTargetRecall, hn.ok ? fmt_qps_at(hn).c_str() : "-", et.ok ? fmt_qps_at(et).c_str() : "-",
-              e8.ok ? fmt_qps_at(e8).c_str() : "-", eb.ok ? fmt_qps_at(eb).c_str() : "-");
+              e8.ok ? fmt_qps_at(e8).c_str() : "-", eb.ok ? fmt_qps_at(eb).c_str() : "-", pq_name.c_str(),
+              ep.ok ? fmt_qps_at(ep).c_str() : "-");
+  if (ep.ok && !ep.rows.empty()) {
+    auto best = std::max_element(ep.rows.begin(), ep.rows.end(), [](const Row& a, const Row& b) { return a.recall < b.recall; });
+    std::printf("%s: best recall@10 %.4f (at ef %zu, %.0f QPS)\n", pq_name.c_str(), best->recall, best->ef, best->qps);
+  }
   if (hn.ok) {
     bool lb;
     double base = qps_at_recall(hn.rows, kTargetRecall, &lb);
-    for (const auto* p : {&et, &e8, &eb}) {
+    for (const auto* p : {&et, &e8, &eb, &ep}) {
       const Result& r = *p;
       if (!r.ok) continue;
-      const char* name = p == &et ? "etna f32 " : p == &e8 ? "etna int8" : "etna bin ";
+      const char* name = p == &et ? "etna f32 " : p == &e8 ? "etna int8" : p == &eb ? "etna bin " : "etna pq  ";
       double q = qps_at_recall(r.rows, kTargetRecall, &lb);
       if (!(q > 0)) {
         std::printf("RATIO %s / hnswlib: recall@10 %.2f not reached at ef <= 512  memory %.2fx (anon %.2fx)\n", name,

@@ -138,6 +138,56 @@ test('collections: create, list, exists, info, conflict, delete', async () => {
   await expectError(client.getCollection('crud'), 404, /doesn't exist/);
 });
 
+test('product quantisation: config echo, ADC walk with rescoring and oversampling, bad compression', async () => {
+  await freshCollection('pq', { size: 16, distance: 'Euclid' }, {
+    quantization_config: { product: { compression: 'x8', always_ram: true } },
+  });
+  let info = await client.getCollection('pq');
+  assert.deepEqual(info.config.quantization_config, { product: { compression: 'x8', always_ram: true } });
+  // 2500 points around 40 centres (deterministic LCG), past the 2048 points codebooks train at.
+  let seed = 12345;
+  const rand = () => ((seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648) * 2 - 1;
+  const centres = Array.from({ length: 40 }, () => Array.from({ length: 16 }, () => rand() * 4));
+  const near = (c) => c.map((x) => x + rand());
+  for (let b = 0; b < 5; b++) {
+    const points = [];
+    for (let i = 0; i < 500; i++) points.push({ id: b * 500 + i + 1, vector: near(centres[(b * 500 + i) % 40]), payload: { c: (b * 500 + i) % 40 } });
+    const r = await client.upsert('pq', { wait: true, points });
+    assert.equal(r.status, 'completed');
+  }
+  let found = 0, total = 0;
+  for (let q = 0; q < 20; q++) {
+    const vector = near(centres[q % 40]);
+    const exact = await client.search('pq', { vector, limit: 10, params: { exact: true } });
+    const approx = await client.search('pq', {
+      vector, limit: 10, params: { hnsw_ef: 32, quantization: { rescore: true, oversampling: 3.0 } },
+    });
+    assert.equal(approx.length, 10);
+    // Rescored: the scores are exact Euclidean distances, best first.
+    for (let i = 1; i < approx.length; i++) assert.ok(approx[i - 1].score <= approx[i].score);
+    const want = new Set(exact.map((p) => p.id));
+    found += approx.filter((p) => want.has(p.id)).length;
+    total += exact.length;
+  }
+  assert.ok(found / total >= 0.9, `recall@10 ${found / total}`);
+  info = await client.getCollection('pq');
+  assert.equal(info.points_count, 2500);
+  assert.deepEqual(info.config.quantization_config, { product: { compression: 'x8', always_ram: true } });
+  // PATCH to another ratio, then off.
+  assert.equal(await client.updateCollection('pq', { quantization_config: { product: { compression: 'x16' } } }), true);
+  info = await client.getCollection('pq');
+  assert.equal(info.config.quantization_config.product.compression, 'x16');
+  const hit = await client.search('pq', { vector: near(centres[3]), limit: 1, params: { quantization: { rescore: true } } });
+  assert.equal(hit.length, 1);
+  assert.equal(await client.updateCollection('pq', { quantization_config: 'Disabled' }), true);
+  info = await client.getCollection('pq');
+  assert.equal(info.config.quantization_config ?? null, null);
+  await expectError(client.createCollection('pq_bad', {
+    vectors: { size: 16, distance: 'Dot' }, quantization_config: { product: { compression: 'x3' } },
+  }), 400, /compression.*x4.*x64/);
+  await client.deleteCollection('pq');
+});
+
 test('collections: every distance, including the Hamming/Jaccard extension', async () => {
   for (const distance of ['Cosine', 'Dot', 'Euclid', 'Manhattan', 'Hamming', 'Jaccard']) {
     await freshCollection(`dist_${distance}`, { size: 3, distance });
