@@ -8,7 +8,6 @@
 #include <map>
 #include <mutex>
 #include <queue>
-#include <random>
 #include <shared_mutex>
 #include <thread>
 
@@ -953,14 +952,7 @@ class CollectionImpl {
       std::vector<uint64_t> qc(bin_.words);
       bin_.encode(q, qc.data());
       auto hits = graph_->search(BinarySpace{bcodes_.data(), bin_.words, qc.data()}, ef, accept);
-      FloatSpace exact{vectors_.data(), config_.dim, config_.distance, q};
-      for (size_t i = 0; i < hits.size(); ++i) {
-        if (i + 1 < hits.size()) exact.prefetch_all(hits[i + 1].node);
-        hits[i].distance = exact(hits[i].node);
-      }
-      std::sort(hits.begin(), hits.end());
-      if (hits.size() > need) hits.resize(need);
-      return hits;
+      return rescore(q, std::move(hits), need);
     }
     if (pq_.trained) {
       std::vector<float> table = pq_.table(q, config_.distance);
@@ -977,16 +969,7 @@ class CollectionImpl {
     quant_.encode(q, config_.dim, qc.data(), &qs);
     QuantSpace space{codes_.data(), code_sums_.data(), config_.dim, config_.distance, quant_.lo, quant_.alpha(),
                      qc.data(), qs, &kernels()};
-    auto hits = graph_->search(space, ef, accept);
-    // Rescore the walk's candidates with the original floats.
-    FloatSpace exact{vectors_.data(), config_.dim, config_.distance, q};
-    for (size_t i = 0; i < hits.size(); ++i) {
-      if (i + 1 < hits.size()) exact.prefetch_all(hits[i + 1].node);
-      hits[i].distance = exact(hits[i].node);
-    }
-    std::sort(hits.begin(), hits.end());
-    if (hits.size() > need) hits.resize(need);
-    return hits;
+    return rescore(q, graph_->search(space, ef, accept), need);
   }
 
   // The walk's candidates reordered by their float distances, the best `need` of them.
