@@ -248,7 +248,6 @@ TEST(ProductQuantization, KillNineNeverLosesAcknowledgedPoints) {
       Collection::Options opt;
       opt.checkpoint_bytes = 256 * 1024;
       auto db = Database::open(dir.path(), opt);
-      if (!db->has_collection("crash")) db->create_collection("crash", product("Euclid", "x4", dim));
       auto& c = db->get("crash");
       for (uint64_t id = first;; id += 16) {
         std::vector<Point> batch;
@@ -262,6 +261,7 @@ TEST(ProductQuantization, KillNineNeverLosesAcknowledgedPoints) {
     auto db = Database::open(dir.path());
     if (acked.empty()) return 0;
     auto& c = db->get("crash");
+    EXPECT_GE(c.count(nullptr), 2500u) << "points written before the first kill are missing";
     auto all = c.scroll({.limit = 10000000, .with_vector = true});
     std::set<uint64_t> present;
     for (const auto& p : all.points) {
@@ -278,10 +278,18 @@ TEST(ProductQuantization, KillNineNeverLosesAcknowledgedPoints) {
     EXPECT_TRUE(!hits.empty() && hits[0].id == PointId(probe)) << "point " << probe << " not found";
     return all.points.empty() ? 0 : all.points.back().id.num() + 1;
   };
-  auto acked = test::kill_nine_rounds({.rounds = 8, .seed = 17, .min_pause_us = 150000, .extra_pause_us = 300000}, 0,
+  {  // Trained before the first kill, so every round writes codes and checkpoints codebooks.
+    auto db = Database::open(dir.path());
+    auto& c = db->create_collection("crash", product("Euclid", "x4", dim));
+    std::vector<Point> pts;
+    for (uint64_t i = 0; i < 2500; ++i) pts.push_back({i, point(i, dim), {{"id", i}}});
+    c.upsert(pts);
+    c.checkpoint();  // the children open the data file (codebooks, codes, graph), not a long log
+  }
+  auto acked = test::kill_nine_rounds({.rounds = 8, .seed = 17, .min_pause_us = 50000, .extra_pause_us = 250000}, 2500,
                                       writer, check);
   std::printf("PQ kill -9: %zu acknowledged points checked\n", acked.size());
-  EXPECT_GT(acked.size(), size_t(2048)) << "the writer never reached the training threshold; the test proves little";
+  EXPECT_GT(acked.size(), 100u) << "the writer hardly ran; the test proves little";
 }
 
 }  // namespace
