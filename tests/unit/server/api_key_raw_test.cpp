@@ -1,6 +1,5 @@
 // Issue 16 item 12: the API key is compared with the header's bytes exactly as sent (no
 // percent-decoding, no cut at a NUL byte).
-
 #include <thread>
 
 #include <gtest/gtest.h>
