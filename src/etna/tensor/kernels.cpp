@@ -150,6 +150,7 @@ const KernelTable* kernel_table_for(const std::string& name) {
         KernelTable t = with_packed16(ETNA_X86_TABLE(avx512vnni), avx512vnni::packed_tile16_q4_0,
                                       avx512vnni::packed_tile16_q8_0);
         t[static_cast<size_t>(gguf::GgmlType::Q4_K)].packed_tile16 = avx512vnni::packed_tile16_q4_k;
+        t[static_cast<size_t>(gguf::GgmlType::Q6_K)].packed_tile16 = avx512vnni::packed_tile16_q6_k;
         return t;
       }();
       return &table;

@@ -71,6 +71,8 @@ ETNA_X86_DECLARE_PACKED16(avx512vnni)
 namespace etna::tensor::avx512vnni {
 void packed_tile16_q4_k(int64_t n, const uint8_t* g0, const uint8_t* g1, const uint8_t* a, size_t as, float* y,
                         size_t ys, int nt);
+void packed_tile16_q6_k(int64_t n, const uint8_t* g0, const uint8_t* g1, const uint8_t* a, size_t as, float* y,
+                        size_t ys, int nt);
 }
 
 #undef ETNA_X86_DECLARE_SET
