@@ -73,6 +73,10 @@ void bench(const BenchArgs& a) {
     j["bytes_per_token"] = r.bytes_per_token;
     j["bandwidth_gbps"] = r.bandwidth_gbps;
     j["roofline"] = r.roofline;
+    json runs = json::array();
+    for (const auto& run : r.roofline_runs)
+      runs.push_back({{"tg_tps", run.tg_tps}, {"bandwidth_gbps", run.bandwidth_gbps}, {"roofline", run.roofline}});
+    j["roofline_runs"] = runs;
     json peaks = json::object();
     for (const auto& p : r.int8_peaks) peaks[p.kernels] = p.gops;
     j["int8_peak_gops"] = peaks;
@@ -98,8 +102,13 @@ void bench(const BenchArgs& a) {
     out += fmt::format("tg{:<7} {:9.2f} t/s median (min {:.2f}, max {:.2f}, {} runs)\n", o.n_gen, r.tg_tps.median,
                        r.tg_tps.min, r.tg_tps.max, o.repetitions);
   out += fmt::format("weights    {:.1f} MiB read per generated token\n", r.bytes_per_token / 1048576.0);
-  out += fmt::format("bandwidth  {:.2f} GB/s read ({} threads, measured now)\n", r.bandwidth_gbps, r.threads);
-  if (o.n_gen > 0) out += fmt::format("roofline   {:.2f} of the memory-bound ideal\n", r.roofline);
+  out += fmt::format("bandwidth  {:.2f} GB/s read ({} threads, {})\n", r.bandwidth_gbps, r.threads,
+                     o.n_gen > 0 ? "median of the measurements right after each generation run" : "measured now");
+  if (o.n_gen > 0) {
+    out += fmt::format("roofline   {:.2f} of the memory-bound ideal (median over the runs:", r.roofline);
+    for (const auto& run : r.roofline_runs) out += fmt::format(" {:.2f}", run.roofline);
+    out += ")\n";
+  }
   if (!r.int8_peaks.empty()) {
     out += "int8 peak ";
     for (const auto& p : r.int8_peaks) out += fmt::format(" {} {:.0f}", p.kernels, p.gops);

@@ -30,23 +30,25 @@ volatile uint64_t g_sink = 0;
 
 }  // namespace
 
-ReadBandwidth measure_read_bandwidth(int n_threads, size_t bytes, int passes) {
+ReadBandwidthProbe::ReadBandwidthProbe(int n_threads, size_t bytes) : n_words_(bytes / sizeof(uint64_t)), n_threads_(n_threads) {
   if (n_threads < 1) fail(ErrorKind::invalid_argument, "bandwidth: need at least one thread (got {})", n_threads);
-  if (passes < 1) fail(ErrorKind::invalid_argument, "bandwidth: need at least one pass (got {})", passes);
   if (bytes < (size_t{1} << 20)) fail(ErrorKind::invalid_argument, "bandwidth: buffer of {} bytes is too small", bytes);
-
-  const size_t n_words = bytes / sizeof(uint64_t);
   // Written once so every page is backed by real memory before timing (not the shared zero page).
-  std::unique_ptr<uint64_t[]> buf(new uint64_t[n_words]);
-  for (size_t i = 0; i < n_words; ++i) buf[i] = i * 0x9E3779B97F4A7C15ull;
+  buf_.reset(new uint64_t[n_words_]);
+  for (size_t i = 0; i < n_words_; ++i) buf_[i] = i * 0x9E3779B97F4A7C15ull;
+}
 
+ReadBandwidthProbe::~ReadBandwidthProbe() = default;
+
+ReadBandwidth ReadBandwidthProbe::measure(int passes) const {
+  if (passes < 1) fail(ErrorKind::invalid_argument, "bandwidth: need at least one pass (got {})", passes);
   std::atomic<uint64_t> sink{0};
   auto one_pass = [&] {
     std::vector<std::thread> threads;
-    const size_t per = (n_words + n_threads - 1) / n_threads;
-    for (int t = 0; t < n_threads; ++t) {
-      const size_t begin = std::min(n_words, per * t), end = std::min(n_words, begin + per);
-      threads.emplace_back([&, begin, end] { sink += sum_words(buf.get() + begin, end - begin); });
+    const size_t per = (n_words_ + n_threads_ - 1) / n_threads_;
+    for (int t = 0; t < n_threads_; ++t) {
+      const size_t begin = std::min(n_words_, per * t), end = std::min(n_words_, begin + per);
+      threads.emplace_back([&, begin, end] { sink += sum_words(buf_.get() + begin, end - begin); });
     }
     for (auto& th : threads) th.join();
   };
@@ -57,16 +59,21 @@ ReadBandwidth measure_read_bandwidth(int n_threads, size_t bytes, int passes) {
     const auto t0 = std::chrono::steady_clock::now();
     one_pass();
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    gbps.push_back(static_cast<double>(n_words * sizeof(uint64_t)) / s / 1e9);
+    gbps.push_back(static_cast<double>(n_words_ * sizeof(uint64_t)) / s / 1e9);
   }
   g_sink = sink.load();  // the sums are observable, so the reads cannot be optimised away
   std::sort(gbps.begin(), gbps.end());
   ReadBandwidth r;
   r.best_gbps = gbps.back();
   r.median_gbps = gbps[gbps.size() / 2];
-  r.bytes = n_words * sizeof(uint64_t);
-  r.threads = n_threads;
+  r.bytes = n_words_ * sizeof(uint64_t);
+  r.threads = n_threads_;
   return r;
+}
+
+ReadBandwidth measure_read_bandwidth(int n_threads, size_t bytes, int passes) {
+  if (passes < 1) fail(ErrorKind::invalid_argument, "bandwidth: need at least one pass (got {})", passes);
+  return ReadBandwidthProbe(n_threads, bytes).measure(passes);
 }
 
 }  // namespace etna

@@ -106,44 +106,70 @@ BenchResult run_bench(const model::Model& model, const BenchOptions& o,
   if (o.n_gen > 0) gen_run(std::min(o.n_gen, 4));
   say("warm-up done");
 
-  std::vector<double> pp, tg;
-  for (int r = 0; r < o.repetitions; ++r) {
-    if (o.n_prompt > 0) {
-      pp.push_back(prompt_run(o.n_prompt));
-      say(fmt::format("run {}/{}: pp{} {:.2f} t/s", r + 1, o.repetitions, o.n_prompt, pp.back()));
+  // The int8 peaks of every kernel set the CPU has; the prompt is compared with the active set's
+  // (or the best one's), measured right after each prompt run for the reason given below.
+  struct PeakSet {
+    std::string name;
+    tensor::Int8PeakFn fn;
+  };
+  std::vector<PeakSet> peak_sets;
+  for (const std::string& set : tensor::available_kernel_sets())
+    if (tensor::Int8PeakFn fn = tensor::int8_peak_kernel(set))
+      peak_sets.push_back({set == "avx512" && base::cpu_features().avx512vnni ? "avx512+vnni" : set, fn});
+  size_t active_peak = peak_sets.size();
+  for (size_t i = 0; i < peak_sets.size(); ++i)
+    if (peak_sets[i].name == tensor::active_kernels_name() || i + 1 == peak_sets.size()) {
+      active_peak = i;
+      break;
     }
-    if (o.n_gen > 0) {
-      tg.push_back(gen_run(o.n_gen));
-      say(fmt::format("run {}/{}: tg{} {:.2f} t/s", r + 1, o.repetitions, o.n_gen, tg.back()));
+  const uint64_t layer_weights = layer_weight_elements(model);
+
+  std::vector<double> pp, tg, pp_peak, pp_fraction;
+  for (int r = 0; r < o.repetitions && o.n_prompt > 0; ++r) {
+    pp.push_back(prompt_run(o.n_prompt));
+    std::string peak_note;
+    if (active_peak < peak_sets.size()) {
+      pp_peak.push_back(measure_int8_peak(peak_sets[active_peak].fn, tensor::num_threads()));
+      pp_fraction.push_back(2.0 * static_cast<double>(layer_weights) * pp.back() / 1e9 / pp_peak.back());
+      peak_note = fmt::format(", {:.2f} of the int8 peak ({:.0f} G ops/s)", pp_fraction.back(), pp_peak.back());
     }
+    say(fmt::format("run {}/{}: pp{} {:.2f} t/s{}", r + 1, o.repetitions, o.n_prompt, pp.back(), peak_note));
   }
 
   BenchResult res;
   res.resident = resident_memory();  // before the bandwidth buffer raises the peak
+  res.threads = tensor::num_threads();
+  res.bytes_per_token = weight_bytes_per_token(model);
+  // The roofline pairs each generation run with the read bandwidth measured right after it
+  // (best of 3 passes of ~10 ms): on a shared or virtual machine the bandwidth drifts by tens of
+  // per cent between runs seconds apart, and a ratio of figures from different moments would
+  // carry that drift. The figures are the medians over the runs.
+  const ReadBandwidthProbe probe(res.threads, o.bandwidth_bytes);
+  std::vector<double> bw, roof;
+  for (int r = 0; r < o.repetitions && o.n_gen > 0; ++r) {
+    tg.push_back(gen_run(o.n_gen));
+    bw.push_back(probe.measure(3).best_gbps);
+    roof.push_back(bw.back() > 0 ? tg.back() * static_cast<double>(res.bytes_per_token) / (bw.back() * 1e9) : 0.0);
+    res.roofline_runs.push_back({tg.back(), bw.back(), roof.back()});
+    say(fmt::format("run {}/{}: tg{} {:.2f} t/s, read bandwidth {:.2f} GB/s: roofline {:.2f}", r + 1, o.repetitions,
+                    o.n_gen, tg.back(), bw.back(), roof.back()));
+  }
+  if (bw.empty()) bw.push_back(probe.measure(10).best_gbps);  // no generation test: the bandwidth alone
   res.pp_tps = summarise(pp);
   res.tg_tps = summarise(tg);
-  res.threads = tensor::num_threads();
   res.kernels = tensor::active_kernels_name();
   res.memory = estimate_memory(model, n_ctx, o.cache_type, std::max(1, o.n_prompt));
-  res.bytes_per_token = weight_bytes_per_token(model);
-  // Best of 10 short passes (~10 ms each): one pass disturbed by another process would understate it.
-  res.bandwidth_gbps = measure_read_bandwidth(res.threads, o.bandwidth_bytes, 10).best_gbps;
-  say(fmt::format("read bandwidth {:.2f} GB/s with {} threads", res.bandwidth_gbps, res.threads));
-  for (const std::string& set : tensor::available_kernel_sets())
-    if (tensor::Int8PeakFn fn = tensor::int8_peak_kernel(set))
-      res.int8_peaks.push_back({set == "avx512" && base::cpu_features().avx512vnni ? "avx512+vnni" : set,
-                                measure_int8_peak(fn, res.threads)});
-  res.layer_weights = layer_weight_elements(model);
+  res.bandwidth_gbps = summarise(bw).median;
+  if (!roof.empty()) res.roofline = summarise(roof).median;
+  for (size_t i = 0; i < peak_sets.size(); ++i)
+    res.int8_peaks.push_back({peak_sets[i].name, i == active_peak && !pp_peak.empty()
+                                                     ? summarise(pp_peak).median
+                                                     : measure_int8_peak(peak_sets[i].fn, res.threads)});
+  res.layer_weights = layer_weights;
   res.prompt_gops = 2.0 * static_cast<double>(res.layer_weights) * res.pp_tps.median / 1e9;
-  for (const Int8Peak& p : res.int8_peaks)
-    if (p.kernels == res.kernels || &p == &res.int8_peaks.back()) {
-      if (p.gops > 0) res.prompt_peak = res.prompt_gops / p.gops;
-      break;
-    }
+  if (!pp_fraction.empty()) res.prompt_peak = summarise(pp_fraction).median;
   if (!res.int8_peaks.empty())
     say(fmt::format("int8 peak {:.0f} G ops/s ({})", res.int8_peaks.back().gops, res.int8_peaks.back().kernels));
-  if (res.bandwidth_gbps > 0)
-    res.roofline = res.tg_tps.median * static_cast<double>(res.bytes_per_token) / (res.bandwidth_gbps * 1e9);
   return res;
 }
 

@@ -33,20 +33,30 @@ struct Int8Peak {
   double gops = 0.0;
 };
 
+// One generation run and the read bandwidth measured right after it.
+struct RooflineRun {
+  double tg_tps = 0.0;
+  double bandwidth_gbps = 0.0;  // best of 3 passes with the same thread count
+  double roofline = 0.0;        // tg_tps * bytes_per_token / bandwidth
+};
+
 struct BenchResult {
   RateStats pp_tps, tg_tps;
   uint64_t bytes_per_token = 0;  // weight_bytes_per_token()
-  double bandwidth_gbps = 0.0;   // best read bandwidth with the same thread count
-  double roofline = 0.0;         // tg_tps.median * bytes_per_token / bandwidth: 1 = memory-bound ideal
+  double bandwidth_gbps = 0.0;   // median over roofline_runs (or one measurement with no generation test)
+  double roofline = 0.0;         // median of roofline_runs[].roofline: 1 = memory-bound ideal
+  std::vector<RooflineRun> roofline_runs;  // one per generation run, in order
   int threads = 0;
   std::string kernels;           // tensor::active_kernels_name()
-  std::vector<Int8Peak> int8_peaks;  // per SIMD kernel set the CPU has, measured in this run
+  std::vector<Int8Peak> int8_peaks;  // per SIMD kernel set the CPU has, measured in this run (the active
+                                     // set's: the median of its measurements beside the prompt runs)
   uint64_t layer_weights = 0;        // elements of the layers' weight matrices a token multiplies by (the used
                                      // experts only): multiply-adds per prompt token
   double prompt_gops = 0.0;          // 2 * layer_weights * pp_tps.median / 1e9
-  double prompt_peak = 0.0;          // prompt_gops / the int8 peak of the active set (or the best one)
+  double prompt_peak = 0.0;          // median over the prompt runs of each run's int8 ops/s over the active
+                                     // set's int8 peak (or the best set's) measured right after that run
   MemoryEstimate memory;         // for a context of n_prompt + n_gen (at least the larger test)
-  ResidentMemory resident;       // measured after the last generation run
+  ResidentMemory resident;       // measured after the prompt runs, before the bandwidth buffer
 };
 
 // Runs the benchmark with the tensor layer's current thread count. `progress` (may be empty)

@@ -77,7 +77,7 @@ constexpr Kernels kAvx2{avx2::dot, avx2::l2sq, avx2::l1, avx2::dot_u8, avx2::l2s
 constexpr Kernels kAvx512{avx512::dot,  avx512::l2sq,  avx512::l1,      avx512::dot_u8,
                           avx512::l2sq_u8, avx512::l1_u8, avx512::hamming, "avx512"};
 constexpr Kernels with_vnni(Kernels k, const char* name) {
-  k.dot_u8 = avx512vnni::dot_u8, k.l2sq_u8 = avx512vnni::l2sq_u8, k.l1_u8 = avx512vnni::l1_u8, k.name = name;
+  k.dot_u8 = avx512vnni::dot_u8, k.l2sq_u8 = avx512vnni::l2sq_u8, k.name = name;  // l1_u8: AVX-512BW's vpsadbw
   return k;
 }
 constexpr Kernels with_vpopcntdq(Kernels k, const char* name) {

@@ -49,17 +49,5 @@ int32_t l2sq_u8(const uint8_t* a, const uint8_t* b, size_t n) {
   return _mm512_reduce_add_epi32(s);
 }
 
-// No VNNI form for |a - b|: the same vpsadbw as the AVX-512BW set.
-int32_t l1_u8(const uint8_t* a, const uint8_t* b, size_t n) {
-  __m512i s = _mm512_setzero_si512();
-  size_t i = 0;
-  for (; i + 64 <= n; i += 64) s = _mm512_add_epi64(s, _mm512_sad_epu8(load(a + i), load(b + i)));
-  if (i < n) {
-    __mmask64 m = tail64(n - i);
-    s = _mm512_add_epi64(s, _mm512_sad_epu8(_mm512_maskz_loadu_epi8(m, a + i), _mm512_maskz_loadu_epi8(m, b + i)));
-  }
-  return static_cast<int32_t>(_mm512_reduce_add_epi64(s));
-}
-
 }  // namespace etna::store::detail::avx512vnni
 #endif

@@ -29,8 +29,9 @@ ETNA_STORE_FLOAT_KERNELS
 ETNA_STORE_U8_KERNELS
 ETNA_STORE_HAMMING_KERNEL
 }  // namespace avx512
-namespace avx512vnni {  // + VNNI: int8 products summed by VPDPBUSD
-ETNA_STORE_U8_KERNELS
+namespace avx512vnni {  // + VNNI: int8 products summed by VPDPBUSD (|a - b| has no VNNI form: l1_u8 stays AVX-512BW's)
+int32_t dot_u8(const uint8_t* a, const uint8_t* b, size_t n);
+int32_t l2sq_u8(const uint8_t* a, const uint8_t* b, size_t n);
 }  // namespace avx512vnni
 namespace avx512vpopcntdq {  // + VPOPCNTDQ: Hamming with VPOPCNTQ
 ETNA_STORE_HAMMING_KERNEL

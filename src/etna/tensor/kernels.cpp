@@ -97,6 +97,13 @@ bool cpu_has_avx2() {
   const auto& f = base::cpu_features();
   return f.avx2 && f.fma && f.f16c;
 }
+// The AVX-512 sets' 16-row packed tiles.
+KernelTable with_packed16(KernelTable t, PackedTile16Fn q4_0, PackedTile16Fn q8_0) {
+  t[static_cast<size_t>(gguf::GgmlType::Q4_0)].packed_tile16 = q4_0;
+  t[static_cast<size_t>(gguf::GgmlType::Q8_0)].packed_tile16 = q8_0;
+  return t;
+}
+
 bool cpu_has_avx512() {
   const auto& f = base::cpu_features();
   return cpu_has_avx2() && f.avx512f && f.avx512bw && f.avx512vl;
@@ -139,10 +146,17 @@ const KernelTable* kernel_table_for(const std::string& name) {
   }
   if (name == "avx512" && cpu_has_avx512()) {
     if (base::cpu_features().avx512vnni) {
-      static const KernelTable table = ETNA_X86_TABLE(avx512vnni);
+      static const KernelTable table = [] {
+        KernelTable t = with_packed16(ETNA_X86_TABLE(avx512vnni), avx512vnni::packed_tile16_q4_0,
+                                      avx512vnni::packed_tile16_q8_0);
+        t[static_cast<size_t>(gguf::GgmlType::Q4_K)].packed_tile16 = avx512vnni::packed_tile16_q4_k;
+        t[static_cast<size_t>(gguf::GgmlType::Q6_K)].packed_tile16 = avx512vnni::packed_tile16_q6_k;
+        return t;
+      }();
       return &table;
     }
-    static const KernelTable table = ETNA_X86_TABLE(avx512);
+    static const KernelTable table =
+        with_packed16(ETNA_X86_TABLE(avx512), avx512::packed_tile16_q4_0, avx512::packed_tile16_q8_0);
     return &table;
   }
 #endif

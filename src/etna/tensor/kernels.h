@@ -38,6 +38,12 @@ constexpr int kTileTokens = 4;
 using PackedTileFn = void (*)(int64_t n, const uint8_t* group, const uint8_t* a, size_t as, float* y, size_t ys,
                               int nr, int nt);
 constexpr int kPackRows = 8;
+// Two neighbouring groups (group g1 = g0 + 8 row_bytes, rows r..r+15) x nt tokens, 16 rows per
+// 512-bit register: y[t * ys + r] for r < 16, 1 <= nt <= kPackedTile16Tokens. Each result must
+// equal packed_tile's, bit for bit.
+using PackedTile16Fn = void (*)(int64_t n, const uint8_t* g0, const uint8_t* g1, const uint8_t* a, size_t as, float* y,
+                                size_t ys, int nt);
+constexpr int kPackedTile16Tokens = 8;
 
 // y[0..n) += a * x[0..n), x a row of this type (F32 and F16: attention's weighted sum of the
 // cached V rows, read in place). Kernel sets may fuse the multiply-add: results agree with the
@@ -54,6 +60,7 @@ struct TypeKernels {
   VecDotFn vec_dot = nullptr;
   TileFn tile = nullptr;           // nullptr: matmul calls vec_dot per (row, token)
   PackedTileFn packed_tile = nullptr;  // nullptr: interleaved matrices are unpacked per group first
+  PackedTile16Fn packed_tile16 = nullptr;  // nullptr: packed_tile one group at a time
   AxpyFn axpy = nullptr;           // nullptr: decode the row, then add (F32 and F16 only)
 };
 

@@ -157,7 +157,14 @@ void matmul_rows(const Matrix& w, const TypeKernels& k, const uint8_t* acts, siz
   const size_t group_bytes = kPackRows * w.row_bytes;
   for (int64_t r = r0; r < r1; r += kPackRows) {
     const uint8_t* group = w.data + static_cast<size_t>(r / kPackRows) * group_bytes;
-    if (k.packed_tile) {
+    if (k.packed_tile16 && r + 2 * kPackRows <= r1) {  // two groups, 16 rows per register
+      for (int64_t t = 0; t < n_tokens; t += kPackedTile16Tokens) {
+        const int nt = static_cast<int>(std::min<int64_t>(kPackedTile16Tokens, n_tokens - t));
+        k.packed_tile16(w.cols, group, group + group_bytes, acts + static_cast<size_t>(t) * act_bytes, act_bytes,
+                        y + t * w.rows + r, static_cast<size_t>(w.rows), nt);
+      }
+      r += kPackRows;
+    } else if (k.packed_tile) {
       for (int64_t t = 0; t < n_tokens; t += kTileTokens) {
         const int nt = static_cast<int>(std::min<int64_t>(kTileTokens, n_tokens - t));
         k.packed_tile(w.cols, group, acts + static_cast<size_t>(t) * act_bytes, act_bytes, y + t * w.rows + r,

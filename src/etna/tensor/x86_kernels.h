@@ -57,5 +57,23 @@ ETNA_X86_DECLARE_SET(avx2)
 ETNA_X86_DECLARE_SET(avx512)
 ETNA_X86_DECLARE_SET(avx512vnni)
 
+// Two neighbouring interleaved groups in 512-bit registers: the AVX-512 sets only.
+#define ETNA_X86_DECLARE_PACKED16(ns)                                                                              \
+  namespace etna::tensor::ns {                                                                                   \
+  void packed_tile16_q4_0(int64_t n, const uint8_t* g0, const uint8_t* g1, const uint8_t* a, size_t as, float* y, \
+                          size_t ys, int nt);                                                                    \
+  void packed_tile16_q8_0(int64_t n, const uint8_t* g0, const uint8_t* g1, const uint8_t* a, size_t as, float* y, \
+                          size_t ys, int nt);                                                                    \
+  }
+ETNA_X86_DECLARE_PACKED16(avx512)
+ETNA_X86_DECLARE_PACKED16(avx512vnni)
+#undef ETNA_X86_DECLARE_PACKED16
+namespace etna::tensor::avx512vnni {
+void packed_tile16_q4_k(int64_t n, const uint8_t* g0, const uint8_t* g1, const uint8_t* a, size_t as, float* y,
+                        size_t ys, int nt);
+void packed_tile16_q6_k(int64_t n, const uint8_t* g0, const uint8_t* g1, const uint8_t* a, size_t as, float* y,
+                        size_t ys, int nt);
+}
+
 #undef ETNA_X86_DECLARE_SET
 #undef ETNA_X86_DECLARE_TILE

@@ -3,7 +3,9 @@
 // bad options, and etna info --memory.
 #include "etna/engine/bench.h"
 
+#include <algorithm>
 #include <string>
+#include <vector>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -47,14 +49,48 @@ TEST(BenchCli, JsonShapeOnStories260K) {
     if (t.name != "token_embd.weight") per_token += t.n_bytes;
   }
   EXPECT_EQ(j["bytes_per_token"].get<uint64_t>(), per_token);
+  // One run: the roofline is that run's rate over the bandwidth measured right after it.
   const double roofline = j["tg_tps"]["median"].get<double>() * per_token / (j["bandwidth_gbps"].get<double>() * 1e9);
   EXPECT_NEAR(j["roofline"].get<double>(), roofline, 1e-9 + 1e-6 * roofline);
+  ASSERT_EQ(j["roofline_runs"].size(), 1u);
+  EXPECT_DOUBLE_EQ(j["roofline_runs"][0]["roofline"].get<double>(), j["roofline"].get<double>());
+  EXPECT_DOUBLE_EQ(j["roofline_runs"][0]["tg_tps"].get<double>(), j["tg_tps"]["median"].get<double>());
   const json& mem = j["memory"];
   EXPECT_EQ(mem["weights"].get<uint64_t>(), all);
   EXPECT_EQ(mem["kv_cache"].get<uint64_t>(), 16u * model::kv_bytes_per_token(m->config(), model::KvType::f32));
   EXPECT_GT(mem["rss"].get<uint64_t>(), 0u);
   EXPECT_GE(mem["rss_peak"].get<uint64_t>(), mem["rss"].get<uint64_t>());
   EXPECT_LE(mem["rss_added"].get<uint64_t>(), mem["rss"].get<uint64_t>());
+}
+
+// Three runs: each run's roofline is its own rate over the bandwidth measured beside it, and
+// the figures are the medians over the runs.
+TEST(BenchCli, RooflinePairsEachRunWithItsBandwidth) {
+  ETNA_REQUIRE_SHARED(path, "models/stories260K.gguf");
+  std::string out;
+  const int rc = test::run_command(
+      test::etna_binary().string() + " bench -m " + path.string() + " -p 8 -n 8 -r 3 -t 1 --json", &out);
+  ASSERT_EQ(rc, 0) << out;
+  const json j = json::parse(out);
+  const json& runs = j["roofline_runs"];
+  ASSERT_EQ(runs.size(), 3u);
+  const double per_token = j["bytes_per_token"].get<double>();
+  std::vector<double> tg, bw, roof;
+  for (const json& run : runs) {
+    tg.push_back(run["tg_tps"].get<double>());
+    bw.push_back(run["bandwidth_gbps"].get<double>());
+    roof.push_back(run["roofline"].get<double>());
+    ASSERT_GT(bw.back(), 0.0);
+    EXPECT_NEAR(roof.back(), tg.back() * per_token / (bw.back() * 1e9), 1e-9 * roof.back());
+  }
+  auto median = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v[1];
+  };
+  EXPECT_DOUBLE_EQ(j["tg_tps"]["median"].get<double>(), median(tg));
+  EXPECT_DOUBLE_EQ(j["bandwidth_gbps"].get<double>(), median(bw));
+  EXPECT_DOUBLE_EQ(j["roofline"].get<double>(), median(roof));
+  if (!j["int8_peak_gops"].empty()) EXPECT_GT(j["prompt_peak_fraction"].get<double>(), 0.0);
 }
 
 TEST(BenchCli, CacheTypeAndBadOptions) {

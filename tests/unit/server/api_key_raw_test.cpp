@@ -1,39 +1,14 @@
 // Issue 16 item 12: the API key is compared with the header's bytes exactly as sent (no
 // percent-decoding, no cut at a NUL byte).
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <sys/time.h>
-#include <unistd.h>
-
 #include <thread>
 
 #include <gtest/gtest.h>
 
 #include "etna/server/http_server.h"
+#include "support/raw_socket.h"
 
 namespace etna::server {
 namespace {
-
-std::string exchange(int port, const std::string& request) {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-    ::close(fd);
-    return "";
-  }
-  timeval tv{30, 0};  // a guard against hanging, not a timing assertion
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  ::send(fd, request.data(), request.size(), MSG_NOSIGNAL);
-  std::string out;
-  char buf[4096];
-  for (ssize_t n; (n = ::recv(fd, buf, sizeof buf, 0)) > 0;) out.append(buf, static_cast<size_t>(n));
-  ::close(fd);
-  return out;
-}
 
 class KeyedServer {
  public:
@@ -55,7 +30,7 @@ class KeyedServer {
     thread_.join();
   }
   std::string get(const std::string& header_line) {
-    return exchange(server_->port(), "GET /secret HTTP/1.1\r\nHost: 127.0.0.1\r\n" + header_line +
+    return test::exchange(server_->port(), "GET /secret HTTP/1.1\r\nHost: 127.0.0.1\r\n" + header_line +
                                          "\r\nConnection: close\r\n\r\n");
   }
 

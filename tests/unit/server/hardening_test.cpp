@@ -2,11 +2,6 @@
 // driven over loopback with httplib::Client or a raw socket): nesting bombs, body-limit bypasses,
 // slow or flooding clients, cross-site requests, reserved names. Each test pins one item of
 // issue 16 and failed before its fix.
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <sys/time.h>
-#include <unistd.h>
 
 #include <fstream>
 #include <thread>
@@ -17,10 +12,13 @@
 #include "etna/server/http_server.h"
 #include "etna/server/qdrant_api.h"
 #include "etna/server/web_app.h"
+#include "support/raw_socket.h"
 #include "support/test_support.h"
 
 namespace etna::server {
 namespace {
+
+using test::RawSocket;
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -65,65 +63,6 @@ class FullServer {
   std::unique_ptr<store::Database> db_;
   std::unique_ptr<DocsService> docs_;
   std::thread thread_;
-};
-
-// A raw TCP connection (for clients that misbehave on purpose).
-class RawSocket {
- public:
-  explicit RawSocket(int port, int guard_seconds = 60) {
-    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(static_cast<uint16_t>(port));
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    connected_ = ::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
-    timeval tv{guard_seconds, 0};  // a guard against hanging forever, not a timing assertion
-    setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  }
-  ~RawSocket() { ::close(fd_); }
-  bool connected() const { return connected_; }
-  bool send_text(const std::string& s) {
-    std::size_t off = 0;
-    while (off < s.size()) {
-      ssize_t n = ::send(fd_, s.data() + off, s.size() - off, MSG_NOSIGNAL);
-      if (n <= 0) return false;
-      off += static_cast<std::size_t>(n);
-    }
-    return true;
-  }
-  // Reads until the peer closes (or the guard fires); returns what was read.
-  std::string read_until_closed() {
-    std::string out;
-    char buf[4096];
-    for (;;) {
-      ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
-      if (n > 0) {
-        out.append(buf, static_cast<size_t>(n));
-        continue;
-      }
-      return out;
-    }
-  }
-  // Reads until a full response head and a body of Content-Length bytes arrived.
-  std::string read_response() {
-    std::string out;
-    char buf[4096];
-    for (;;) {
-      auto head_end = out.find("\r\n\r\n");
-      if (head_end != std::string::npos) {
-        auto cl = out.find("Content-Length: ");
-        std::size_t len = cl == std::string::npos ? 0 : std::stoul(out.substr(cl + 16));
-        if (out.size() >= head_end + 4 + len) return out;
-      }
-      ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
-      if (n <= 0) return out;
-      out.append(buf, static_cast<size_t>(n));
-    }
-  }
-
- private:
-  int fd_ = -1;
-  bool connected_ = false;
 };
 
 json body_of(const httplib::Result& r) {
@@ -302,13 +241,13 @@ TEST(Hardening, HostHeaderMustNameThisServer) {
   for (const std::string host : {"evil.example", "rebind.attacker.test:8080"}) {
     RawSocket sock(s.port());
     sock.send_text("GET /collections HTTP/1.1\r\nHost: " + host + "\r\nConnection: close\r\n\r\n");
-    std::string reply = sock.read_until_closed();
+    std::string reply = sock.read_all();
     EXPECT_EQ(reply.compare(0, 12, "HTTP/1.1 403"), 0) << host << ": " << reply.substr(0, 200);
   }
   for (const std::string& host : {std::string("localhost"), fmt::format("127.0.0.1:{}", s.port()), std::string("localhost:1")}) {
     RawSocket sock(s.port());
     sock.send_text("GET /collections HTTP/1.1\r\nHost: " + host + "\r\nConnection: close\r\n\r\n");
-    std::string reply = sock.read_until_closed();
+    std::string reply = sock.read_all();
     EXPECT_EQ(reply.compare(0, 12, "HTTP/1.1 200"), 0) << host << ": " << reply.substr(0, 200);
   }
 }
@@ -320,7 +259,7 @@ TEST(Hardening, AllowedHostOptionAddsNames) {
   FullServer s(dir.path(), opt);
   RawSocket sock(s.port());
   sock.send_text("GET /collections HTTP/1.1\r\nHost: etna.lan:8080\r\nConnection: close\r\n\r\n");
-  std::string reply = sock.read_until_closed();
+  std::string reply = sock.read_all();
   EXPECT_EQ(reply.compare(0, 12, "HTTP/1.1 200"), 0) << reply.substr(0, 200);
 }
 
@@ -334,7 +273,7 @@ TEST(Hardening, PreflightHasNoDuplicateCorsHeaders) {
   RawSocket sock(s.port());
   sock.send_text("OPTIONS /collections/c HTTP/1.1\r\nHost: 127.0.0.1\r\nOrigin: http://app.example\r\n"
                  "Access-Control-Request-Method: PUT\r\nConnection: close\r\n\r\n");
-  std::string reply = sock.read_until_closed();
+  std::string reply = sock.read_all();
   auto count = [&](const std::string& h) {
     size_t n = 0;
     for (size_t p = reply.find(h); p != std::string::npos; p = reply.find(h, p + 1)) ++n;
@@ -409,7 +348,7 @@ TEST(Hardening, PostedStreamIsNotCompressed) {
     RawSocket sock(server.port());
     sock.send_text("POST /stream HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept-Encoding: gzip, br\r\nContent-Type: application/json\r\n"
                    "Content-Length: 2\r\nConnection: close\r\n\r\n{}");
-    std::string reply = sock.read_until_closed();
+    std::string reply = sock.read_all();
     EXPECT_EQ(reply.find("Content-Encoding"), std::string::npos) << reply;
     EXPECT_NE(reply.find("data: hello"), std::string::npos) << reply;
   }

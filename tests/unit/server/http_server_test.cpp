@@ -1,10 +1,7 @@
 // HttpServer: limits, JSON errors, authentication, CORS, slow clients, shutdown.
 #include "etna/server/http_server.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <sys/socket.h>
-#include <sys/time.h>
 #include <unistd.h>
 
 #include <future>
@@ -12,10 +9,13 @@
 
 #include <gtest/gtest.h>
 
+#include "support/raw_socket.h"
 #include "support/test_support.h"
 
 namespace etna::server {
 namespace {
+
+using test::RawSocket;
 
 using nlohmann::json;
 
@@ -73,44 +73,6 @@ class Running {
  private:
   std::unique_ptr<HttpServer> server_;
   std::thread thread_;
-};
-
-// A raw TCP connection to the server (for clients that misbehave on purpose).
-class RawSocket {
- public:
-  explicit RawSocket(int port) {
-    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(static_cast<uint16_t>(port));
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    connected_ = ::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
-    // A guard against hanging the test forever, not a timing assertion.
-    timeval tv{60, 0};
-    setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  }
-  ~RawSocket() { ::close(fd_); }
-  bool connected() const { return connected_; }
-  int fd() const { return fd_; }
-  void send_text(const std::string& s) { ASSERT_EQ(::send(fd_, s.data(), s.size(), MSG_NOSIGNAL), static_cast<ssize_t>(s.size())); }
-  // Reads until the peer closes; returns what was read, or nullopt when the guard timer fired.
-  std::optional<std::string> read_until_closed() {
-    std::string out;
-    char buf[4096];
-    for (;;) {
-      ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
-      if (n > 0) {
-        out.append(buf, static_cast<size_t>(n));
-        continue;
-      }
-      if (n == 0 || errno == ECONNRESET) return out;
-      return std::nullopt;  // EAGAIN: the 60 s guard expired, the server never closed
-    }
-  }
-
- private:
-  int fd_ = -1;
-  bool connected_ = false;
 };
 
 json body_of(const httplib::Result& r) { return json::parse(r->body); }
@@ -303,7 +265,7 @@ TEST(HttpServer, SlowBodyClientTimesOutAndServerKeepsServing) {
   Running s(opt);
   RawSocket slow(s.port());
   ASSERT_TRUE(slow.connected());
-  slow.send_text("POST /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/plain\r\nContent-Length: 1000\r\n\r\nonly a few bytes");
+  ASSERT_TRUE(slow.send_text("POST /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/plain\r\nContent-Length: 1000\r\n\r\nonly a few bytes"));
   // A well-behaved client arriving meanwhile is served once the slow one is dropped.
   auto good = std::async(std::launch::async, [&] { return s.client().Get("/hello"); });
   auto closed = slow.read_until_closed();
@@ -321,7 +283,7 @@ TEST(HttpServer, SlowHeadersClientTimesOut) {
   Running s(opt);
   RawSocket slow(s.port());
   ASSERT_TRUE(slow.connected());
-  slow.send_text("GET /hello HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ");
+  ASSERT_TRUE(slow.send_text("GET /hello HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: "));
   auto closed = slow.read_until_closed();
   ASSERT_TRUE(closed.has_value()) << "the server never dropped the stalled client";
   auto r = s.client().Get("/hello");
@@ -353,7 +315,7 @@ TEST(HttpServer, StreamsAreUtf8AndUncompressedEvenWhenGzipIsAccepted) {
   });
   RawSocket sock(s.port());
   ASSERT_TRUE(sock.connected());
-  sock.send_text("GET /stream HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept-Encoding: gzip, deflate, br\r\nConnection: close\r\n\r\n");
+  ASSERT_TRUE(sock.send_text("GET /stream HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept-Encoding: gzip, deflate, br\r\nConnection: close\r\n\r\n"));
   // Read until the first event's bytes are in, then let the handler go on.
   std::string got;
   char buf[4096];

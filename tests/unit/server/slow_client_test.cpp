@@ -1,10 +1,7 @@
 // Issue 16 item 4: slow clients (slowloris) and header floods against the real HttpServer, over
 // loopback with raw sockets. Workers must only ever see complete request heads, so dribbling
 // clients cannot hold the pool, and a head has size, count and time limits.
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <sys/socket.h>
-#include <sys/time.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -14,9 +11,14 @@
 #include <gtest/gtest.h>
 
 #include "etna/server/http_server.h"
+#include "support/raw_socket.h"
 
 namespace etna::server {
 namespace {
+
+using test::connect_loopback;
+using test::read_all;
+using test::send_all;
 
 class Served {
  public:
@@ -44,42 +46,6 @@ class Served {
   std::unique_ptr<HttpServer> server_;
   std::thread thread_;
 };
-
-int connect_loopback(int port, int guard_seconds) {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-    ::close(fd);
-    return -1;
-  }
-  timeval tv{guard_seconds, 0};  // guards against hanging forever; not a timing assertion
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-  return fd;
-}
-
-bool send_all(int fd, const std::string& s) {
-  std::size_t off = 0;
-  while (off < s.size()) {
-    ssize_t n = ::send(fd, s.data() + off, s.size() - off, MSG_NOSIGNAL);
-    if (n <= 0) return false;
-    off += static_cast<std::size_t>(n);
-  }
-  return true;
-}
-
-std::string read_all(int fd) {
-  std::string out;
-  char buf[4096];
-  for (;;) {
-    ssize_t n = ::recv(fd, buf, sizeof buf, 0);
-    if (n <= 0) return out;
-    out.append(buf, static_cast<std::size_t>(n));
-  }
-}
 
 long rss_kib() {
   std::ifstream in("/proc/self/status");

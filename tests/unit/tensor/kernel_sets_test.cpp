@@ -414,6 +414,56 @@ TEST(Repack, PackedTilesEqualVecDotBitForBit) {
   }
 }
 
+// The AVX-512 sets' 16-row tiles (two neighbouring groups in one register) equal vec_dot on
+// the original rows bit for bit, for every token count, and write nothing else.
+TEST(Repack, SixteenRowTilesEqualVecDotBitForBit) {
+  int tested = 0;
+  for (const auto& name : simd_sets()) {
+    const KernelTable& simd = *kernel_table_for(name);
+    UseTable use(simd);
+    for (const auto& l : packable_layouts()) {
+      const TypeKernels& k = entry(simd, l.type);
+      if (k.packed_tile16 == nullptr) continue;
+      ++tested;
+      const TypeKernels& act = entry(simd, k.vec_dot_type);
+      for (int64_t n : {32, 512, 2048}) {
+        if (n % k.block_size != 0) continue;  // K-quants: 256-element super-blocks
+        constexpr int kRows = 2 * kPackRows;
+        auto data = random_matrix(l, kRows, n, 91 + static_cast<uint32_t>(n));
+        const auto original = data;
+        Matrix w{l.type, n, kRows, data.data(), row_bytes(l.type, n)};
+        repack_rows(w, data.data());
+        const size_t arb = row_bytes(k.vec_dot_type, n);
+        constexpr int kT = kPackedTile16Tokens;
+        std::vector<uint8_t> a(arb * kT);
+        for (int t = 0; t < kT; ++t) {
+          const auto x = t == 5 ? awkward_floats(static_cast<size_t>(n), 3) : random_floats(static_cast<size_t>(n), 70 + t, -1.0f, 1.0f);
+          act.quantize(x.data(), a.data() + t * arb, n);
+        }
+        const uint8_t* g0 = data.data();
+        const uint8_t* g1 = g0 + kPackRows * w.row_bytes;
+        for (int nt = 1; nt <= kT; ++nt) {
+          const size_t ys = kRows + 5;
+          std::vector<float> y(ys * kT, NAN);
+          k.packed_tile16(n, g0, g1, a.data(), arb, y.data(), ys, nt);
+          for (int t = 0; t < kT; ++t)
+            for (int r = 0; r < static_cast<int>(ys); ++r) {
+              const float got = y[t * ys + r];
+              if (t < nt && r < kRows) {
+                const float want = k.vec_dot(n, original.data() + r * w.row_bytes, a.data() + t * arb);
+                ASSERT_EQ(got, want) << name << " " << gguf::ggml_type_name(l.type) << " n=" << n << " nt=" << nt
+                                     << " r=" << r << " t=" << t;
+              } else {
+                ASSERT_TRUE(std::isnan(got)) << "16-row tile wrote outside its rows/tokens";
+              }
+            }
+        }
+      }
+    }
+  }
+  if (tested == 0) GTEST_SKIP() << "no kernel set with 16-row tiles on this CPU (they need AVX-512 F/BW/VL)";
+}
+
 // matmul on a repacked matrix equals matmul on the original bit for bit, under every kernel
 // set (one without packed kernels restores each group first) and thread count.
 TEST(Repack, MatmulOnRepackedEqualsOriginal) {
