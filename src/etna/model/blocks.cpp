@@ -452,7 +452,9 @@ void geglu(std::vector<float>& gate, const std::vector<float>& up, bool f16_tabl
 
 void gated_ffn(const Matrix& gate, const Matrix& up, const Matrix& down, Activation act, const std::vector<float>& x,
                int n, std::vector<float>& out) {
-  std::vector<float> g, u;
+  // Kept between calls: for a long prompt these are tens of MiB, which malloc would map fresh
+  // (and the kernel zero page by page) in every layer.
+  thread_local std::vector<float> g, u;
   linear_same_input({{&gate, nullptr, &g}, {&up, nullptr, &u}}, x.data(), n);
   if (act == Activation::silu)
     swiglu(g, u);
