@@ -311,33 +311,34 @@ void attend_tiled(const ModelConfig& c, const Attention& a, const Batch& batch, 
   for (int i = 0; i < nt; ++i) {
     const int f = first[i] - lo, l = last[i] - lo;
     float* col = &st[static_cast<size_t>(i) * G];
-    std::fill(mx.begin(), mx.end(), -INFINITY);
-    std::fill(sum.begin(), sum.end(), 0.0);
+    float* __restrict m = mx.data();
+    double* __restrict z = sum.data();
+    std::fill_n(m, G, -INFINITY);
+    std::fill_n(z, G, 0.0);
     for (int j = 0; j < f; ++j) std::fill_n(col + static_cast<size_t>(j) * R, G, 0.0f);
     for (int j = l + 1; j < n_keys; ++j) std::fill_n(col + static_cast<size_t>(j) * R, G, 0.0f);
+    // The loops over the G heads of a key are contiguous and free of calls (but for tanh and
+    // exp), so the compiler vectorises them.
     for (int j = f; j <= l; ++j) {
-      float* s = col + static_cast<size_t>(j) * R;
+      float* __restrict sj = col + static_cast<size_t>(j) * R;
+      if (a.softcap > 0)
+        for (int h = 0; h < G; ++h) sj[h] = std::tanh(sj[h] * inv_cap) * a.softcap;
       for (int h = 0; h < G; ++h) {
-        float v = s[h];
-        if (a.softcap > 0) v = std::tanh(v * inv_cap) * a.softcap;
-        s[h] = v * a.scale;
-        mx[h] = std::max(mx[h], s[h]);
+        sj[h] *= a.scale;
+        m[h] = m[h] < sj[h] ? sj[h] : m[h];  // std::max
       }
     }
     for (int j = f; j <= l; ++j) {
-      float* s = col + static_cast<size_t>(j) * R;
-      for (int h = 0; h < G; ++h) {
-        s[h] = std::exp(s[h] - mx[h]);
-        sum[h] += s[h];
-      }
+      float* __restrict sj = col + static_cast<size_t>(j) * R;
+      for (int h = 0; h < G; ++h) sj[h] = std::exp(sj[h] - m[h]);
+      for (int h = 0; h < G; ++h) z[h] += sj[h];
     }
-    for (int h = 0; h < G; ++h) mx[h] = static_cast<float>(1.0 / sum[h]);  // now the inverse sums
+    for (int h = 0; h < G; ++h) m[h] = static_cast<float>(1.0 / z[h]);  // now the inverse sums
     for (int j = f; j <= l; ++j) {
-      float* s = col + static_cast<size_t>(j) * R;
-      for (int h = 0; h < G; ++h) {
-        s[h] *= mx[h];
-        if (half) s[h] = fp16_to_fp32(fp32_to_fp16(s[h]));
-      }
+      float* __restrict sj = col + static_cast<size_t>(j) * R;
+      for (int h = 0; h < G; ++h) sj[h] *= m[h];
+      if (half)
+        for (int h = 0; h < G; ++h) sj[h] = fp16_to_fp32(fp32_to_fp16(sj[h]));
     }
   }
   // O = P . V: P is S^T read transposed (row r, key j at st[j * R + r]).
