@@ -6,7 +6,9 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <climits>
 #include <cmath>
+#include <cstdint>
 #include <numeric>
 
 #include "etna/base/half.h"
@@ -224,21 +226,193 @@ void attend(float* out, const float* q, const KvCache& cache, int seq, int layer
   }
 }
 
+// Rows first .. first + n - 1 of KV head g of the K (values: V) cache of (seq, layer) as F32:
+// in place when the cache is F32 and the cells are contiguous (no ring wrap), otherwise decoded
+// into `buf`. `stride` gets the distance between rows in floats.
+const float* kv_block(const KvCache& cache, bool values, int seq, int layer, int g, int D, int first, int n,
+                      std::vector<float>& buf, std::vector<float>& row, size_t& stride) {
+  const int KV = cache.n_embd_kv(), cells = cache.layer_cells(layer);
+  auto row_of = [&](int pos) { return values ? cache.v_row(seq, layer, pos) : cache.k_row(seq, layer, pos); };
+  if (cache.type() == KvType::f32 && first % cells + n <= cells) {
+    stride = static_cast<size_t>(KV);
+    return reinterpret_cast<const float*>(row_of(first)) + static_cast<size_t>(g) * D;
+  }
+  const tensor::TypeKernels& tk = tensor::active_kernel_table()[static_cast<size_t>(kv_ggml_type(cache.type()))];
+  buf.resize(static_cast<size_t>(n) * D);
+  for (int j = 0; j < n; ++j) {
+    const uint8_t* r = row_of(first + j);
+    float* dst = &buf[static_cast<size_t>(j) * D];
+    if (D % tk.block_size == 0) {
+      tk.dequantize(r + static_cast<size_t>(g) * (D / tk.block_size) * tk.block_bytes, dst, D);
+    } else {  // head slices do not start on a block boundary: decode the whole row
+      row.resize(KV);
+      tk.dequantize(r, row.data(), KV);
+      std::copy_n(&row[static_cast<size_t>(g) * D], D, dst);
+    }
+  }
+  stride = static_cast<size_t>(D);
+  return buf.data();
+}
+
+constexpr int kTileKeys = 64;        // keys per K/V block
+constexpr int kTileQueryRows = 64;   // target query rows (heads x tokens) per tile
+
+// Tiled attention of KV head g for `nt` tokens of one sequence (batch indices `tokens`): the
+// G = n_head / n_head_kv query heads of the group times the tokens form the R = nt * G rows of
+// Q (row i * G + h: token i, head g * G + h). Over the union lo .. hi of the tokens' key ranges,
+// S^T (keys x R) = K . Q^T block by block (blocks no token can see are skipped), then each row's
+// softmax over its own range exactly as attend() computes it (masked entries 0), then
+// O (R x D) = P . V block by block, the keys summed in order as attend()'s axpy loop does.
+void attend_tiled(const ModelConfig& c, const Attention& a, const Batch& batch, const KvCache& cache, int layer,
+                  const std::vector<float>& q, std::vector<float>& attn, const int* tokens, int nt, int g) {
+  const int D = c.head_dim, G = c.n_head / c.n_head_kv, Q = c.n_head * D, R = nt * G;
+  const int seq = batch.seq[tokens[0]];
+  thread_local std::vector<int> first, last;
+  thread_local std::vector<float> qt, st, out, kbuf, vbuf, row;
+  thread_local std::vector<char> skip;
+  first.resize(nt);
+  last.resize(nt);
+  int lo = INT32_MAX, hi = -1;
+  for (int i = 0; i < nt; ++i) {
+    const int p = batch.pos[tokens[i]];
+    first[i] = a.window > 0 ? std::max(0, p - a.window + 1) : 0;
+    last[i] = p;
+    lo = std::min(lo, first[i]);
+    hi = std::max(hi, p);
+  }
+  const int n_keys = hi - lo + 1;
+  const bool half = cache.type() == KvType::f16;
+  // Q^T (D x R). With an F16 cache the queries are rounded to F16 as in attend().
+  qt.resize(static_cast<size_t>(D) * R);
+  for (int i = 0; i < nt; ++i)
+    for (int h = 0; h < G; ++h) {
+      const float* qh = &q[static_cast<size_t>(tokens[i]) * Q + static_cast<size_t>(g * G + h) * D];
+      const int r = i * G + h;
+      for (int d = 0; d < D; ++d) qt[static_cast<size_t>(d) * R + r] = half ? fp16_to_fp32(fp32_to_fp16(qh[d])) : qh[d];
+    }
+  const tensor::GemmFn gemm = tensor::active_kernel_table()[static_cast<size_t>(gguf::GgmlType::F32)].gemm;
+  const int n_blocks = (n_keys + kTileKeys - 1) / kTileKeys;
+  skip.assign(n_blocks, 1);
+  st.resize(static_cast<size_t>(n_keys) * R);
+  for (int b = 0; b < n_blocks; ++b) {
+    const int j0 = lo + b * kTileKeys, nk = std::min(kTileKeys, hi + 1 - j0);
+    for (int i = 0; i < nt && skip[b]; ++i) skip[b] = !(first[i] <= j0 + nk - 1 && j0 <= last[i]);
+    if (skip[b]) continue;
+    size_t ks = 0;
+    const float* k = kv_block(cache, false, seq, layer, g, D, j0, nk, kbuf, row, ks);
+    gemm(nk, R, D, k, ks, 1, qt.data(), R, &st[static_cast<size_t>(j0 - lo) * R], R, false);
+  }
+  // Softmax per row over its own keys, in attend()'s order of operations.
+  const float inv_cap = a.softcap > 0 ? 1.0f / a.softcap : 0.0f;
+  thread_local std::vector<float> mx;
+  thread_local std::vector<double> sum;
+  mx.resize(G);
+  sum.resize(G);
+  for (int i = 0; i < nt; ++i) {
+    const int f = first[i] - lo, l = last[i] - lo;
+    float* col = &st[static_cast<size_t>(i) * G];
+    float* __restrict m = mx.data();
+    double* __restrict z = sum.data();
+    std::fill_n(m, G, -INFINITY);
+    std::fill_n(z, G, 0.0);
+    for (int j = 0; j < f; ++j) std::fill_n(col + static_cast<size_t>(j) * R, G, 0.0f);
+    for (int j = l + 1; j < n_keys; ++j) std::fill_n(col + static_cast<size_t>(j) * R, G, 0.0f);
+    // The loops over the G heads of a key are contiguous and free of calls (but for tanh and
+    // exp), so the compiler vectorises them.
+    for (int j = f; j <= l; ++j) {
+      float* __restrict sj = col + static_cast<size_t>(j) * R;
+      if (a.softcap > 0)
+        for (int h = 0; h < G; ++h) sj[h] = std::tanh(sj[h] * inv_cap) * a.softcap;
+      for (int h = 0; h < G; ++h) {
+        sj[h] *= a.scale;
+        m[h] = m[h] < sj[h] ? sj[h] : m[h];  // std::max
+      }
+    }
+    for (int j = f; j <= l; ++j) {
+      float* __restrict sj = col + static_cast<size_t>(j) * R;
+      for (int h = 0; h < G; ++h) sj[h] = std::exp(sj[h] - m[h]);
+      for (int h = 0; h < G; ++h) z[h] += sj[h];
+    }
+    for (int h = 0; h < G; ++h) m[h] = static_cast<float>(1.0 / z[h]);  // now the inverse sums
+    for (int j = f; j <= l; ++j) {
+      float* __restrict sj = col + static_cast<size_t>(j) * R;
+      for (int h = 0; h < G; ++h) sj[h] *= m[h];
+      if (half)
+        for (int h = 0; h < G; ++h) sj[h] = fp16_to_fp32(fp32_to_fp16(sj[h]));
+    }
+  }
+  // O = P . V: P is S^T read transposed (row r, key j at st[j * R + r]).
+  out.resize(static_cast<size_t>(R) * D);
+  bool started = false;
+  for (int b = 0; b < n_blocks; ++b) {
+    if (skip[b]) continue;
+    const int j0 = lo + b * kTileKeys, nk = std::min(kTileKeys, hi + 1 - j0);
+    size_t vs = 0;
+    const float* v = kv_block(cache, true, seq, layer, g, D, j0, nk, vbuf, row, vs);
+    gemm(R, D, nk, &st[static_cast<size_t>(j0 - lo) * R], 1, R, v, vs, out.data(), D, started);
+    started = true;
+  }
+  for (int i = 0; i < nt; ++i)
+    for (int h = 0; h < G; ++h)
+      std::copy_n(&out[static_cast<size_t>(i * G + h) * D], D,
+                  &attn[static_cast<size_t>(tokens[i]) * Q + static_cast<size_t>(g * G + h) * D]);
+}
+
 }  // namespace
 
 void attention(const ModelConfig& c, const Attention& a, const Batch& batch, const KvCache& cache, int layer,
-               const std::vector<float>& q, std::vector<float>& attn) {
+               const std::vector<float>& q, std::vector<float>& attn, AttentionPath path) {
   const int n = static_cast<int>(batch.size());
   const int Q = c.n_head * c.head_dim;
   attn.resize(static_cast<size_t>(n) * Q);
-  // Tokens (and, for fewer tokens than threads, ranges of heads) are independent tasks.
-  const int splits = std::min(c.n_head, n < tensor::num_threads() ? tensor::num_threads() : 1);
   auto first_of = [&](int t) { return a.window > 0 ? std::max(0, batch.pos[t] - a.window + 1) : 0; };
+
+  // Each sequence's tokens in batch order; those of sequences with enough of them go tiled.
+  std::vector<std::vector<int>> by_seq;
+  for (int t = 0; t < n; ++t) {
+    if (batch.seq[t] >= static_cast<int>(by_seq.size())) by_seq.resize(batch.seq[t] + 1);
+    by_seq[batch.seq[t]].push_back(t);
+  }
+  std::vector<int> single;  // tokens for the per-token path
+  struct Tile {
+    const int* tokens;
+    int n, g;
+  };
+  std::vector<Tile> tiles;
+  int64_t tiled_work = 0;
+  const int G = c.n_head / c.n_head_kv;
+  const int block = std::max(1, kTileQueryRows / G);
+  for (const std::vector<int>& s : by_seq) {
+    const int m = static_cast<int>(s.size());
+    const bool tile = path == AttentionPath::tiled ||
+                      (path == AttentionPath::automatic && m >= kTiledAttentionMinTokens);
+    if (!tile) {
+      single.insert(single.end(), s.begin(), s.end());
+      continue;
+    }
+    // Later blocks see more keys: queued first, so the pool ends on small tasks.
+    for (int b0 = (m - 1) / block * block; b0 >= 0; b0 -= block) {
+      const int nt = std::min(block, m - b0);
+      for (int g = 0; g < c.n_head_kv; ++g) tiles.push_back({&s[b0], nt, g});
+      for (int i = b0; i < b0 + nt; ++i)
+        tiled_work += static_cast<int64_t>(batch.pos[s[i]] - first_of(s[i]) + 1) * Q * 2;
+    }
+  }
+  if (!tiles.empty())
+    tensor::parallel_for(static_cast<int64_t>(tiles.size()), tiled_work, [&](int64_t i) {
+      const Tile& t = tiles[i];
+      attend_tiled(c, a, batch, cache, layer, q, attn, t.tokens, t.n, t.g);
+    });
+  if (single.empty()) return;
+
+  // Tokens (and, for fewer tokens than threads, ranges of heads) are independent tasks.
+  const int ns = static_cast<int>(single.size());
+  const int splits = std::min(c.n_head, ns < tensor::num_threads() ? tensor::num_threads() : 1);
   int64_t work = 0;
-  for (int t = 0; t < n; ++t) work += static_cast<int64_t>(batch.pos[t] - first_of(t) + 1) * Q * 2;
-  tensor::parallel_for(static_cast<int64_t>(n) * splits, work, [&](int64_t task) {
+  for (int t : single) work += static_cast<int64_t>(batch.pos[t] - first_of(t) + 1) * Q * 2;
+  tensor::parallel_for(static_cast<int64_t>(ns) * splits, work, [&](int64_t task) {
     thread_local std::vector<float> p_scratch, row_scratch;
-    const int t = static_cast<int>(task / splits), s = static_cast<int>(task % splits);
+    const int t = single[task / splits], s = static_cast<int>(task % splits);
     const int h0 = c.n_head * s / splits, h1 = c.n_head * (s + 1) / splits;
     attend(&attn[static_cast<size_t>(t) * Q], &q[static_cast<size_t>(t) * Q], cache, batch.seq[t], layer, first_of(t),
            batch.pos[t], c, a, h0, h1, p_scratch, row_scratch);
@@ -279,7 +453,9 @@ void geglu(std::vector<float>& gate, const std::vector<float>& up, bool f16_tabl
 
 void gated_ffn(const Matrix& gate, const Matrix& up, const Matrix& down, Activation act, const std::vector<float>& x,
                int n, std::vector<float>& out) {
-  std::vector<float> g, u;
+  // Kept between calls: for a long prompt these are tens of MiB, which malloc would map fresh
+  // (and the kernel zero page by page) in every layer.
+  thread_local std::vector<float> g, u;
   linear_same_input({{&gate, nullptr, &g}, {&up, nullptr, &u}}, x.data(), n);
   if (act == Activation::silu)
     swiglu(g, u);

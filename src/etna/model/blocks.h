@@ -73,8 +73,16 @@ struct Attention {
   float softcap = 0.0f;
   int window = 0;
 };
+// How attention() evaluates: per token (one query at a time, every key read once per query;
+// decode and small batches) or tiled (the query heads of one KV head times a block of a
+// sequence's tokens against blocks of keys, each block decoded once and reused by all of them,
+// through the kernel set's F32 gemm). `automatic` tiles the sequences with at least
+// kTiledAttentionMinTokens tokens in the batch. Both compute the same softmax over the same
+// scores with the same roundings; only the q.k summation order differs.
+enum class AttentionPath { automatic, per_token, tiled };
+constexpr int kTiledAttentionMinTokens = 16;
 void attention(const ModelConfig& c, const Attention& a, const Batch& batch, const KvCache& cache, int layer,
-               const std::vector<float>& q, std::vector<float>& attn);
+               const std::vector<float>& q, std::vector<float>& attn, AttentionPath path = AttentionPath::automatic);
 
 // Rotates q and k of every token by its position and stores k and v in the cache.
 void rope_and_store(const ModelConfig& c, const Rope& rope, const Batch& batch, KvCache& cache, int layer,

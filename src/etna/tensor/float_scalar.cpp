@@ -85,6 +85,16 @@ void axpy_f16(int64_t n, float a, const void* x, float* y) {
   for (int64_t i = 0; i < n; ++i) y[i] += a * table[h[i]];
 }
 
+void gemm_f32(int m, int n, int k, const float* a, size_t rsa, size_t csa, const float* b, size_t ldb, float* c,
+              size_t ldc, bool accumulate) {
+  for (int i = 0; i < m; ++i)
+    for (int j = 0; j < n; ++j) {
+      float s = accumulate ? c[i * ldc + j] : 0.0f;
+      for (int p = 0; p < k; ++p) s += a[i * rsa + p * csa] * b[p * ldb + j];
+      c[i * ldc + j] = s;
+    }
+}
+
 void dequantize_bf16(const void* src, float* dst, int64_t n) {
   const uint16_t* h = static_cast<const uint16_t*>(src);
   for (int64_t i = 0; i < n; ++i) dst[i] = bf16_to_fp32(h[i]);

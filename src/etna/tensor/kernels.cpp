@@ -30,6 +30,7 @@ KernelTable build_scalar_table() {
   add(t, T::BF16, 1, 2, T::BF16, s::dequantize_bf16, s::quantize_bf16, s::vec_dot_bf16);
   t[static_cast<size_t>(T::F32)].axpy = s::axpy_f32;
   t[static_cast<size_t>(T::F16)].axpy = s::axpy_f16;
+  t[static_cast<size_t>(T::F32)].gemm = s::gemm_f32;
   add(t, T::Q4_0, kQK, sizeof(BlockQ4_0), T::Q8_0, s::dequantize_q4_0, s::quantize_q4_0, s::vec_dot_q4_0_q8_0);
   add(t, T::Q4_1, kQK, sizeof(BlockQ4_1), T::Q8_1, s::dequantize_q4_1, s::quantize_q4_1, s::vec_dot_q4_1_q8_1);
   add(t, T::Q5_0, kQK, sizeof(BlockQ5_0), T::Q8_0, s::dequantize_q5_0, s::quantize_q5_0, s::vec_dot_q5_0_q8_0);
@@ -90,6 +91,7 @@ KernelTable build_scalar_table() {
     t[static_cast<size_t>(T::F16)].dequantize = ns::dequantize_f16;         \
     t[static_cast<size_t>(T::F32)].axpy = ns::axpy_f32;                     \
     t[static_cast<size_t>(T::F16)].axpy = ns::axpy_f16;                     \
+    t[static_cast<size_t>(T::F32)].gemm = ns::gemm_f32;                     \
     return t;                                                               \
   }()
 

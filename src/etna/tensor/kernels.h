@@ -50,6 +50,13 @@ constexpr int kPackedTile16Tokens = 8;
 // scalar kernel to rounding, not bit for bit.
 using AxpyFn = void (*)(int64_t n, float a, const void* x, float* y);
 
+// A block product in F32 (attention's q.K and p.V over blocks of keys): for i < m, j < n,
+// c[i * ldc + j] = (accumulate ? c[i * ldc + j] : 0) + sum over p = 0..k-1, in that order, of
+// a[i * rsa + p * csa] * b[p * ldb + j]; strides in floats. Kernel sets may fuse each
+// multiply-add: results agree with the scalar kernel to rounding, not bit for bit.
+using GemmFn = void (*)(int m, int n, int k, const float* a, size_t rsa, size_t csa, const float* b, size_t ldb,
+                        float* c, size_t ldc, bool accumulate);
+
 struct TypeKernels {
   GgmlType type = GgmlType::F32;
   int block_size = 0;        // elements per block; 0 marks an empty (unsupported) entry
@@ -62,6 +69,7 @@ struct TypeKernels {
   PackedTileFn packed_tile = nullptr;  // nullptr: interleaved matrices are unpacked per group first
   PackedTile16Fn packed_tile16 = nullptr;  // nullptr: packed_tile one group at a time
   AxpyFn axpy = nullptr;           // nullptr: decode the row, then add (F32 and F16 only)
+  GemmFn gemm = nullptr;           // F32 only
 };
 
 constexpr size_t kMaxTypeId = 40;  // type ids 0..kMaxTypeId-1 fit in a table

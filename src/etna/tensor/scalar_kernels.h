@@ -1,6 +1,7 @@
 // Scalar kernel entry points, grouped by source file. Internal to the tensor layer: callers
 // go through tensor.h (validated) or the table in kernels.h.
 #pragma once
+#include <cstddef>
 #include <cstdint>
 
 namespace etna::tensor::scalar {
@@ -14,6 +15,8 @@ void quantize_f16(const float* src, void* dst, int64_t n);
 float vec_dot_f16(int64_t n, const void* w, const void* a);
 void axpy_f32(int64_t n, float a, const void* x, float* y);
 void axpy_f16(int64_t n, float a, const void* x, float* y);
+void gemm_f32(int m, int n, int k, const float* a, size_t rsa, size_t csa, const float* b, size_t ldb, float* c,
+              size_t ldc, bool accumulate);
 void dequantize_bf16(const void* src, float* dst, int64_t n);
 void quantize_bf16(const float* src, void* dst, int64_t n);
 float vec_dot_bf16(int64_t n, const void* w, const void* a);

@@ -51,6 +51,8 @@
   void dequantize_f16(const void* src, float* dst, int64_t n);        \
   void axpy_f32(int64_t n, float a, const void* x, float* y);         \
   void axpy_f16(int64_t n, float a, const void* x, float* y);         \
+  void gemm_f32(int m, int n, int k, const float* a, size_t rsa, size_t csa, const float* b, size_t ldb, \
+                float* c, size_t ldc, bool accumulate);                                                 \
   }
 
 ETNA_X86_DECLARE_SET(avx2)

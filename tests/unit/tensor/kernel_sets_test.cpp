@@ -562,5 +562,55 @@ TEST(KernelSets, AxpyMatchesScalar) {
   }
 }
 
+// Attention's F32 block product: every set's gemm against the scalar one (which sums each
+// element in k order, one multiply-add at a time) over shapes with row and column tails, strided
+// operands (a read transposed too) and accumulation into c; the scalar one against doubles.
+TEST(KernelSets, GemmMatchesScalar) {
+  std::mt19937 rng(11);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  const auto f32 = static_cast<size_t>(GgmlType::F32);
+  const GemmFn scalar = scalar_kernel_table()[f32].gemm;
+  ASSERT_NE(scalar, nullptr);
+  for (const std::string& set : available_kernel_sets()) {
+    const GemmFn gemm = kernel_table_for(set)->at(f32).gemm;
+    ASSERT_NE(gemm, nullptr) << set;
+    for (int m : {1, 5, 6, 7, 13, 64})
+      for (int n : {1, 7, 8, 15, 16, 17, 64, 65, 100})
+        for (int k : {0, 1, 3, 64, 70})
+          for (bool transposed : {false, true})
+            for (bool accumulate : {false, true}) {
+              // a is m x k: row-major (rsa = k + 2) or read transposed (csa = m + 1).
+              const size_t rsa = transposed ? 1 : k + 2, csa = transposed ? m + 1 : 1;
+              const size_t ldb = n + 3, ldc = n + 1;
+              std::vector<float> a(static_cast<size_t>(std::max(m, 1)) * (k + 2) + static_cast<size_t>(k) * (m + 1) + 1),
+                  b(static_cast<size_t>(k) * ldb + 1), c0(static_cast<size_t>(m) * ldc);
+              for (auto& v : a) v = nd(rng);
+              for (auto& v : b) v = nd(rng);
+              for (auto& v : c0) v = nd(rng);
+              std::vector<float> want = c0, got = c0;
+              scalar(m, n, k, a.data(), rsa, csa, b.data(), ldb, want.data(), ldc, accumulate);
+              gemm(m, n, k, a.data(), rsa, csa, b.data(), ldb, got.data(), ldc, accumulate);
+              for (int i = 0; i < m; ++i)
+                for (size_t j = 0; j < ldc; ++j) {
+                  const size_t at = i * ldc + j;
+                  if (j >= static_cast<size_t>(n)) {  // past the n columns: untouched
+                    EXPECT_EQ(got[at], c0[at]) << set;
+                    EXPECT_EQ(want[at], c0[at]);
+                    continue;
+                  }
+                  double exact = accumulate ? c0[at] : 0.0, mag = std::fabs(exact);
+                  for (int p = 0; p < k; ++p) {
+                    const double t = static_cast<double>(a[i * rsa + p * csa]) * b[p * ldb + j];
+                    exact += t;
+                    mag += std::fabs(t);
+                  }
+                  EXPECT_NEAR(want[at], exact, 1e-6 * (1 + mag)) << "scalar m=" << m << " n=" << n << " k=" << k;
+                  EXPECT_NEAR(got[at], want[at], 1e-6 * (1 + mag))
+                      << set << " m=" << m << " n=" << n << " k=" << k << " i=" << i << " j=" << j;
+                }
+            }
+  }
+}
+
 }  // namespace
 }  // namespace etna::tensor
