@@ -11,6 +11,7 @@
 #include "etna/base/error.h"
 #include "etna/store/database.h"
 #include "support/kill_nine.h"
+#include "support/quantized_recall.h"
 #include "support/test_support.h"
 
 namespace etna::store {
@@ -34,17 +35,7 @@ CollectionConfig binary_cosine() {
 }
 
 double recall(Collection& c, size_t queries, std::optional<double> oversampling) {
-  size_t found = 0, total = 0;
-  for (uint64_t q = 0; q < queries; ++q) {
-    auto v = point(100000 + q);
-    auto exact = c.search({.vector = v, .limit = 10, .exact = true});
-    auto approx = c.search({.vector = v, .limit = 10, .oversampling = oversampling});
-    std::set<PointId> want;
-    for (const auto& h : exact) want.insert(h.id);
-    for (const auto& h : approx) found += want.count(h.id);
-    total += exact.size();
-  }
-  return double(found) / double(total);
+  return test::quantized_recall_at_10(c, queries, [](uint64_t q) { return point(100000 + q); }, oversampling);
 }
 
 TEST(BinaryQuantization, ConfigRoundTripsAndIsRefusedWhereUnsupported) {

@@ -16,6 +16,7 @@
 #include "etna/store/distance.h"
 #include "etna/store/product_quantizer.h"
 #include "support/kill_nine.h"
+#include "support/quantized_recall.h"
 #include "support/test_support.h"
 
 namespace etna::store {
@@ -176,17 +177,7 @@ TEST(ProductQuantization, ConfigParsesEchoesAndNamesTheAllowedValues) {
 }
 
 double recall(Collection& c, size_t dim, size_t queries, std::optional<double> oversampling) {
-  size_t found = 0, total = 0;
-  for (uint64_t q = 0; q < queries; ++q) {
-    auto v = point(100000 + q, dim);
-    auto exact = c.search({.vector = v, .limit = 10, .exact = true});
-    auto approx = c.search({.vector = v, .limit = 10, .oversampling = oversampling});
-    std::set<PointId> want;
-    for (const auto& h : exact) want.insert(h.id);
-    for (const auto& h : approx) found += want.count(h.id);
-    total += exact.size();
-  }
-  return double(found) / double(total);
+  return test::quantized_recall_at_10(c, queries, [dim](uint64_t q) { return point(100000 + q, dim); }, oversampling);
 }
 
 TEST(ProductQuantization, RecallWithRescoringAndReopenGivesTheSameResults) {
