@@ -67,7 +67,9 @@ struct TypeKernels {
   VecDotFn vec_dot = nullptr;
   TileFn tile = nullptr;           // nullptr: matmul calls vec_dot per (row, token)
   PackedTileFn packed_tile = nullptr;  // nullptr: interleaved matrices are unpacked per group first
-  PackedTile16Fn packed_tile16 = nullptr;  // nullptr: packed_tile one group at a time
+  // nullptr: packed_tile one group at a time. matmul uses it for batches of more than
+  // kTileTokens tokens only (see matmul_rows).
+  PackedTile16Fn packed_tile16 = nullptr;
   AxpyFn axpy = nullptr;           // nullptr: decode the row, then add (F32 and F16 only)
   GemmFn gemm = nullptr;           // F32 only
 };

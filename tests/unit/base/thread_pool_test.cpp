@@ -1,7 +1,12 @@
 // ThreadPool: every task runs exactly once for many sizes and pool sizes, nested and concurrent
 // calls run inline instead of deadlocking, exceptions come back to the caller, and the pool is
-// reusable after all of these. Also the CPU feature report.
+// reusable after all of these; run_ranges starts each thread on its own contiguous range and
+// lets a thread done early take items from another's. Also the CPU feature report.
+#include <algorithm>
 #include <atomic>
+#include <chrono>
+#include <map>
+#include <mutex>
 #include <stdexcept>
 #include <thread>
 #include <vector>
@@ -93,6 +98,74 @@ TEST(ThreadPool, ManySmallJobsInARow) {
     sum += s.load();
   }
   EXPECT_EQ(sum, 5000 * 10);
+}
+
+TEST(ThreadPool, RunRangesRunsEveryItemExactlyOnce) {
+  for (int threads : {1, 2, 3, 5}) {
+    ThreadPool pool(threads);
+    for (int64_t n : {0, 1, 2, 3, 4, 5, 7, 64, 1000, 4097}) {
+      std::vector<std::atomic<int>> hits(static_cast<size_t>(n));
+      pool.run_ranges(n, [&](int64_t i) { hits[static_cast<size_t>(i)].fetch_add(1); });
+      for (int64_t i = 0; i < n; ++i) ASSERT_EQ(hits[static_cast<size_t>(i)].load(), 1) << threads << " " << n << " " << i;
+    }
+  }
+}
+
+TEST(ThreadPool, RunRangesGivesEachThreadAContiguousStretchFirst) {
+  ThreadPool pool(2);
+  // Every item waits until both threads have started, so neither can finish its own range
+  // before the other begins: each thread's first item is the first of its own half.
+  std::mutex m;
+  std::map<std::thread::id, int64_t> first_item;
+  auto threads_started = [&] {
+    std::lock_guard<std::mutex> lock(m);
+    return first_item.size();
+  };
+  pool.run_ranges(100, [&](int64_t i) {
+    {
+      std::lock_guard<std::mutex> lock(m);
+      first_item.emplace(std::this_thread::get_id(), i);  // kept only for a thread's first item
+    }
+    for (int k = 0; k < 2000000 && threads_started() < 2; ++k) std::this_thread::yield();
+  });
+  ASSERT_EQ(first_item.size(), 2u);
+  std::vector<int64_t> firsts;
+  for (const auto& [id, i] : first_item) firsts.push_back(i);
+  std::sort(firsts.begin(), firsts.end());
+  EXPECT_EQ(firsts[0], 0);
+  EXPECT_EQ(firsts[1], 50);
+}
+
+TEST(ThreadPool, RunRangesRelievesASlowThread) {
+  ThreadPool pool(2);
+  // The items of one half are slow; the thread with the fast half must then take items from
+  // the back of the slow half, so that half is not run by one thread alone.
+  std::mutex m;
+  std::map<std::thread::id, std::vector<int64_t>> by_thread;
+  pool.run_ranges(40, [&](int64_t i) {
+    if (i < 20) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    std::lock_guard<std::mutex> lock(m);
+    by_thread[std::this_thread::get_id()].push_back(i);
+  });
+  ASSERT_EQ(by_thread.size(), 2u);
+  int threads_in_slow_half = 0;
+  for (const auto& [id, items] : by_thread)
+    if (std::any_of(items.begin(), items.end(), [](int64_t i) { return i < 20; })) ++threads_in_slow_half;
+  EXPECT_EQ(threads_in_slow_half, 2);
+}
+
+TEST(ThreadPool, RunRangesExceptionsReachTheCaller) {
+  ThreadPool pool(3);
+  EXPECT_THROW(pool.run_ranges(100, [](int64_t i) {
+    if (i == 70) throw std::runtime_error("item 70");
+  }),
+               std::runtime_error);
+  std::atomic<int> n{0};
+  pool.run_ranges(50, [&](int64_t) { n.fetch_add(1); });
+  EXPECT_EQ(n.load(), 50);
+  std::atomic<int> nested{0};
+  pool.run_ranges(4, [&](int64_t) { pool.run_ranges(5, [&](int64_t) { nested.fetch_add(1); }); });
+  EXPECT_EQ(nested.load(), 20);
 }
 
 TEST(CpuFeatures, ConsistentReport) {
