@@ -483,6 +483,8 @@ CollectionConfig CollectionConfig::from_create_json(const nlohmann::json& body) 
         const auto& o = it.value();
         for (const char* k : {"multivector_config", "datatype"})
           if (o.contains(k) && !o[k].is_null()) fail(ErrorKind::unsupported, "{}.{} is not supported", where, k);
+        if (o.contains("ivf_config") && !o["ivf_config"].is_null())
+          fail(ErrorKind::unsupported, "{}.ivf_config: IVF indices of named vectors are not supported", where);
         if (o.contains("quantization_config") && !o["quantization_config"].is_null())
           fail(ErrorKind::unsupported, "{}.quantization_config: quantisation of named vectors is not supported", where);
         VectorParams p;
@@ -515,7 +517,10 @@ CollectionConfig CollectionConfig::from_create_json(const nlohmann::json& body) 
   if (auto q = v->find("quantization_config"); q != v->end()) apply_quantization(*q, c);
   if (auto w = body.find("wal_config"); w != body.end() && w->is_object())
     c.wal_capacity_mb = get_size(*w, "wal_capacity_mb", c.wal_capacity_mb, "wal_config");
+  // Top level, or inside `vectors`: the official JS client's createCollection drops top-level
+  // fields it does not know but sends `vectors` as given.
   if (auto i = body.find("ivf_config"); i != body.end() && !i->is_null()) apply_ivf(*i, c.ivf);
+  if (auto i = v->find("ivf_config"); i != v->end() && !i->is_null()) apply_ivf(*i, c.ivf);
   c.validate();
   return c;
 }

@@ -65,6 +65,10 @@ TEST(Ivf, ConfigParsesEchoesAndNamesBadValues) {
   EXPECT_EQ(echo["nprobe"], 16);
   EXPECT_EQ(echo["pq"]["compression"], "x8");
   EXPECT_TRUE(ivf("Dot", json::object()).to_json()["ivf_config"]["nlist"].is_null());  // 4*sqrt(N) at training
+  // Also inside `vectors` (where the official JS client's createCollection passes it through).
+  auto inside = CollectionConfig::from_create_json(json::parse(R"({"vectors": {"size": 8, "distance": "Dot", "ivf_config": {"nlist": 4}}})"));
+  ASSERT_TRUE(inside.ivf);
+  EXPECT_EQ(*inside.ivf->nlist, 4u);
 
   auto message = [](const json& cfg, const std::string& distance = "Cosine") {
     try {
