@@ -1,7 +1,9 @@
 // Vector store benchmark: build time, memory per vector and QPS vs recall@10 for ef 16..512,
 // single thread, side by side with hnswlib (same data, M, ef_construction), plus Etna with int8
 // scalar quantisation, with binary quantisation and with product quantisation (graph walk on
-// codes, top ef rescored with the float originals; PQ compression ETNA_BENCH_PQ, default x16).
+// codes, top ef rescored with the float originals; PQ compression ETNA_BENCH_PQ, default x16),
+// and Etna's inverted file indices (ivf_config, no graph): IVF-FLAT and IVF-PQ (same ratio, codes
+// in the lists, 8 * limit rescored with the floats), swept over nprobe instead of ef.
 //
 // Data: 1000 Gaussian centres (N(0,1) per component) and points = centre + N(0, spread^2) noise
 // with spread 1.5 by default, i.e. noise larger than the centre spread: clusters overlap and the
@@ -19,6 +21,9 @@
 //   ETNA_BENCH_N=200000  ETNA_BENCH_DIMS=128,768  ETNA_BENCH_QUERIES=500  ETNA_BENCH_M=16
 //   ETNA_BENCH_EFC=100  ETNA_BENCH_SPREAD=1.5  ETNA_BENCH_CENTRES=1000  ETNA_BENCH_ONLY=hnswlib,etna,int8,binary,pq
 //   ETNA_BENCH_PQ=16 (compression ratio: 4, 8, 16, 32 or 64)
+//   ETNA_BENCH_ONLY=...,ivfflat,ivfpq  ETNA_BENCH_NLIST=0 (0: 4*sqrt(points at training))
+//   ETNA_BENCH_IVF_TRAIN=0 (points at which the lists train; 0: n / 4)
+// The size: ETNA_BENCH_N=1000000 ETNA_BENCH_DIMS=128 ETNA_BENCH_ONLY=hnswlib,ivfflat,ivfpq
 // Quick check: ETNA_BENCH_N=20000 ETNA_BENCH_DIMS=128 ./vectors_bench
 #include <malloc.h>
 #include <sys/wait.h>
@@ -90,6 +95,7 @@ double cpu_now() {
 }
 
 const std::vector<size_t> kEfs = {16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512};
+const std::vector<size_t> kNprobes = {1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256};
 constexpr size_t kK = 10;
 constexpr double kTargetRecall = 0.95;
 // Each ef's query set is timed this many times and the best pass is kept: the machine is shared,
@@ -212,6 +218,41 @@ std::string fmt_qps_at(const Result& r) {
   return b;
 }
 
+// The inverted file rows: build and memory, then QPS and recall per nprobe, and the ratios to
+// hnswlib at recall 0.95.
+void ivf_table(size_t n, const Result& hn, const Result& ei, const Result& eq, const std::string& pq_name,
+               const std::string& note) {
+  if (!ei.ok && !eq.ok) return;
+  const std::string pq = "etna ivf-" + pq_name.substr(5);
+  for (const auto& [name, r] : {std::pair<std::string, const Result*>{"etna ivf-flat", &ei}, {pq, &eq}}) {
+    if (!r->ok) continue;
+    std::printf("%-14s build %7.1f s wall, %7.1f s CPU (%6.0f inserts/CPU-s)  memory %6.0f B/vector (anon %6.0f)  [%s]\n",
+                name.c_str(), r->build_s, r->build_cpu_s, double(n) / r->build_cpu_s, r->mem_per_vec, r->anon_per_vec,
+                note.c_str());
+  }
+  std::printf("%6s | %9s %7s | %9s %7s\n", "nprobe", "ivf-flat", "recall", "ivf-pq", "recall");
+  for (size_t i = 0; i < kNprobes.size(); ++i) {
+    std::printf("%6zu", kNprobes[i]);
+    for (const Result* r : {&ei, &eq}) {
+      if (r->ok && i < r->rows.size()) std::printf(" | %9.0f %7.4f", r->rows[i].qps, r->rows[i].recall);
+      else std::printf(" | %9s %7s", "-", "-");
+    }
+    std::printf("\n");
+  }
+  bool lb;
+  double base = hn.ok ? qps_at_recall(hn.rows, kTargetRecall, &lb) : NAN;
+  for (const auto& [name, r] : {std::pair<std::string, const Result*>{"etna ivf-flat", &ei}, {pq, &eq}}) {
+    if (!r->ok) continue;
+    double q = qps_at_recall(r->rows, kTargetRecall, &lb);
+    std::printf("%s: QPS at recall@10 %.2f %s", name.c_str(), kTargetRecall, std::isnan(q) ? "not reached" : fmt_qps_at(*r).c_str());
+    if (hn.ok && q > 0)
+      std::printf("  RATIO / hnswlib: QPS@0.95 %.2fx  build time %.2fx wall, %.2fx CPU  memory %.2fx (anon %.2fx)",
+                  q / base, r->build_s / hn.build_s, r->build_cpu_s / hn.build_cpu_s, r->mem_per_vec / hn.mem_per_vec,
+                  r->anon_per_vec / hn.anon_per_vec);
+    std::printf("\n");
+  }
+}
+
 void run(size_t n, size_t dim, size_t nq, size_t M, size_t efc, const std::string& only) {
   const size_t n_centres = env_size("ETNA_BENCH_CENTRES", 1000);
   const float spread = float(env_double("ETNA_BENCH_SPREAD", 1.5));
@@ -254,11 +295,14 @@ void run(size_t n, size_t dim, size_t nq, size_t M, size_t efc, const std::strin
   auto want = [&](const char* name) { return only.empty() || only.find(name) != std::string::npos; };
 
   Result hn, et, e8, eb, ep;
+  const size_t ivf_train = std::clamp<size_t>(env_size("ETNA_BENCH_IVF_TRAIN", 0) ? env_size("ETNA_BENCH_IVF_TRAIN", 0) : n / 4, 1, n);
+  const size_t ivf_nlist = env_size("ETNA_BENCH_NLIST", 0) ? std::min<size_t>(env_size("ETNA_BENCH_NLIST", 0), 65536)
+                                                          : size_t(std::lround(4.0 * std::sqrt(double(ivf_train))));
   const uint32_t pq_ratio = uint32_t(env_size("ETNA_BENCH_PQ", 16));
   // One library's figures, measured the same way for all: `build()` timed (wall and CPU) with
   // the resident-memory growth around it, then for each ef the best of kReps passes of
   // `search(query, ef, ids)` (ids filled only when non-null, on the first pass).
-  auto measure = [&](const auto& build, const auto& search) {
+  auto measure = [&](const auto& build, const auto& search, const std::vector<size_t>& sweep = kEfs) {
     Result r;
     Mem m0 = memory_now();
     auto t = Clock::now();
@@ -269,7 +313,7 @@ void run(size_t n, size_t dim, size_t nq, size_t M, size_t efc, const std::strin
     Mem m1 = memory_now();
     r.mem_per_vec = (m1.resident - m0.resident) / double(n);
     r.anon_per_vec = (m1.anon - m0.anon) / double(n);
-    for (size_t ef : kEfs) {
+    for (size_t ef : sweep) {
       Truth got(nq);
       double best = 0;
       for (size_t rep = 0; rep < kReps; ++rep) {
@@ -299,7 +343,8 @@ void run(size_t n, size_t dim, size_t nq, size_t M, size_t efc, const std::strin
     });
   }
 
-  auto etna = [&](bool int8, bool binary = false, uint32_t product = 0) {
+  // ivf: -1 none, 0 IVF-FLAT, else IVF-PQ with that compression (the sweep is then nprobe).
+  auto etna = [&](bool int8, bool binary = false, uint32_t product = 0, int ivf = -1) {
     return in_child([&] {
       Result r;
       auto dir = std::filesystem::temp_directory_path() / ("etna-bench-" + std::to_string(getpid()));
@@ -314,6 +359,12 @@ void run(size_t n, size_t dim, size_t nq, size_t M, size_t efc, const std::strin
         if (int8) cfg.quantization = etna::store::ScalarQuantization{};
         if (binary) cfg.binary = etna::store::BinaryQuantization{};
         if (product) cfg.product = etna::store::ProductQuantization{product, true};
+        if (ivf >= 0) {
+          cfg.ivf = etna::store::IvfConfig{};
+          if (size_t nl = env_size("ETNA_BENCH_NLIST", 0)) cfg.ivf->nlist = std::min<size_t>(nl, 65536);
+          cfg.ivf->pq_compression = uint32_t(ivf);
+          cfg.ivf->training_threshold = ivf_train;
+        }
         cfg.wal_capacity_mb = 1 << 20;  // no checkpoint inside the timed build
         etna::store::Collection* c = nullptr;
         r = measure(
@@ -328,10 +379,12 @@ void run(size_t n, size_t dim, size_t nq, size_t M, size_t efc, const std::strin
             },
             [&](const float* query, size_t ef, std::vector<uint64_t>* ids) {
               std::vector<float> v(query, query + dim);
-              auto hits = c->search({.vector = std::move(v), .limit = kK, .hnsw_ef = ef});
+              auto hits = ivf >= 0 ? c->search({.vector = std::move(v), .limit = kK, .ivf_nprobe = ef})
+                                   : c->search({.vector = std::move(v), .limit = kK, .hnsw_ef = ef});
               if (ids)
                 for (const auto& h : hits) ids->push_back(h.id.num());
-            });
+            },
+            ivf >= 0 ? kNprobes : kEfs);
       }
       std::filesystem::remove_all(dir);
       return r;
@@ -341,6 +394,9 @@ void run(size_t n, size_t dim, size_t nq, size_t M, size_t efc, const std::strin
   if (want("int8")) e8 = etna(true);
   if (want("binary")) eb = etna(false, true);
   if (want("pq")) ep = etna(false, false, pq_ratio);
+  Result ei, eq;
+  if (want("ivfflat")) ei = etna(false, false, 0, 0);
+  if (want("ivfpq")) eq = etna(false, false, 0, int(pq_ratio));
 
   auto line = [&](const char* name, const Result& r, const char* extra) {
     if (!r.ok) {
@@ -411,6 +467,7 @@ void run(size_t n, size_t dim, size_t nq, size_t M, size_t efc, const std::strin
                   r.anon_per_vec / hn.anon_per_vec, p == &et ? "1.1" : "0.4");
     }
   }
+  ivf_table(n, hn, ei, eq, pq_name, "nlist " + std::to_string(ivf_nlist) + ", trained at " + std::to_string(ivf_train) + " points");
   std::fflush(stdout);
 }
 

@@ -188,6 +188,66 @@ test('product quantisation: config echo, ADC walk with rescoring and oversamplin
   await client.deleteCollection('pq');
 });
 
+test('IVF (ivf_config extension): config echo, search through the lists, ivf_nprobe, plan, PATCH retrain, bad config', async () => {
+  const ivf_config = { nlist: 32, nprobe: 8, training_threshold: 1000 };
+  // Inside `vectors`: the client's createCollection drops top-level fields it does not know.
+  await freshCollection('ivf', { size: 16, distance: 'Euclid', ivf_config });
+  let info = await client.getCollection('ivf');
+  assert.deepEqual(info.config.ivf_config, { ...ivf_config, pq: null });
+  // 1500 points around 40 centres (deterministic LCG), past the 1000 points the lists train at.
+  let seed = 777;
+  const rand = () => ((seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648) * 2 - 1;
+  const centres = Array.from({ length: 40 }, () => Array.from({ length: 16 }, () => rand() * 4));
+  const near = (c) => c.map((x) => x + rand());
+  for (let b = 0; b < 3; b++) {
+    const points = [];
+    for (let i = 0; i < 500; i++) points.push({ id: b * 500 + i + 1, vector: near(centres[(b * 500 + i) % 40]), payload: { c: (b * 500 + i) % 40 } });
+    assert.equal((await client.upsert('ivf', { wait: true, points })).status, 'completed');
+  }
+  info = await client.getCollection('ivf');
+  assert.equal(info.points_count, 1500);
+  assert.equal(info.indexed_vectors_count, 1500);
+  let found = 0, total = 0;
+  for (let q = 0; q < 20; q++) {
+    const vector = near(centres[q % 40]);
+    const exact = await client.search('ivf', { vector, limit: 10, params: { exact: true } });
+    const approx = await client.search('ivf', { vector, limit: 10, params: { ivf_nprobe: 12, debug: true } });
+    assert.equal(approx.length, 10);
+    const want = new Set(exact.map((p) => p.id));
+    found += approx.filter((p) => want.has(p.id)).length;
+    total += exact.length;
+  }
+  assert.ok(found / total >= 0.9, `recall@10 ${found / total}`);
+  // A filter is applied during the scan of the lists.
+  const filtered = await client.search('ivf', { vector: centres[5], limit: 5, filter: { must: [{ key: 'c', match: { value: 5 } }] }, with_payload: true });
+  assert.ok(filtered.length > 0 && filtered.every((p) => p.payload.c === 5));
+  // The plan, asked for with params.debug, sits next to result (the client returns result only).
+  const plan = async (params) => {
+    const r = await fetch(`${server.url}/collections/ivf/points/search`, {
+      method: 'POST', headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ vector: centres[1], limit: 3, params: { debug: true, ...params } }),
+    });
+    const body = await r.json();
+    assert.equal(r.status, 200, JSON.stringify(body));
+    assert.equal(body.result.length, 3);
+    return body.plan;
+  };
+  assert.equal((await plan({})).index, 'ivf_flat');
+  assert.match((await plan({ ivf_nprobe: 500 })).reason, /32 lists, scanning 32/);
+  assert.equal((await plan({ exact: true })).index, 'flat');
+  // PATCH retrains: other nlist, product codes in the lists.
+  assert.equal(await client.updateCollection('ivf', { ivf_config: { nlist: 16, nprobe: 16, pq: { compression: 'x4' } } }), true);
+  info = await client.getCollection('ivf');
+  assert.deepEqual(info.config.ivf_config, { nlist: 16, nprobe: 16, training_threshold: 1000, pq: { compression: 'x4' } });
+  assert.equal((await plan({})).index, 'ivf_pq');
+  const hit = await client.search('ivf', { vector: centres[3], limit: 1 });
+  assert.equal(hit.length, 1);
+  await expectError(client.updateCollection('ivf', { ivf_config: { nprobe: 17 } }), 400, /nprobe \(17\) cannot exceed ivf_config.nlist \(16\)/);
+  await expectError(client.createCollection('ivf_bad', { vectors: { size: 4, distance: 'Dot', ivf_config: { nlist: 0 } } }), 400, /ivf_config.nlist must be between 1 and 65536/);
+  await expectError(client.search('ivf', { vector: centres[1], limit: 3, params: { ivf_nprobe: 0 } }), 422, /ivf_nprobe/);
+  await client.deleteCollection('ivf');
+});
+
 test('collections: every distance, including the Hamming/Jaccard extension', async () => {
   for (const distance of ['Cosine', 'Dot', 'Euclid', 'Manhattan', 'Hamming', 'Jaccard']) {
     await freshCollection(`dist_${distance}`, { size: 3, distance });

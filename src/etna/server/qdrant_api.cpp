@@ -26,8 +26,9 @@ using store::PointId;
 
 // ---- envelope -------------------------------------------------------------------------------
 
-void send_result(httplib::Response& res, json result) {
+void send_result(httplib::Response& res, json result, const store::SearchPlan* plan = nullptr) {
   json body = {{"result", std::move(result)}, {"status", "ok"}, {"time", request_elapsed_seconds()}};
+  if (plan) body["plan"] = {{"index", plan->index}, {"reason", plan->reason}};
   send_json(res, body, 200);
 }
 
@@ -262,8 +263,21 @@ store::SearchRequest parse_search_common(const json& body) {
       r.exact = ex->get<bool>();
     }
     r.oversampling = parse_quantization_params(*p);
+    if (const json* np = field(*p, "ivf_nprobe")) {
+      if (!np->is_number_unsigned() || np->get<uint64_t>() == 0)
+        validation_error("params.ivf_nprobe must be a positive integer (it is clamped to the collection's nlist)");
+      r.ivf_nprobe = np->get<size_t>();
+    }
   }
   return r;
+}
+
+// params.debug (an Etna extension): the response gets a top-level "plan" next to "result".
+bool wants_plan(const json& body) {
+  const json* p = field(body, "params");
+  const json* d = p && p->is_object() ? field(*p, "debug") : nullptr;
+  if (d && !d->is_boolean()) fail(ErrorKind::invalid_argument, "Format error in JSON body: params.debug must be a boolean");
+  return d && d->get<bool>();
 }
 
 store::SearchRequest parse_search(const json& body) {
@@ -602,6 +616,7 @@ struct StageParams {
   std::optional<float> score_threshold;
   std::optional<size_t> hnsw_ef;
   std::optional<double> oversampling;
+  std::optional<size_t> ivf_nprobe;
   bool exact = false;
 };
 
@@ -615,6 +630,7 @@ Hits nearest(store::Collection& c, const QueryVector& q, const StageParams& p, F
   r.score_threshold = p.score_threshold;
   r.hnsw_ef = p.hnsw_ef;
   r.oversampling = p.oversampling;
+  r.ivf_nprobe = p.ivf_nprobe;
   r.exact = p.exact;
   if (limit == 0) return {};
   return c.search(r);
@@ -942,6 +958,11 @@ StageParams parse_stage_params(const json& s, FilterPtr outer, size_t limit) {
       p.exact = ex->get<bool>();
     }
     p.oversampling = parse_quantization_params(*pr);
+    if (const json* np = field(*pr, "ivf_nprobe")) {
+      if (!np->is_number_unsigned() || np->get<uint64_t>() == 0)
+        validation_error("params.ivf_nprobe must be a positive integer (it is clamped to the collection's nlist)");
+      p.ivf_nprobe = np->get<size_t>();
+    }
   }
   return p;
 }
@@ -1290,7 +1311,10 @@ void register_qdrant_routes(HttpServer& server, store::Database& db) {
     auto c = find_collection(*dbp, req.matches[1].str());
     json body = parse_json_body(req);
     auto r = parse_search(body);
-    send_result(res, scored_list(wrong_input([&] { return c->search(r); }), vector_names(body)));
+    store::SearchPlan plan;
+    if (wants_plan(body)) r.plan = &plan;
+    json hits = scored_list(wrong_input([&] { return c->search(r); }), vector_names(body));
+    send_result(res, std::move(hits), r.plan);
   });
   server.route(Method::post, C + "/points/search/batch", [dbp](const httplib::Request& req, httplib::Response& res) {
     auto c = find_collection(*dbp, req.matches[1].str());

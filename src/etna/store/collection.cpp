@@ -11,11 +11,14 @@
 #include <shared_mutex>
 #include <thread>
 
+#include <fmt/format.h>
+
 #include "etna/base/error.h"
 #include "etna/base/log.h"
 #include "etna/store/distance.h"
 #include "etna/store/float_arena.h"
 #include "etna/store/hnsw.h"
+#include "etna/store/ivf.h"
 #include "etna/store/multi_collection.h"
 #include "etna/store/payload_index.h"
 #include "etna/store/product_quantizer.h"
@@ -50,6 +53,10 @@ constexpr size_t kQuantizeMinPoints = 256;  // train int8 ranges once there is e
 // on fewer than ~8 points per centroid gives a codebook that mostly memorises its sample.
 constexpr size_t kProductMinPoints = 2048;
 constexpr size_t kMinTombstonesForRebuild = 128;
+// Below this many live points every search is an exact scan: it costs less than any index walk.
+constexpr size_t kFlatMaxPoints = 256;
+// IVF-PQ rescores at least this many candidates per result with the floats.
+constexpr size_t kIvfRescoreFactor = 8;
 
 json config_to_storage(const CollectionConfig& c) {
   json j = {{"dim", c.dim},
@@ -62,6 +69,11 @@ json config_to_storage(const CollectionConfig& c) {
   if (c.quantization) j["quantization"] = {{"quantile", c.quantization->quantile}, {"always_ram", c.quantization->always_ram}};
   if (c.binary) j["binary"] = {{"always_ram", c.binary->always_ram}};
   if (c.product) j["product"] = {{"compression", c.product->compression}, {"always_ram", c.product->always_ram}};
+  if (c.ivf)
+    j["ivf"] = {{"nlist", c.ivf->nlist ? json(*c.ivf->nlist) : json()},
+                {"nprobe", c.ivf->nprobe ? json(*c.ivf->nprobe) : json()},
+                {"pq_compression", c.ivf->pq_compression},
+                {"training_threshold", c.ivf->training_threshold}};
   return j;
 }
 
@@ -81,6 +93,14 @@ CollectionConfig config_from_storage(const json& j) {
     if (j.contains("binary") && !j["binary"].is_null()) c.binary = BinaryQuantization{j["binary"].value("always_ram", true)};
     if (j.contains("product") && !j["product"].is_null())
       c.product = ProductQuantization{j["product"].at("compression").get<uint32_t>(), j["product"].value("always_ram", true)};
+    if (auto i = j.find("ivf"); i != j.end() && i->is_object()) {
+      IvfConfig v;
+      if (!(*i)["nlist"].is_null()) v.nlist = (*i)["nlist"].get<size_t>();
+      if (!(*i)["nprobe"].is_null()) v.nprobe = (*i)["nprobe"].get<size_t>();
+      v.pq_compression = i->at("pq_compression").get<uint32_t>();
+      v.training_threshold = i->at("training_threshold").get<size_t>();
+      c.ivf = v;
+    }
     c.validate();
     return c;
   } catch (const Error&) {
@@ -401,7 +421,7 @@ class CollectionImpl {
     std::error_code ec;
     std::filesystem::create_directories(dir_, ec);
     if (ec) fail(ErrorKind::io, "cannot create collection directory {}: {}", dir_.string(), ec.message());
-    if (quantizable() || config_.binary || config_.product) vectors_.use_file(dir_ / kVectorFile);
+    if (floats_in_file()) vectors_.use_file(dir_ / kVectorFile);
     checkpoint_locked_write_only();
     open_wal();
   }
@@ -562,7 +582,8 @@ class CollectionImpl {
     check_alive();
     CollectionInfo ci;
     ci.points_count = by_id_.size();
-    ci.indexed_vectors_count = graph_->node_count() - tombstones_;
+    ci.indexed_vectors_count = config_.ivf ? ivf_.size() : graph_->node_count() - tombstones_;
+    if (ivf_.trained()) ci.ivf_nlist = ivf_.nlist();
     ci.config = config_;
     {
       std::lock_guard<std::mutex> ol(opt_mu_);
@@ -600,14 +621,20 @@ class CollectionImpl {
                  next.binary.has_value() != config_.binary.has_value() ||
                  next.product.has_value() != config_.product.has_value() ||
                  (next.product && next.product->compression != config_.product->compression);
+    bool ivf_changed = next.ivf.has_value() != config_.ivf.has_value() ||
+                       (next.ivf && (next.ivf->nlist != config_.ivf->nlist ||
+                                     next.ivf->pq_compression != config_.ivf->pq_compression ||
+                                     next.ivf->training_threshold != config_.ivf->training_threshold));
+    if (next.ivf.has_value() != config_.ivf.has_value()) graph = true;  // the graph comes or goes
     config_ = next;
     if (graph) {
       // Rebuilt inline over the live points with the new parameters; tombstones go.
       const size_t dim = config_.dim;
       auto g = std::make_unique<HnswGraph>(config_.hnsw.m, config_.hnsw.ef_construct, slots_.size() + 7);
       g->reserve_nodes(slots_.size());
-      for (uint32_t s = 0; s < slots_.size(); ++s)
-        if (slots_[s].live) g->insert(s, FloatSpace{vectors_.data(), dim, config_.distance, &vectors_[size_t(s) * dim]});
+      if (!config_.ivf)
+        for (uint32_t s = 0; s < slots_.size(); ++s)
+          if (slots_[s].live) g->insert(s, FloatSpace{vectors_.data(), dim, config_.distance, &vectors_[size_t(s) * dim]});
       graph_ = std::move(g);
       tombstones_ = 0;
       free_slots_.clear();
@@ -623,6 +650,10 @@ class CollectionImpl {
       pq_ = ProductQuantizer{};
       pcodes_.clear();
       maybe_train_quantizer();
+    }
+    if (ivf_changed) {
+      ivf_ = InvertedFile{};
+      maybe_train_ivf();
     }
     checkpoint_locked();
   }
@@ -722,9 +753,14 @@ class CollectionImpl {
       if (quant_.trained) quant_.encode(&vectors_[size_t(s) * dim], dim, &codes_[size_t(s) * dim], &code_sums_[s]);
       if (bin_.trained) bin_.encode(&vectors_[size_t(s) * dim], &bcodes_[size_t(s) * bin_.words]);
       if (pq_.trained) pq_.encode(&vectors_[size_t(s) * dim], &pcodes_[size_t(s) * pq_.m]);
-      graph_->insert(s, FloatSpace{vectors_.data(), dim, config_.distance, &vectors_[size_t(s) * dim]});
+      if (config_.ivf) {
+        if (ivf_.trained()) ivf_.add(s, &vectors_[size_t(s) * dim]);
+      } else {
+        graph_->insert(s, FloatSpace{vectors_.data(), dim, config_.distance, &vectors_[size_t(s) * dim]});
+      }
     }
     maybe_train_quantizer();
+    maybe_train_ivf();
   }
 
   void apply_delete(const std::vector<PointId>& ids) {
@@ -782,6 +818,7 @@ class CollectionImpl {
     order_dirty();
     slots_[s].live = false;
     payloads_[s] = json();
+    ivf_.remove(s);
     if (graph_->contains(s)) ++tombstones_;
     else free_slots_.push_back(s);
   }
@@ -803,6 +840,11 @@ class CollectionImpl {
     if (bin_.trained) bcodes_.resize(slots_.size() * bin_.words);
     if (pq_.trained) pcodes_.resize(slots_.size() * pq_.m);
     return s;
+  }
+
+  // Codes (or inverted lists) do the walking and floats only rescore: keep them in page cache.
+  bool floats_in_file() const {
+    return quantizable() || config_.binary || config_.product || (config_.ivf && config_.ivf->pq_compression);
   }
 
   bool quantizable() const {
@@ -827,6 +869,19 @@ class CollectionImpl {
     by_id_.for_each([&](uint32_t s) { live.push_back(s); });
     std::sort(live.begin(), live.end());
     set_quantizer(Quantizer::train(vectors_.data(), config_.dim, live, config_.quantization->quantile));
+  }
+
+  // Trains the inverted file once the collection reaches ivf_config.training_threshold and
+  // files every live point (in slot order, so a replay gives the same lists).
+  void maybe_train_ivf() {
+    if (!config_.ivf || ivf_.trained() || by_id_.size() < config_.ivf->training_threshold) return;
+    std::vector<uint32_t> live;
+    by_id_.for_each([&](uint32_t s) { live.push_back(s); });
+    std::sort(live.begin(), live.end());
+    size_t nlist = config_.ivf->nlist.value_or(InvertedFile::default_nlist(live.size()));
+    ivf_ = InvertedFile::train(vectors_.data(), config_.dim, config_.distance, live, nlist, config_.ivf->pq_compression);
+    for (uint32_t s : live) ivf_.add(s, &vectors_[size_t(s) * config_.dim]);
+    log::debug("collection '{}': inverted file trained: {} lists over {} points", name_, ivf_.nlist(), live.size());
   }
 
   void set_binary(const BinaryCoder& b) {
@@ -984,29 +1039,97 @@ class CollectionImpl {
     return hits;
   }
 
+  // ---- the planner: which index answers a search ----
+  enum class Index { Flat, Hnsw, Ivf };
+  struct Plan {
+    Index index = Index::Flat;
+    std::string reason;
+    std::optional<std::vector<uint32_t>> cands;  // index candidates of the filter, when computed
+  };
+
+  // Flat for exact requests, small collections, an untrained inverted file or a filter that
+  // leaves few points (payload index cardinality where an index applies, else a sample);
+  // otherwise the collection's index: the inverted file when ivf_config is set, else the graph.
+  Plan choose_plan(const SearchRequest& r, const Filter* f, size_t need) const {
+    Plan p;
+    auto flat = [&](std::string reason) {
+      p.reason = std::move(reason);
+      return p;
+    };
+    const size_t live = by_id_.size();
+    if (r.exact) return flat("params.exact is true");
+    if (live <= std::max(need, kFlatMaxPoints))
+      return flat(fmt::format("small collection: {} points (exact scan up to {})", live, kFlatMaxPoints));
+    if (config_.ivf && !ivf_.trained())
+      return flat(fmt::format("inverted file not trained yet: {} of {} points (ivf_config.training_threshold)", live,
+                              config_.ivf->training_threshold));
+    if (!config_.ivf && graph_->empty()) return flat("the HNSW graph is empty");
+    if (f) {
+      p.cands = index_candidates(*f);
+      size_t est = estimate(*f, p.cands);
+      double est_kb = double(est) * double(config_.dim * sizeof(float)) / 1024.0;
+      const char* how = p.cands ? "payload index cardinality" : "estimated on a sample";
+      if (est <= need)
+        return flat(fmt::format("selective filter: about {} of {} points match ({}), no more than limit", est, live, how));
+      if (est_kb < double(config_.hnsw.full_scan_threshold))
+        return flat(fmt::format("selective filter: about {} of {} points match ({}), {:.0f} KB of vectors < "
+                                "full_scan_threshold {} KB",
+                                est, live, how, est_kb, config_.hnsw.full_scan_threshold));
+    }
+    if (config_.ivf) {
+      p.index = Index::Ivf;
+      p.reason = fmt::format("ivf_config: {} lists, scanning {}{}", ivf_.nlist(), nprobe_of(r),
+                             f ? ", filter applied during the scan" : "");
+    } else {
+      p.index = Index::Hnsw;
+      p.reason = fmt::format("HNSW graph of {} nodes, ef {}{}", graph_->node_count(), ef_of(r, need),
+                             f ? ", filter applied during the walk" : "");
+    }
+    return p;
+  }
+
+  size_t nprobe_of(const SearchRequest& r) const {
+    size_t n = r.ivf_nprobe.value_or(config_.ivf->nprobe.value_or(InvertedFile::default_nprobe(ivf_.nlist())));
+    return std::clamp<size_t>(n, 1, ivf_.nlist());
+  }
+  size_t ef_of(const SearchRequest& r, size_t need) const {
+    size_t ef = std::max(r.hnsw_ef.value_or(config_.hnsw.ef_construct), need);
+    if ((bin_.trained || pq_.trained) && r.oversampling) ef = std::max(ef, size_t(std::ceil(*r.oversampling * double(need))));
+    return ef;
+  }
+
+  std::vector<Candidate> ivf_search(const SearchRequest& r, const float* q, size_t need, const Filter* f) const {
+    auto accept = [&](uint32_t s) { return !f || f->matches(slots_[s].id, payload(s)); };
+    if (!ivf_.product()) return ivf_.search(q, vectors_.data(), nprobe_of(r), need, accept);
+    size_t keep = std::max(kIvfRescoreFactor * need, size_t(std::ceil(r.oversampling.value_or(1.0) * double(need))));
+    return rescore(q, ivf_.search(q, vectors_.data(), nprobe_of(r), keep, accept), need);
+  }
+
   std::vector<ScoredPoint> search_locked(const SearchRequest& r, const std::vector<float>& q) const {
     std::vector<ScoredPoint> out;
     size_t need = r.limit + r.offset;
-    if (r.limit == 0 || by_id_.empty()) return out;
-    const Filter* f = r.filter && !r.filter->empty() ? r.filter.get() : nullptr;
-    std::optional<std::vector<uint32_t>> cands;
-    bool exact = r.exact || graph_->empty();
-    if (f && !exact) {
-      cands = index_candidates(*f);
-      size_t est = estimate(*f, cands);
-      double est_kb = double(est) * double(config_.dim * sizeof(float)) / 1024.0;
-      exact = est <= need || est_kb < double(config_.hnsw.full_scan_threshold);
+    if (r.limit == 0 || by_id_.empty()) {
+      if (r.plan) *r.plan = {"flat", by_id_.empty() ? "empty collection" : "limit 0"};
+      return out;
     }
+    const Filter* f = r.filter && !r.filter->empty() ? r.filter.get() : nullptr;
+    Plan plan = choose_plan(r, f, need);
     std::vector<Candidate> hits;
-    if (exact) {
-      if (f && !cands) cands = index_candidates(*f);
-      hits = exact_scan(q.data(), need, f, cands);
+    if (plan.index == Index::Flat) {
+      if (f && !plan.cands) plan.cands = index_candidates(*f);
+      hits = exact_scan(q.data(), need, f, plan.cands);
     } else {
-      size_t ef = std::max(r.hnsw_ef.value_or(config_.hnsw.ef_construct), need);
-      if ((bin_.trained || pq_.trained) && r.oversampling) ef = std::max(ef, size_t(std::ceil(*r.oversampling * double(need))));
-      hits = graph_search(q.data(), need, ef, f);
+      hits = plan.index == Index::Ivf ? ivf_search(r, q.data(), need, f) : graph_search(q.data(), need, ef_of(r, need), f);
       // A filter that the estimate misjudged can starve the walk; the exact scan is the truth.
-      if (f && hits.size() < need) hits = exact_scan(q.data(), need, f, cands);
+      if (f && hits.size() < need) {
+        hits = exact_scan(q.data(), need, f, plan.cands);
+        plan.index = Index::Flat;
+        plan.reason += "; it found fewer than limit matches, so an exact scan answered";
+      }
+    }
+    if (r.plan) {
+      const char* names[] = {"flat", "hnsw", ivf_.product() ? "ivf_pq" : "ivf_flat"};
+      *r.plan = {names[int(plan.index)], plan.reason};
     }
     std::optional<float> bound;
     if (r.score_threshold) bound = distance_of(config_.distance, *r.score_threshold);
@@ -1047,6 +1170,9 @@ class CollectionImpl {
     // Product codebooks and codes follow the graph, as raw floats and bytes (m recorded here);
     // the codes are stored rather than recomputed so opening does no nearest-centroid search.
     if (pq_.trained) header["product"] = {{"m", pq_.m}};
+    // The inverted file follows: coarse centroids, IVF-PQ codebooks, every slot's list and the
+    // listed slots' codes, so opening refiles nothing (lists are rebuilt in slot order).
+    if (ivf_.trained()) header["ivf"] = {{"nlist", ivf_.nlist()}, {"pq_m", ivf_.product() ? ivf_.pq().m : 0}};
     header["indexes"] = json::array();
     for (const auto& [f, idx] : indexes_)
       header["indexes"].push_back({{"field", f}, {"type", payload_schema_type_name(idx->type())}});
@@ -1078,6 +1204,14 @@ class CollectionImpl {
       w.raw(pq_.centroids.data(), pq_.centroids.size() * sizeof(float));
       w.raw(pcodes_.data(), slots_.size() * pq_.m);
     }
+    if (ivf_.trained()) {
+      w.raw(ivf_.centroids().data(), ivf_.centroids().size() * sizeof(float));
+      if (ivf_.product()) w.raw(ivf_.pq().centroids.data(), ivf_.pq().centroids.size() * sizeof(float));
+      for (uint32_t s = 0; s < slots_.size(); ++s) w.u32(ivf_.list_of(s));
+      if (ivf_.product())
+        for (uint32_t s = 0; s < slots_.size(); ++s)
+          if (ivf_.contains(s)) w.raw(ivf_.code(s), ivf_.pq().m);
+    }
     uint32_t crc = crc32c(w.bytes().data(), w.bytes().size());
     w.u32(crc);
     return std::move(w.bytes());
@@ -1107,7 +1241,7 @@ class CollectionImpl {
     if (n > r.remaining()) fail(ErrorKind::corrupt, "{}: slot count {} exceeds file size", what, n);
     slots_.assign(n, Slot{});
     payloads_.assign(n, json());
-    if ((quantizable() || config_.binary || config_.product) && !vectors_.file_backed()) vectors_.use_file(dir_ / kVectorFile);
+    if (floats_in_file() && !vectors_.file_backed()) vectors_.use_file(dir_ / kVectorFile);
     vectors_.resize(n * dim);
     std::vector<uint8_t> states(n);
     for (uint64_t s = 0; s < n; ++s) {
@@ -1170,8 +1304,9 @@ class CollectionImpl {
       if (config_.product) pq_ = std::move(pq);
       else pcodes_.clear();
     }
+    if (auto iv = header.find("ivf"); iv != header.end() && iv->is_object()) load_ivf(r, *iv, what);
     for (uint32_t s = 0; s < n; ++s) {
-      if (slots_[s].live && !graph_->contains(s)) fail(ErrorKind::corrupt, "{}: live point missing from graph", what);
+      if (slots_[s].live && !config_.ivf && !graph_->contains(s)) fail(ErrorKind::corrupt, "{}: live point missing from graph", what);
       if (!slots_[s].live) {
         if (graph_->contains(s)) ++tombstones_;
         else free_slots_.push_back(s);
@@ -1195,6 +1330,40 @@ class CollectionImpl {
       q.trained = true;
       set_quantizer(q);
     }
+  }
+
+  // The inverted file section of a data file (see serialize()).
+  void load_ivf(ByteReader& r, const json& h, const std::string& what) {
+    const size_t dim = config_.dim, n = slots_.size();
+    size_t nlist = h.value("nlist", size_t(0)), m = h.value("pq_m", size_t(0));
+    if (!config_.ivf || nlist == 0 || nlist > 65536 || m > dim || (m != 0) != (config_.ivf->pq_compression != 0))
+      fail(ErrorKind::corrupt, "{}: bad inverted file header", what);
+    if (nlist * dim * sizeof(float) + (m ? ProductQuantizer::kCentroids * dim * sizeof(float) : 0) + n * 4 > r.remaining())
+      fail(ErrorKind::corrupt, "{}: the inverted file exceeds the file size", what);
+    std::vector<float> cents(nlist * dim);
+    r.raw(cents.data(), cents.size() * sizeof(float));
+    ProductQuantizer pq;
+    if (m) {
+      pq.shape(dim, m);
+      pq.centroids.resize(ProductQuantizer::kCentroids * dim);
+      r.raw(pq.centroids.data(), pq.centroids.size() * sizeof(float));
+      pq.trained = true;
+    }
+    ivf_ = InvertedFile::restore(dim, config_.distance, std::move(cents), std::move(pq));
+    std::vector<uint32_t> lists(n);
+    for (auto& l : lists) {
+      l = r.u32();
+      if (l != InvertedFile::kNone && l >= nlist) fail(ErrorKind::corrupt, "{}: bad inverted list number", what);
+    }
+    std::vector<uint8_t> code(m);
+    for (uint32_t s = 0; s < n; ++s) {
+      if (lists[s] == InvertedFile::kNone) continue;
+      if (!slots_[s].live) fail(ErrorKind::corrupt, "{}: a deleted point is in an inverted list", what);
+      if (m) r.raw(code.data(), m);
+      ivf_.add_to(s, lists[s], m ? code.data() : nullptr);
+    }
+    for (uint32_t s = 0; s < n; ++s)
+      if (slots_[s].live && !ivf_.contains(s)) fail(ErrorKind::corrupt, "{}: live point missing from the inverted file", what);
   }
 
   void replay(const uint8_t* p, size_t n) {
@@ -1390,6 +1559,7 @@ class CollectionImpl {
   BinaryCoder bin_;                         // binary quantisation (trained: codes in bcodes_)
   std::vector<uint64_t> bcodes_;            // slot * bin_.words
   ProductQuantizer pq_;                     // product quantisation (trained: codes in pcodes_)
+  InvertedFile ivf_;                        // ivf_config set: the index instead of graph_ (trained at the threshold)
   std::vector<uint8_t> pcodes_;             // slot * pq_.m
   IdMap by_id_{&slots_};                    // live points by id (unordered)
   // Live slots in id order, built on demand for scroll and filter selection; dropped by every

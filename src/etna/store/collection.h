@@ -1,7 +1,8 @@
 // One collection of points: vectors (one dense vector per point, fixed dimension; or, when the
 // config has named or sparse vectors, several per point kept by multi_collection.h), JSON payloads,
-// an HNSW graph (plus exact scan), optional int8 quantisation, payload indexes and a write-ahead
-// log. Thread-safe: any number of concurrent readers, writers are serialised; every write is
+// an HNSW graph or, with ivf_config, an inverted file (ivf.h), plus exact scan, chosen per search
+// by a planner (SearchRequest::plan reports the choice); optional int8 / binary / product
+// quantisation, payload indexes and a write-ahead log. Thread-safe: any number of concurrent readers, writers are serialised; every write is
 // logged and fsync'ed before it returns (an acknowledged write survives kill -9).
 // Errors: etna::Error with kind invalid_argument (bad input; nothing was written), not_found
 // (the collection was dropped), io / corrupt (storage failure).
@@ -83,7 +84,8 @@ class Collection {
 
   CollectionInfo info() const;
   // PATCH /collections/{name} (CollectionConfig::apply_patch). A changed HNSW setting rebuilds
-  // the graph(s) before returning, a changed quantisation retrains or drops the codes; the new
+  // the graph(s) before returning, a changed quantisation retrains or drops the codes, a changed
+  // ivf_config (nlist, pq, training_threshold; or on/off) retrains the lists or swaps index; the new
   // config is checkpointed, so it survives a crash. Throws as apply_patch, nothing changed then.
   void update_config(const nlohmann::json& patch);
 

@@ -15,17 +15,47 @@ float l2(const float* a, const float* b, size_t n) {
   return s;
 }
 
-// Number of the centroid (rows of width w) nearest to x.
-uint32_t nearest(const float* x, const float* cents, size_t w) {
+}  // namespace
+
+uint32_t nearest_centroid(const float* x, const float* cents, size_t k, size_t w, SquaredL2 dist) {
   uint32_t best = 0;
-  float bd = l2(x, cents, w);
-  for (uint32_t c = 1; c < ProductQuantizer::kCentroids; ++c) {
-    float d = l2(x, cents + c * w, w);
+  float bd = dist(x, cents, w);
+  for (uint32_t c = 1; c < k; ++c) {
+    float d = dist(x, cents + c * w, w);
     if (d < bd) bd = d, best = c;
   }
   return best;
 }
 
+void kmeans(const float* xs, size_t n, size_t w, size_t k, int iterations, std::mt19937_64& rng, SquaredL2 dist,
+            float* cents) {
+  std::vector<uint32_t> order(n), assign(n), count(k);
+  for (size_t i = 0; i < n; ++i) order[i] = uint32_t(i);
+  std::shuffle(order.begin(), order.end(), rng);
+  for (size_t c = 0; c < k; ++c) std::memcpy(cents + c * w, &xs[size_t(order[c % n]) * w], w * sizeof(float));
+  std::vector<double> acc(k * w, 0.0);
+  for (int it = 0; it < iterations; ++it) {
+    for (size_t i = 0; i < n; ++i) assign[i] = nearest_centroid(&xs[i * w], cents, k, w, dist);
+    std::fill(acc.begin(), acc.end(), 0.0);
+    std::fill(count.begin(), count.end(), 0u);
+    for (size_t i = 0; i < n; ++i) {
+      ++count[assign[i]];
+      for (size_t d = 0; d < w; ++d) acc[assign[i] * w + d] += xs[i * w + d];
+    }
+    for (size_t c = 0; c < k; ++c) {
+      if (count[c] == 0) {
+        std::memcpy(cents + c * w, &xs[size_t(rng() % n) * w], w * sizeof(float));
+        continue;
+      }
+      for (size_t d = 0; d < w; ++d) cents[c * w + d] = float(acc[c * w + d] / double(count[c]));
+    }
+  }
+}
+
+namespace {
+uint32_t nearest(const float* x, const float* cents, size_t w) {
+  return nearest_centroid(x, cents, ProductQuantizer::kCentroids, w, l2);
+}
 }  // namespace
 
 size_t ProductQuantizer::code_bytes(size_t dim, uint32_t compression) {
@@ -67,33 +97,11 @@ ProductQuantizer ProductQuantizer::train(const float* base, size_t dim, const st
   pq.centroids.assign(kCentroids * dim, 0.0f);
   std::mt19937_64 rng(20110101);
   std::vector<float> xs;
-  std::vector<uint32_t> assign(n), order(n), count(kCentroids);
-  std::vector<double> acc;
   for (size_t j = 0; j < pq.m; ++j) {
     const size_t w = pq.width(j), off = pq.start[j];
     xs.resize(n * w);  // this sub-space of the sample, rows of width w
     for (size_t i = 0; i < n; ++i) std::memcpy(&xs[i * w], sample[i] + off, w * sizeof(float));
-    float* cents = &pq.centroids[kCentroids * off];
-    for (size_t i = 0; i < n; ++i) order[i] = uint32_t(i);
-    std::shuffle(order.begin(), order.end(), rng);
-    for (size_t c = 0; c < kCentroids; ++c) std::memcpy(cents + c * w, &xs[size_t(order[c % n]) * w], w * sizeof(float));
-    acc.assign(kCentroids * w, 0.0);
-    for (int it = 0; it < kIterations; ++it) {
-      for (size_t i = 0; i < n; ++i) assign[i] = nearest(&xs[i * w], cents, w);
-      std::fill(acc.begin(), acc.end(), 0.0);
-      std::fill(count.begin(), count.end(), 0u);
-      for (size_t i = 0; i < n; ++i) {
-        ++count[assign[i]];
-        for (size_t d = 0; d < w; ++d) acc[assign[i] * w + d] += xs[i * w + d];
-      }
-      for (size_t c = 0; c < kCentroids; ++c) {
-        if (count[c] == 0) {
-          std::memcpy(cents + c * w, &xs[size_t(rng() % n) * w], w * sizeof(float));
-          continue;
-        }
-        for (size_t d = 0; d < w; ++d) cents[c * w + d] = float(acc[c * w + d] / double(count[c]));
-      }
-    }
+    kmeans(xs.data(), n, w, kCentroids, kIterations, rng, l2, &pq.centroids[kCentroids * off]);
   }
   pq.trained = true;
   return pq;

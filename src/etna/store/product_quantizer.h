@@ -7,11 +7,23 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <random>
 #include <vector>
 
 #include "etna/store/types.h"
 
 namespace etna::store {
+
+using SquaredL2 = float (*)(const float* a, const float* b, size_t n);
+
+// The centroid (k rows of width w at cents) nearest to x under dist; the first on a tie.
+uint32_t nearest_centroid(const float* x, const float* cents, size_t k, size_t w, SquaredL2 dist);
+// Lloyd's k-means, `iterations` rounds (bounded, not to convergence), over n >= 1 rows of width
+// w at xs; writes k centroids to cents. Initial centroids are the first k rows of a shuffle
+// drawn from rng (rows repeat when k > n); an emptied cluster restarts at a random row. Shared by
+// the product quantiser's codebooks and the inverted file's coarse quantiser (ivf.h).
+void kmeans(const float* xs, size_t n, size_t w, size_t k, int iterations, std::mt19937_64& rng, SquaredL2 dist,
+            float* cents);
 
 struct ProductQuantizer {
   static constexpr size_t kCentroids = 256;        // K: one byte per sub-space

@@ -191,6 +191,7 @@ void CollectionConfig::validate() const {
     }
     if (quantization || binary || product)
       fail(ErrorKind::unsupported, "quantization_config on a collection with named or sparse vectors is not supported");
+    if (ivf) fail(ErrorKind::unsupported, "ivf_config on a collection with named or sparse vectors is not supported");
     if (wal_capacity_mb == 0) fail(ErrorKind::invalid_argument, "wal_capacity_mb must be at least 1");
     return;
   }
@@ -211,6 +212,25 @@ void CollectionConfig::validate() const {
       product->compression != 32 && product->compression != 64)
     fail(ErrorKind::invalid_argument, "quantization_config.product.compression must be one of x4, x8, x16, x32, x64");
   if (wal_capacity_mb == 0) fail(ErrorKind::invalid_argument, "wal_capacity_mb must be at least 1");
+  if (ivf) {
+    if (distance == Distance::Hamming || distance == Distance::Jaccard)
+      fail(ErrorKind::unsupported, "ivf_config is not supported with distance {} (use Euclid, Dot, Cosine or Manhattan)",
+           distance_name(distance));
+    if (quantization || binary || product)
+      fail(ErrorKind::unsupported,
+           "ivf_config and quantization_config cannot be combined: use ivf_config.pq for product-quantised lists");
+    if (ivf->nlist && (*ivf->nlist == 0 || *ivf->nlist > 65536))
+      fail(ErrorKind::invalid_argument, "ivf_config.nlist must be between 1 and 65536, got {} (omit it for 4*sqrt(points))",
+           *ivf->nlist);
+    if (ivf->nprobe && *ivf->nprobe == 0) fail(ErrorKind::invalid_argument, "ivf_config.nprobe must be at least 1, got 0");
+    if (ivf->nlist && ivf->nprobe && *ivf->nprobe > *ivf->nlist)
+      fail(ErrorKind::invalid_argument, "ivf_config.nprobe ({}) cannot exceed ivf_config.nlist ({}): a search scans at most every list",
+           *ivf->nprobe, *ivf->nlist);
+    if (ivf->training_threshold == 0) fail(ErrorKind::invalid_argument, "ivf_config.training_threshold must be at least 1");
+    if (ivf->pq_compression != 0 && ivf->pq_compression != 4 && ivf->pq_compression != 8 && ivf->pq_compression != 16 &&
+        ivf->pq_compression != 32 && ivf->pq_compression != 64)
+      fail(ErrorKind::invalid_argument, "ivf_config.pq.compression must be one of x4, x8, x16, x32, x64");
+  }
 }
 
 namespace {
@@ -262,6 +282,14 @@ nlohmann::json CollectionConfig::to_json() const {
         {"product", {{"compression", compression_name(product->compression)}, {"always_ram", product->always_ram}}}};
   else
     j["quantization_config"] = nullptr;
+  if (ivf) {
+    nlohmann::json i = {{"nlist", ivf->nlist ? nlohmann::json(*ivf->nlist) : nlohmann::json()},
+                        {"nprobe", ivf->nprobe ? nlohmann::json(*ivf->nprobe) : nlohmann::json()},
+                        {"training_threshold", ivf->training_threshold},
+                        {"pq", nullptr}};
+    if (ivf->pq_compression) i["pq"] = {{"compression", compression_name(ivf->pq_compression)}};
+    j["ivf_config"] = i;
+  }
   if (!sparse.empty()) {
     nlohmann::json sj = nlohmann::json::object();
     for (const auto& [name, p] : sparse)
@@ -363,6 +391,54 @@ void apply_quantization(const nlohmann::json& q, CollectionConfig& c) {
   out = sq;
 }
 
+// ivf_config: {"nlist", "nprobe", "training_threshold", "pq": {"compression": "x16"} | null}
+// merged into `out` (a PATCH changes only the fields it names; null keeps a field, except pq).
+void apply_ivf(const nlohmann::json& j, std::optional<IvfConfig>& out) {
+  if (j == "Disabled") {
+    out.reset();
+    return;
+  }
+  if (!j.is_object()) fail(ErrorKind::invalid_argument, "ivf_config: expected an object (or \"Disabled\")");
+  IvfConfig c = out.value_or(IvfConfig{});
+  auto count = [&](const nlohmann::json& v, const char* key) {
+    if (!v.is_number_integer() || v.get<int64_t>() < 0)
+      fail(ErrorKind::invalid_argument, "ivf_config.{}: expected a non-negative integer, got {}", key, v.dump());
+    return v.get<size_t>();
+  };
+  for (auto it = j.begin(); it != j.end(); ++it) {
+    const auto& v = it.value();
+    if (it.key() == "pq") {
+      if (v.is_null() || v == "Disabled") {
+        c.pq_compression = 0;
+        continue;
+      }
+      if (!v.is_object() || !v.contains("compression"))
+        fail(ErrorKind::invalid_argument, "ivf_config.pq: expected {{\"compression\": \"x4\" | \"x8\" | \"x16\" | \"x32\" | \"x64\"}}");
+      static const std::pair<const char*, uint32_t> kRatios[] = {{"x4", 4}, {"x8", 8}, {"x16", 16}, {"x32", 32}, {"x64", 64}};
+      c.pq_compression = 0;
+      for (const auto& [name, ratio] : kRatios)
+        if (v["compression"] == name) c.pq_compression = ratio;
+      if (c.pq_compression == 0)
+        fail(ErrorKind::invalid_argument, "ivf_config.pq.compression: expected one of \"x4\", \"x8\", \"x16\", \"x32\", \"x64\", got {}",
+             v["compression"].dump());
+      for (auto f = v.begin(); f != v.end(); ++f)
+        if (f.key() != "compression") fail(ErrorKind::invalid_argument, "ivf_config.pq.{}: unknown field", f.key());
+    } else if (v.is_null()) {
+      continue;
+    } else if (it.key() == "nlist") {
+      c.nlist = count(v, "nlist");
+    } else if (it.key() == "nprobe") {
+      c.nprobe = count(v, "nprobe");
+    } else if (it.key() == "training_threshold") {
+      c.training_threshold = count(v, "training_threshold");
+    } else {
+      fail(ErrorKind::invalid_argument,
+           "ivf_config.{}: unknown field (expected \"nlist\", \"nprobe\", \"training_threshold\", \"pq\")", it.key());
+    }
+  }
+  out = c;
+}
+
 }  // namespace
 
 CollectionConfig CollectionConfig::from_create_json(const nlohmann::json& body) {
@@ -407,6 +483,8 @@ CollectionConfig CollectionConfig::from_create_json(const nlohmann::json& body) 
         const auto& o = it.value();
         for (const char* k : {"multivector_config", "datatype"})
           if (o.contains(k) && !o[k].is_null()) fail(ErrorKind::unsupported, "{}.{} is not supported", where, k);
+        if (o.contains("ivf_config") && !o["ivf_config"].is_null())
+          fail(ErrorKind::unsupported, "{}.ivf_config: IVF indices of named vectors are not supported", where);
         if (o.contains("quantization_config") && !o["quantization_config"].is_null())
           fail(ErrorKind::unsupported, "{}.quantization_config: quantisation of named vectors is not supported", where);
         VectorParams p;
@@ -439,6 +517,10 @@ CollectionConfig CollectionConfig::from_create_json(const nlohmann::json& body) 
   if (auto q = v->find("quantization_config"); q != v->end()) apply_quantization(*q, c);
   if (auto w = body.find("wal_config"); w != body.end() && w->is_object())
     c.wal_capacity_mb = get_size(*w, "wal_capacity_mb", c.wal_capacity_mb, "wal_config");
+  // Top level, or inside `vectors`: the official JS client's createCollection drops top-level
+  // fields it does not know but sends `vectors` as given.
+  if (auto i = body.find("ivf_config"); i != body.end() && !i->is_null()) apply_ivf(*i, c.ivf);
+  if (auto i = v->find("ivf_config"); i != v->end() && !i->is_null()) apply_ivf(*i, c.ivf);
   c.validate();
   return c;
 }
@@ -479,6 +561,9 @@ void CollectionConfig::apply_patch(const nlohmann::json& body) {
       }
     } else if (k == "quantization_config") {
       apply_quantization(v, *this);
+    } else if (k == "ivf_config") {
+      if (multi()) fail(ErrorKind::unsupported, "ivf_config on a collection with named or sparse vectors is not supported");
+      apply_ivf(v, ivf);
     } else if (k == "sparse_vectors") {
       if (!v.is_object()) fail(ErrorKind::invalid_argument, "sparse_vectors: expected an object");
       for (auto si = v.begin(); si != v.end(); ++si) {

@@ -133,6 +133,27 @@ struct ProductQuantization {
   bool always_ram = true;
 };
 
+// Etna extension (`ivf_config`, not in Qdrant): an inverted file index instead of the HNSW graph,
+// for collections whose graph would not fit in memory (ivf.h; Sivic & Zisserman 2003, IVFADC of
+// Jegou et al. 2011). Until the collection holds training_threshold points it is searched
+// exactly; then nlist coarse centroids are trained by k-means and every point goes to the list
+// of its nearest one. A search scans the nprobe lists nearest the query. With pq_compression the
+// lists hold product codes (x4..x64, as quantization_config.product) and the best
+// max(oversampling * limit, 4 * limit) candidates are rescored with the floats.
+struct IvfConfig {
+  std::optional<size_t> nlist;   // unset: 4 * sqrt(points) at training; 1 .. 65536
+  std::optional<size_t> nprobe;  // unset: max(8, nlist / 16); a per-search params.ivf_nprobe wins
+  uint32_t pq_compression = 0;   // 0: IVF-FLAT
+  size_t training_threshold = 4096;
+  bool operator==(const IvfConfig&) const = default;
+};
+
+// Which index a search used and why (params.debug in the REST API).
+struct SearchPlan {
+  std::string index;   // "flat", "hnsw", "ivf_flat" or "ivf_pq"
+  std::string reason;  // one sentence
+};
+
 struct CollectionConfig {
   size_t dim = 0;  // 1 .. 65536
   Distance distance = Distance::Cosine;
@@ -140,6 +161,7 @@ struct CollectionConfig {
   std::optional<ScalarQuantization> quantization;
   std::optional<BinaryQuantization> binary;  // exclusive with quantization
   std::optional<ProductQuantization> product;  // exclusive with quantization and binary
+  std::optional<IvfConfig> ivf;  // set: no HNSW graph, an inverted file (exclusive with quantization_config)
   bool on_disk = false;  // accepted and ignored (vectors live in RAM)
   // The log is checkpointed into the data file once it grows past this many MiB (Qdrant's
   // wal_capacity_mb), so replay on open stays bounded.
@@ -234,6 +256,8 @@ struct SearchRequest {
   bool exact = false;                   // true: brute force, no index
   std::optional<size_t> hnsw_ef;        // search beam width; default max(ef_construct, limit+offset)
   std::optional<double> oversampling;   // binary/product quantisation: walk ef >= oversampling * (limit+offset)
+  std::optional<size_t> ivf_nprobe;     // IVF collections: lists to scan (clamped to nlist)
+  SearchPlan* plan = nullptr;           // when set, the search writes the plan it followed here
   // Multi-vector collections: which vector to search ("" = the default one) and a sparse query
   // instead of `vector`. with_vector returns every vector of the point.
   std::string using_name;
@@ -271,7 +295,8 @@ std::string payload_schema_type_name(PayloadSchemaType t);
 struct CollectionInfo {
   std::string status = "green";  // "green", or "yellow" while the optimiser rebuilds the graph
   uint64_t points_count = 0;
-  uint64_t indexed_vectors_count = 0;  // live points reachable in the HNSW graph
+  uint64_t indexed_vectors_count = 0;  // live points reachable in the HNSW graph or the inverted lists
+  std::optional<uint64_t> ivf_nlist;   // IVF collections once trained: the number of lists
   uint64_t segments_count = 1;
   CollectionConfig config;
   struct FieldInfo {
