@@ -250,6 +250,7 @@ IngestReport ingest(const fs::path& dir, const std::vector<fs::path>& paths, con
     cat->set_meta("embedding_model", opt.embedder_path);
     cat->set_meta("embedding_dim", std::to_string(opt.embedder->dim()));
   }
+  const uint64_t generation = claim_vector_store(*vec, *cat);  // a stale copy of a writer's catalogue is refused here
   cat->set_meta("chunking", fmt::format("{}/{}", rep.chunk.max_tokens, rep.chunk.overlap_tokens));
 
   Walk w = walk(paths);
@@ -362,6 +363,7 @@ IngestReport ingest(const fs::path& dir, const std::vector<fs::path>& paths, con
     ++rep.files_deleted;
   }
   if (opt.embedder) rep.chunks_embedded += embed_pending(*cat, *vec, opt, meta);  // leftovers (model change, crash)
+  vec->set_generation(generation);  // for a collection made in this run
   rep.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
   return rep;
 }

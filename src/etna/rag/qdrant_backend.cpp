@@ -111,13 +111,22 @@ class QdrantBackend final : public VectorBackend {
       return;
     }
     expect_ok(r, "PUT", base_);
-    const json point = {{"points",
-                         json::array({{{"id", kMetaPoint},
-                                       {"vector", json::object()},
-                                       {"payload",
-                                        {{"etna_meta",
-                                          {{"model", meta.model_id}, {"dim", meta.dim}, {"catalog", meta.catalog_id}}}}}}})}};
-    result("PUT", base_ + "/points?wait=true", &point);
+    write_meta({{"model", meta.model_id}, {"dim", meta.dim}, {"catalog", meta.catalog_id}, {"generation", 0}});
+  }
+
+  uint64_t generation() override {
+    if (!info()) return 0;
+    const std::optional<json> m = read_meta();
+    return m && m->contains("generation") && (*m)["generation"].is_number_unsigned() ? (*m)["generation"].get<uint64_t>()
+                                                                                     : 0;
+  }
+
+  void set_generation(uint64_t g) override {
+    if (!info()) return;
+    std::optional<json> m = read_meta();
+    if (!m) return;
+    (*m)["generation"] = g;
+    write_meta(*m);
   }
 
   void drop(const std::string& catalog_id) override {
@@ -208,6 +217,12 @@ class QdrantBackend final : public VectorBackend {
     const json* m = find_path(res[0], {"payload", "etna_meta"});
     if (!m || !m->is_object()) return std::nullopt;
     return *m;
+  }
+
+  void write_meta(const json& meta) {
+    const json point = {
+        {"points", json::array({{{"id", kMetaPoint}, {"vector", json::object()}, {"payload", {{"etna_meta", meta}}}}})}};
+    result("PUT", base_ + "/points?wait=true", &point);
   }
 
   json result(const char* method, const std::string& url, const json* body) {

@@ -1,5 +1,7 @@
 #include "etna/rag/vector_backend.h"
 
+#include <cstdlib>
+
 #include "etna/base/error.h"
 #include "etna/rag/catalog.h"
 #include "etna/rag/ingest.h"
@@ -76,6 +78,8 @@ class BuiltinBackend final : public VectorBackend {
   }
 
   uint64_t count() override { return exists() ? db().get(kVectorCollection).count(nullptr) : 0; }
+  uint64_t generation() override { return 0; }
+  void set_generation(uint64_t) override {}
 
  private:
   store::Database& db() {
@@ -102,6 +106,20 @@ std::string normalise_store_url(const std::string& url) {
   if (u.find_first_of(" \t\r\n?#") != std::string::npos)
     fail(ErrorKind::invalid_argument, "--vector-store '{}': a base URL without spaces, query or fragment", url);
   return u;
+}
+
+uint64_t claim_vector_store(VectorBackend& store, Catalog& catalog) {
+  const std::string recorded = catalog.meta("store_generation").value_or("0");
+  const uint64_t mine = std::strtoull(recorded.c_str(), nullptr, 10);
+  const uint64_t theirs = store.generation();
+  if (theirs > mine)
+    fail(ErrorKind::conflict,
+         "{} was written by a newer copy of this catalogue (generation {} > {}): ingest or delete on the writer, "
+         "then copy its catalog.db here",
+         store.where(), theirs, mine);
+  store.set_generation(mine + 1);
+  catalog.set_meta("store_generation", std::to_string(mine + 1));
+  return mine + 1;
 }
 
 std::string remote_collection_name(const std::string& local_name) { return "etna_docs_" + local_name; }

@@ -73,7 +73,19 @@ class VectorBackend {
   virtual std::vector<std::pair<int64_t, std::vector<float>>> fetch(const std::vector<int64_t>& ids) = 0;
   // Number of chunk vectors stored.
   virtual uint64_t count() = 0;
+  // Write generation recorded with the vectors (0 when none or missing; the built-in store keeps
+  // none: it lives beside its one catalogue).
+  virtual uint64_t generation() = 0;
+  // Records `g`. REQUIRES: ensure() called (a no-op for the built-in store and a missing collection).
+  virtual void set_generation(uint64_t g) = 0;
 };
+
+// Before a catalogue changes what the store holds: refuses (conflict) when the store was written
+// since this catalogue was copied from the writer (its generation is ahead of the catalogue's
+// "store_generation" meta), else advances both to the same new generation and returns it. Keeps
+// replicas holding copies of the writer's catalogue from overwriting its chunk ids (see
+// docs/architecture.md); two writers racing from the same generation are not caught.
+uint64_t claim_vector_store(VectorBackend& store, Catalog& catalog);
 
 // The built-in store of the collection at `collection_dir` (opened lazily).
 std::unique_ptr<VectorBackend> open_builtin_backend(const std::filesystem::path& collection_dir);

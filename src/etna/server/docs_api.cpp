@@ -532,8 +532,10 @@ void delete_file(DocsService::Impl& m, const httplib::Request& req, httplib::Res
   if (!col_lock.owns_lock()) fail(ErrorKind::conflict, "collection '{}' is being ingested; retry when the job is done", name);
   auto cat = rag::Catalog::open(dir / "catalog.db");
   if (!cat->file(path)) fail(ErrorKind::not_found, "collection '{}' has no file '{}'", name, path);
+  auto vectors = rag::open_vector_backend(dir, *cat, m.opt.vector_store);
+  rag::claim_vector_store(*vectors, *cat);
   const std::vector<int64_t> ids = cat->remove_file(path);
-  if (!ids.empty()) rag::open_vector_backend(dir, *cat, m.opt.vector_store)->remove(ids);
+  vectors->remove(ids);
   // An uploaded file goes from disk too, or the next ingest of the folder would bring it back.
   const fs::path p = fs::path(path).lexically_normal();
   if (inside(p, (dir / "uploads").lexically_normal()) && p != (dir / "uploads").lexically_normal()) {

@@ -213,6 +213,32 @@ TEST_F(ExternalStore, AskAnswersFromRemoteVectors) {
   ASSERT_FALSE(j["retrieved"].empty()) << out;
 }
 
+// A replica reads a copy of the writer's catalogue; once the writer has moved on, the copy may
+// still search but not write (its chunk ids would overwrite the writer's).
+TEST_F(ExternalStore, ACopiedCatalogueSearchesButAStaleOneCannotWrite) {
+  ETNA_REQUIRE_SHARED(model, "models/tiny-bert-bge-f32.gguf");
+  std::string out;
+  const std::string ingest = "ingest " + docs() + " --collection c --embedding-model " + quote(model.string());
+  ASSERT_EQ(etna(ingest + " --data " + quote(data("writer")) + " --vector-store " + cluster_->url(), &out), 0) << out;
+  const fs::path from = dir_ / "writer" / "documents" / "c", to = dir_ / "replica" / "documents" / "c";
+  fs::create_directories(to);
+  for (const char* f : {"catalog.db", "catalog.db-wal"})
+    if (fs::exists(from / f)) fs::copy_file(from / f, to / f);
+  std::string wo, ro;
+  expect_same_hits(search_json(data("writer"), "violin rosin", "", &wo), search_json(data("replica"), "violin rosin", "", &ro),
+                   "replica");
+  EXPECT_EQ(search_json(data("replica"), "violin rosin", "", &ro)["hybrid"], true) << ro;
+
+  write_file(dir_ / "docs" / "violin.txt", "a new text about cellos and violas\n");
+  ASSERT_EQ(etna(ingest + " --data " + quote(data("writer")), &out), 0) << out;
+  EXPECT_NE(etna(ingest + " --data " + quote(data("replica")), &out), 0) << out;
+  EXPECT_NE(out.find("written by a newer copy of this catalogue"), std::string::npos) << out;
+  // The writer's vectors are intact: its search still matches the built-in store's.
+  ASSERT_EQ(etna(ingest + " --data " + quote(data("local")), &out), 0) << out;
+  expect_same_hits(search_json(data("local"), "cellos violas", "", &wo), search_json(data("writer"), "cellos violas", "", &ro),
+                   "writer after the refused replica");
+}
+
 TEST_F(ExternalStore, ACollectionOfAnotherDimensionIsRefused) {
   ETNA_REQUIRE_SHARED(model, "models/tiny-bert-bge-f32.gguf");
   httplib::Client c("127.0.0.1", cluster_->port());
