@@ -47,7 +47,8 @@ std::unique_ptr<Retriever> Retriever::open(const fs::path& dir, const engine::Em
         fail(ErrorKind::invalid_argument,
              "collection '{}' keeps its vectors in {}, not {}: pass --vector-store {} or ingest again with "
              "--vector-store {}",
-             dir.filename().string(), recorded, normalise_store_url(given), recorded, normalise_store_url(given));
+             dir.filename().string(), recorded == kBuiltinVectorStore ? "the built-in store" : recorded,
+             normalise_store_url(given), recorded, normalise_store_url(given));
       auto backend = open_vector_backend(dir, *r->catalog_, options.vector_store);
       backend->check({*have, static_cast<size_t>(embedder->dim()), r->catalog_->meta("catalog_id").value_or("")});
       if (backend->exists()) {
