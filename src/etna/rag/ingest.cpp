@@ -234,11 +234,16 @@ IngestReport ingest(const fs::path& dir, const std::vector<fs::path>& paths, con
   };
 
   VectorMeta meta;
+  bool reset = false;
   if (opt.embedder) {
-    // A different model (or dimension), or another store, invalidates every stored vector.
     meta = {fmt::format("{}|{}", opt.embedder->model_name(), opt.embedder->dim()),
             static_cast<size_t>(opt.embedder->dim()), catalog_id};
-    const bool reset = cat->meta("embedding_id").value_or("") != meta.model_id || moved;
+    reset = cat->meta("embedding_id").value_or("") != meta.model_id || moved;
+  }
+  // A stale copy of a writer's catalogue is refused here, before anything is dropped or written.
+  const uint64_t generation = claim_vector_store(*vec, *cat);
+  if (opt.embedder) {
+    // A different model (or dimension), or another store, invalidates every stored vector.
     if (reset) vec->drop(catalog_id);
     vec->check(meta);  // a foreign or mismatched remote collection is refused before any change
     if (reset) {
@@ -250,7 +255,6 @@ IngestReport ingest(const fs::path& dir, const std::vector<fs::path>& paths, con
     cat->set_meta("embedding_model", opt.embedder_path);
     cat->set_meta("embedding_dim", std::to_string(opt.embedder->dim()));
   }
-  const uint64_t generation = claim_vector_store(*vec, *cat);  // a stale copy of a writer's catalogue is refused here
   cat->set_meta("chunking", fmt::format("{}/{}", rep.chunk.max_tokens, rep.chunk.overlap_tokens));
 
   Walk w = walk(paths);
@@ -363,7 +367,7 @@ IngestReport ingest(const fs::path& dir, const std::vector<fs::path>& paths, con
     ++rep.files_deleted;
   }
   if (opt.embedder) rep.chunks_embedded += embed_pending(*cat, *vec, opt, meta);  // leftovers (model change, crash)
-  vec->set_generation(generation);  // for a collection made in this run
+  vec->set_generation(generation, catalog_id);  // for a collection made in this run
   rep.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
   return rep;
 }

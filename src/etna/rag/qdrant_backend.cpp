@@ -114,17 +114,16 @@ class QdrantBackend final : public VectorBackend {
     write_meta({{"model", meta.model_id}, {"dim", meta.dim}, {"catalog", meta.catalog_id}, {"generation", 0}});
   }
 
-  uint64_t generation() override {
-    if (!info()) return 0;
-    const std::optional<json> m = read_meta();
-    return m && m->contains("generation") && (*m)["generation"].is_number_unsigned() ? (*m)["generation"].get<uint64_t>()
-                                                                                     : 0;
+  uint64_t generation(const std::string& catalog_id) override {
+    const std::optional<json> m = info() ? read_meta() : std::nullopt;
+    if (!m || m->value("catalog", "") != catalog_id) return 0;
+    const json* g = find_path(*m, {"generation"});
+    return g && g->is_number_unsigned() ? g->get<uint64_t>() : 0;
   }
 
-  void set_generation(uint64_t g) override {
-    if (!info()) return;
-    std::optional<json> m = read_meta();
-    if (!m) return;
+  void set_generation(uint64_t g, const std::string& catalog_id) override {
+    std::optional<json> m = info() ? read_meta() : std::nullopt;
+    if (!m || m->value("catalog", "") != catalog_id) return;
     (*m)["generation"] = g;
     write_meta(*m);
   }

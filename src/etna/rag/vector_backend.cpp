@@ -78,8 +78,8 @@ class BuiltinBackend final : public VectorBackend {
   }
 
   uint64_t count() override { return exists() ? db().get(kVectorCollection).count(nullptr) : 0; }
-  uint64_t generation() override { return 0; }
-  void set_generation(uint64_t) override {}
+  uint64_t generation(const std::string&) override { return 0; }
+  void set_generation(uint64_t, const std::string&) override {}
 
  private:
   store::Database& db() {
@@ -111,13 +111,14 @@ std::string normalise_store_url(const std::string& url) {
 uint64_t claim_vector_store(VectorBackend& store, Catalog& catalog) {
   const std::string recorded = catalog.meta("store_generation").value_or("0");
   const uint64_t mine = std::strtoull(recorded.c_str(), nullptr, 10);
-  const uint64_t theirs = store.generation();
+  const std::string id = catalog.meta("catalog_id").value_or("");
+  const uint64_t theirs = store.generation(id);
   if (theirs > mine)
     fail(ErrorKind::conflict,
          "{} was written by a newer copy of this catalogue (generation {} > {}): ingest or delete on the writer, "
          "then copy its catalog.db here",
          store.where(), theirs, mine);
-  store.set_generation(mine + 1);
+  store.set_generation(mine + 1, id);
   catalog.set_meta("store_generation", std::to_string(mine + 1));
   return mine + 1;
 }

@@ -73,11 +73,11 @@ class VectorBackend {
   virtual std::vector<std::pair<int64_t, std::vector<float>>> fetch(const std::vector<int64_t>& ids) = 0;
   // Number of chunk vectors stored.
   virtual uint64_t count() = 0;
-  // Write generation recorded with the vectors (0 when none or missing; the built-in store keeps
-  // none: it lives beside its one catalogue).
-  virtual uint64_t generation() = 0;
-  // Records `g`. REQUIRES: ensure() called (a no-op for the built-in store and a missing collection).
-  virtual void set_generation(uint64_t g) = 0;
+  // Write generation recorded with the vectors of catalogue `catalog_id` (0 when none, missing or
+  // another catalogue's; the built-in store keeps none: it lives beside its one catalogue).
+  virtual uint64_t generation(const std::string& catalog_id) = 0;
+  // Records `g` when the collection exists and is catalogue `catalog_id`'s (else does nothing).
+  virtual void set_generation(uint64_t g, const std::string& catalog_id) = 0;
 };
 
 // Before a catalogue changes what the store holds: refuses (conflict) when the store was written
