@@ -17,6 +17,7 @@
 #include "cli/data_dir.h"
 #include "cli/rag_answerer.h"
 #include "cli/sampling_options.h"
+#include "cli/vector_store_options.h"
 #include "etna/base/error.h"
 #include "etna/engine/embedder.h"
 #include "etna/engine/generator.h"
@@ -44,6 +45,7 @@ struct AskArgs {
   int ctx = 0;
   bool json = false;
   engine::SamplingParams sampling;
+  rag::VectorStoreOptions vector_store;
 };
 
 void write_out(std::string_view s) {
@@ -96,7 +98,9 @@ void ask(const AskArgs& a) {
   }
   std::unique_ptr<engine::Embedder> embedder;
   if (!emb_path.empty()) embedder = engine::Embedder::load(emb_path);
-  auto retriever = rag::Retriever::open(dir, embedder.get());
+  rag::RetrieverOptions ropt;
+  ropt.vector_store = a.vector_store;
+  auto retriever = rag::Retriever::open(dir, embedder.get(), ropt);
   std::unique_ptr<engine::Reranker> reranker = a.reranker.empty() ? nullptr : engine::Reranker::load(a.reranker);
   const size_t k = static_cast<size_t>(a.k);
   std::vector<rag::SearchHit> hits = retriever->search(a.question, reranker ? rag::rerank_candidates(k) : k);
@@ -190,7 +194,11 @@ CommandRegistrar reg(52, [](CLI::App& root) {
   c->add_option("--ctx", a->ctx, "context size in tokens (default: the model's, at most 4096)");
   add_sampling_options(c, a->sampling);
   add_threads_option(c);
-  c->callback([a] { ask(*a); });
+  add_vector_store_options(c, a->vector_store);
+  c->callback([a] {
+    finish_vector_store_options(a->vector_store);
+    ask(*a);
+  });
 });
 
 }  // namespace

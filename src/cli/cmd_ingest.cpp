@@ -15,6 +15,7 @@
 
 #include "cli/command.h"
 #include "cli/data_dir.h"
+#include "cli/vector_store_options.h"
 #include "etna/base/error.h"
 #include "etna/engine/embedder.h"
 #include "etna/rag/catalog.h"
@@ -34,6 +35,7 @@ struct IngestArgs {
   int overlap = 32;
   bool chunk_explicit = false;
   double max_file_mb = 64;
+  rag::VectorStoreOptions vector_store;
 };
 
 std::string duration(double s) {
@@ -56,6 +58,7 @@ void run(const IngestArgs& a) {
   opt.chunk.overlap_tokens = a.overlap;
   opt.chunk_explicit = a.chunk_explicit;
   opt.max_file_bytes = static_cast<uint64_t>(a.max_file_mb * 1024 * 1024);
+  opt.vector_store = a.vector_store;
   std::string model = a.embedding_model;
   if (model.empty() && fs::exists(dir / "catalog.db")) {
     // Keep embedding with the model the collection was built with.
@@ -131,7 +134,9 @@ CommandRegistrar reg(50, [](CLI::App& root) {
       ->capture_default_str();
   c->add_option("--overlap", args->overlap, "overlap between consecutive chunks, tokens")->capture_default_str();
   c->add_option("--max-file-mb", args->max_file_mb, "skip files larger than this")->capture_default_str();
+  add_vector_store_options(c, args->vector_store);
   c->callback([args, c] {
+    finish_vector_store_options(args->vector_store);
     args->chunk_explicit = c->count("--chunk-tokens") > 0;
     run(*args);
   });

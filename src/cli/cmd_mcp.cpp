@@ -9,6 +9,7 @@
 
 #include "cli/command.h"
 #include "cli/data_dir.h"
+#include "cli/vector_store_options.h"
 #include "etna/base/error.h"
 #include "etna/server/docs_api.h"
 #include "etna/server/mcp_server.h"
@@ -22,6 +23,7 @@ namespace fs = std::filesystem;
 struct McpArgs {
   std::string data, model, embedding_model;
   int ctx = 0;
+  rag::VectorStoreOptions vector_store;
 };
 
 void run(const McpArgs& a) {
@@ -40,6 +42,8 @@ void run(const McpArgs& a) {
   }
   server::DocsOptions docs_opt;
   docs_opt.data_dir = data;
+  docs_opt.vector_store = a.vector_store;
+  if (!a.vector_store.url.empty()) rag::normalise_store_url(a.vector_store.url);  // a bad URL fails now
   if (!a.embedding_model.empty()) docs_opt.embedding_model_path = fs::absolute(a.embedding_model).lexically_normal().string();
   server::DocsService docs(docs_opt, models.get());
   server::McpServer mcp(docs, ETNA_VERSION);
@@ -54,7 +58,11 @@ CommandRegistrar reg(35, [](CLI::App& root) {
   c->add_option("-m,--model", args->model, "GGUF chat model for the ask tool");
   c->add_option("--embedding-model", args->embedding_model, "GGUF embedding model for hybrid search");
   c->add_option("--ctx", args->ctx, "Context of the ask tool's model in tokens (default: min(the model's, 4096))");
-  c->callback([args] { run(*args); });
+  add_vector_store_options(c, args->vector_store);
+  c->callback([args] {
+    finish_vector_store_options(args->vector_store);
+    run(*args);
+  });
 });
 
 }  // namespace

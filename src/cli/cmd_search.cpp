@@ -11,6 +11,7 @@
 
 #include "cli/command.h"
 #include "cli/data_dir.h"
+#include "cli/vector_store_options.h"
 #include "etna/base/error.h"
 #include "etna/engine/embedder.h"
 #include "etna/rag/answer.h"
@@ -35,6 +36,7 @@ struct SearchArgs {
   bool bm25_only = false;
   double rrf_k = 60, bm25_weight = 1, vector_weight = 1;
   std::string fusion = "zscore";
+  rag::VectorStoreOptions vector_store;
 };
 
 std::string lines_of(const rag::ChunkRow& c) {
@@ -60,6 +62,7 @@ void run(const SearchArgs& a) {
   opt.rrf_k = a.rrf_k;
   opt.bm25_weight = a.bm25_weight;
   opt.vector_weight = a.vector_weight;
+  opt.vector_store = a.vector_store;
   auto retriever = rag::Retriever::open(dir, embedder.get(), opt);
   std::unique_ptr<engine::Reranker> reranker = a.reranker.empty() ? nullptr : engine::Reranker::load(a.reranker);
   const size_t k = static_cast<size_t>(a.k);
@@ -109,7 +112,11 @@ CommandRegistrar reg(51, [](CLI::App& root) {
   c->add_option("--bm25-weight", args->bm25_weight, "weight of the BM25 side in the fusion")->capture_default_str();
   c->add_option("--vector-weight", args->vector_weight, "weight of the vector side")->capture_default_str();
   c->add_option("--data", args->data, "Data directory (default $ETNA_DATA or ~/.local/share/etna)");
-  c->callback([args] { run(*args); });
+  add_vector_store_options(c, args->vector_store);
+  c->callback([args] {
+    finish_vector_store_options(args->vector_store);
+    run(*args);
+  });
 });
 
 }  // namespace

@@ -12,6 +12,7 @@
 #include "cli/command.h"
 #include "cli/model_ref.h"
 #include "cli/data_dir.h"
+#include "cli/vector_store_options.h"
 #include "etna/base/error.h"
 #include "etna/tensor/tensor.h"
 #include "etna/base/log.h"
@@ -58,6 +59,7 @@ struct ServeArgs {
   int timeout_s = 30;
   std::vector<std::string> allow_ingest;
   int ollama_port = -1;
+  rag::VectorStoreOptions vector_store;
 };
 
 void serve(const ServeArgs& a) {
@@ -138,6 +140,8 @@ void serve(const ServeArgs& a) {
   }
   server::DocsOptions docs_opt;
   docs_opt.data_dir = data;
+  docs_opt.vector_store = a.vector_store;
+  if (!a.vector_store.url.empty()) rag::normalise_store_url(a.vector_store.url);  // a bad URL fails now
   docs_opt.reranker = reranker.get();  // a rerank stage in the documents API's search and ask
   for (const auto& d : a.allow_ingest) docs_opt.allowed_ingest_dirs.emplace_back(d);
   if (!a.embedding_model.empty()) docs_opt.embedding_model_path = fs::absolute(a.embedding_model).lexically_normal().string();
@@ -237,7 +241,11 @@ CommandRegistrar reg(30, [](CLI::App& root) {
                 "Also serve the Ollama API (/api/chat, ...) on this port, e.g. 11434 where Ollama clients look")
       ->check(CLI::Range(0, 65535));
   c->add_option("--timeout", args->timeout_s, "Seconds to wait for a slow client before dropping it")->capture_default_str();
-  c->callback([args] { serve(*args); });
+  add_vector_store_options(c, args->vector_store);
+  c->callback([args] {
+    finish_vector_store_options(args->vector_store);
+    serve(*args);
+  });
 });
 
 }  // namespace

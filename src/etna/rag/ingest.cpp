@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <cstring>
 #include <optional>
+#include <random>
 #include <set>
 #include <unordered_set>
 
@@ -20,7 +21,6 @@
 #include "etna/engine/embedder.h"
 #include "etna/rag/catalog.h"
 #include "etna/rag/loader.h"
-#include "etna/store/database.h"
 
 namespace etna::rag {
 
@@ -135,26 +135,12 @@ bool under(const fs::path& file, const fs::path& root) {
   return f.size() > r.size() && f.compare(0, r.size(), r) == 0 && (r.back() == '/' || f[r.size()] == '/');
 }
 
-// The vector store of a collection, opened lazily.
-class Vectors {
- public:
-  explicit Vectors(fs::path dir) : dir_(std::move(dir)) {}
-  store::Database& db() {
-    if (!db_) db_ = store::Database::open(dir_);
-    return *db_;
-  }
-  bool exists() const { return fs::exists(dir_); }
-  void remove(const std::vector<int64_t>& ids) {
-    if (ids.empty() || !exists()) return;
-    if (!db().has_collection(kVectorCollection)) return;
-    std::vector<store::PointId> pids(ids.begin(), ids.end());
-    db().get(kVectorCollection).delete_points(store::PointSelector::by_ids(std::move(pids)));
-  }
-
- private:
-  fs::path dir_;
-  std::unique_ptr<store::Database> db_;
-};
+std::string random_hex(int n) {
+  std::random_device rd;
+  std::string s;
+  for (int i = 0; i < n; ++i) s += "0123456789abcdef"[rd() & 15];
+  return s;
+}
 
 nlohmann::json payload_of(const ChunkRow& c) {
   return {{"doc", sanitize_utf8(fs::path(c.file).filename().string())},
@@ -169,8 +155,9 @@ nlohmann::json payload_of(const ChunkRow& c) {
 }
 
 // Embeds every chunk still marked unembedded; returns how many.
-uint64_t embed_pending(Catalog& cat, Vectors& vec, const IngestOptions& opt) {
+uint64_t embed_pending(Catalog& cat, VectorBackend& vec, const IngestOptions& opt, const VectorMeta& meta) {
   uint64_t n = 0;
+  bool ensured = false;
   const size_t batch = std::max<size_t>(1, opt.embed_batch);
   while (true) {
     std::vector<ChunkRow> rows = cat.unembedded(batch);
@@ -178,20 +165,15 @@ uint64_t embed_pending(Catalog& cat, Vectors& vec, const IngestOptions& opt) {
     std::vector<std::string> texts;
     for (const auto& r : rows) texts.push_back(r.heading.empty() ? r.text : r.heading + "\n" + r.text);
     const auto vectors = opt.embedder->embed(texts, /*truncate=*/true);
-    store::Database& db = vec.db();
-    if (!db.has_collection(kVectorCollection)) {
-      store::CollectionConfig cfg;
-      cfg.dim = static_cast<size_t>(opt.embedder->dim());
-      cfg.distance = store::Distance::Cosine;
-      db.create_collection(kVectorCollection, cfg);
-    }
-    std::vector<store::Point> points;
+    if (!ensured) vec.ensure(meta);
+    ensured = true;
+    std::vector<ChunkVector> points;
     std::vector<int64_t> ids;
     for (size_t i = 0; i < rows.size(); ++i) {
-      points.push_back({store::PointId(static_cast<uint64_t>(rows[i].id)), vectors[i], payload_of(rows[i])});
+      points.push_back({rows[i].id, vectors[i], payload_of(rows[i])});
       ids.push_back(rows[i].id);
     }
-    db.get(kVectorCollection).upsert(std::move(points));
+    vec.upsert(points);
     cat.mark_embedded(ids);
     n += rows.size();
   }
@@ -218,7 +200,17 @@ IngestReport ingest(const fs::path& dir, const std::vector<fs::path>& paths, con
   fs::create_directories(dir, ec);
   if (ec) fail(ErrorKind::io, "cannot create {}: {}", dir.string(), ec.message());
   auto cat = Catalog::open(dir / "catalog.db");
-  Vectors vec(dir / "vectors");
+  if (!cat->meta("catalog_id")) cat->set_meta("catalog_id", random_hex(32));
+  const std::string catalog_id = cat->meta("catalog_id").value_or("");
+  const std::string recorded_store = normalise_store_url(cat->meta("vector_store").value_or(kBuiltinVectorStore));
+  VectorStoreOptions store_opt = opt.vector_store;
+  store_opt.url = store_opt.url.empty() ? recorded_store : normalise_store_url(store_opt.url);
+  const bool moved = store_opt.url != recorded_store;
+  if (moved && !opt.embedder)
+    fail(ErrorKind::invalid_argument,
+         "moving collection '{}' from {} to {} embeds every chunk again: give the embedding model (--embedding-model)",
+         dir.filename().string(), recorded_store, store_opt.url);
+  const std::unique_ptr<VectorBackend> vec = open_vector_backend(dir, *cat, store_opt);
   std::optional<ChunkOptions> recorded;
   if (auto m = cat->meta("chunking")) {
     ChunkOptions c;
@@ -241,14 +233,25 @@ IngestReport ingest(const fs::path& dir, const std::vector<fs::path>& paths, con
     rep.skipped.push_back(std::move(s));
   };
 
+  VectorMeta meta;
+  bool reset = false;
   if (opt.embedder) {
-    // A different model (or dimension) invalidates every stored vector.
-    const std::string id = fmt::format("{}|{}", opt.embedder->model_name(), opt.embedder->dim());
-    if (cat->meta("embedding_id").value_or("") != id) {
-      if (vec.exists() && vec.db().has_collection(kVectorCollection)) vec.db().drop_collection(kVectorCollection);
+    meta = {fmt::format("{}|{}", opt.embedder->model_name(), opt.embedder->dim()),
+            static_cast<size_t>(opt.embedder->dim()), catalog_id};
+    reset = cat->meta("embedding_id").value_or("") != meta.model_id || moved;
+  }
+  // A stale copy of a writer's catalogue is refused here, before anything is dropped or written.
+  const uint64_t generation = claim_vector_store(*vec, *cat);
+  if (opt.embedder) {
+    // A different model (or dimension), or another store, invalidates every stored vector.
+    if (reset) vec->drop(catalog_id);
+    vec->check(meta);  // a foreign or mismatched remote collection is refused before any change
+    if (reset) {
+      if (moved && recorded_store == kBuiltinVectorStore) open_builtin_backend(dir)->drop(catalog_id);
       cat->reset_embedded();
-      cat->set_meta("embedding_id", id);
+      cat->set_meta("embedding_id", meta.model_id);
     }
+    cat->set_meta("vector_store", store_opt.url);
     cat->set_meta("embedding_model", opt.embedder_path);
     cat->set_meta("embedding_dim", std::to_string(opt.embedder->dim()));
   }
@@ -335,13 +338,13 @@ IngestReport ingest(const fs::path& dir, const std::vector<fs::path>& paths, con
             FileRecord rec{key, size, mtime, hash, format_name(*fmt), static_cast<int64_t>(chunks.size())};
             std::vector<int64_t> removed;
             cat->replace_file(rec, chunks, &removed);
-            vec.remove(removed);
+            vec->remove(removed);
             rep.chunks_removed += removed.size();
             rep.chunks_added += chunks.size();
             rep.bytes_processed += size;
             prog.chunks += chunks.size();
             ++(old ? rep.files_updated : rep.files_new);
-            if (opt.embedder && !rep.rechunked) rep.chunks_embedded += embed_pending(*cat, vec, opt);
+            if (opt.embedder && !rep.rechunked) rep.chunks_embedded += embed_pending(*cat, *vec, opt, meta);
           }
         }
       }
@@ -359,11 +362,12 @@ IngestReport ingest(const fs::path& dir, const std::vector<fs::path>& paths, con
     std::error_code e2;
     if (fs::exists(f.path, e2) && !hidden(fs::path(f.path))) continue;  // still there (e.g. skipped now)
     const std::vector<int64_t> ids = cat->remove_file(f.path);
-    vec.remove(ids);
+    vec->remove(ids);
     rep.chunks_removed += ids.size();
     ++rep.files_deleted;
   }
-  if (opt.embedder) rep.chunks_embedded += embed_pending(*cat, vec, opt);  // leftovers (model change, crash)
+  if (opt.embedder) rep.chunks_embedded += embed_pending(*cat, *vec, opt, meta);  // leftovers (model change, crash)
+  vec->set_generation(generation, catalog_id);  // for a collection made in this run
   rep.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
   return rep;
 }

@@ -2,7 +2,8 @@
 // embedding model is given, embed the chunks into the collection's vector store. Incremental:
 // unchanged files (same size and mtime, or same content hash) are not reprocessed, changed files
 // have their chunks replaced, and files gone from an ingested folder lose their chunks.
-// Layout: <data>/documents/<collection>/catalog.db (SQLite) and .../vectors/ (etna::store).
+// Layout: <data>/documents/<collection>/catalog.db (SQLite) and .../vectors/ (etna::store), or the
+// vectors in an external Qdrant collection (IngestOptions::vector_store; see vector_backend.h).
 #pragma once
 #include <cstdint>
 #include <filesystem>
@@ -11,6 +12,7 @@
 #include <vector>
 
 #include "etna/rag/chunker.h"
+#include "etna/rag/vector_backend.h"
 
 namespace etna::engine {
 class Embedder;
@@ -39,6 +41,9 @@ struct IngestOptions {
   const engine::Embedder* embedder = nullptr;  // null: BM25 only (chunks are left to embed later)
   std::string embedder_path;                    // recorded so `search` can find the model again
   size_t embed_batch = 16;
+  // Where the vectors go (default: where the catalogue says they are; new collections: built-in).
+  // A store other than the recorded one gets every chunk embedded again (needs the embedder).
+  VectorStoreOptions vector_store;
   // When non-empty, a file is read only when its real path (symbolic links resolved) lies under
   // one of these canonical folders; others are skipped ("outside the allowed folders").
   std::vector<std::filesystem::path> confine_to;

@@ -9,7 +9,6 @@
 #include "etna/base/error.h"
 #include "etna/engine/embedder.h"
 #include "etna/rag/ingest.h"
-#include "etna/store/database.h"
 
 namespace etna::rag {
 
@@ -41,10 +40,19 @@ std::unique_ptr<Retriever> Retriever::open(const fs::path& dir, const engine::Em
       fail(ErrorKind::invalid_argument,
            "collection '{}' was embedded with {} ({}), not with {}: pass that model or re-ingest",
            dir.filename().string(), r->catalog_->meta("embedding_model").value_or("another model"), *have, want);
-    if (have && fs::exists(dir / "vectors")) {
-      auto db = store::Database::open(dir / "vectors");
-      if (db->has_collection(kVectorCollection)) {
-        r->store_ = std::move(db);
+    if (have) {
+      const std::string recorded = normalise_store_url(r->catalog_->meta("vector_store").value_or(kBuiltinVectorStore));
+      const std::string& given = options.vector_store.url;
+      if (!given.empty() && normalise_store_url(given) != recorded)
+        fail(ErrorKind::invalid_argument,
+             "collection '{}' keeps its vectors in {}, not {}: pass --vector-store {} or ingest again with "
+             "--vector-store {}",
+             dir.filename().string(), recorded == kBuiltinVectorStore ? "the built-in store" : recorded,
+             normalise_store_url(given), recorded, normalise_store_url(given));
+      auto backend = open_vector_backend(dir, *r->catalog_, options.vector_store);
+      backend->check({*have, static_cast<size_t>(embedder->dim()), r->catalog_->meta("catalog_id").value_or("")});
+      if (backend->exists()) {
+        r->vectors_ = std::move(backend);
         r->embedder_ = embedder;
         r->dim_ = static_cast<size_t>(embedder->dim());
         r->load_sample(ids);
@@ -77,13 +85,16 @@ void normalise(std::vector<float>& v) {
 
 void Retriever::load_sample(const std::vector<int64_t>& ids) {
   // Evenly spaced over the collection, so every file has its share.
-  std::vector<store::PointId> pick;
+  std::vector<int64_t> pick;
   const size_t n = std::min(ids.size(), kSampleSize);
-  for (size_t i = 0; i < n; ++i) pick.emplace_back(static_cast<uint64_t>(ids[i * ids.size() / n]));
-  for (auto& rec : store_->get(kVectorCollection).retrieve(pick, store::PayloadSelector::none(), true)) {
-    if (!rec.vector || rec.vector->size() != dim_) continue;
-    normalise(*rec.vector);
-    sample_.insert(sample_.end(), rec.vector->begin(), rec.vector->end());
+  for (size_t i = 0; i < n; ++i) pick.push_back(ids[i * ids.size() / n]);
+  auto got = vectors_->fetch(pick);
+  // In id order whatever order the store answers in, so the sample's sums are the same everywhere.
+  std::sort(got.begin(), got.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  for (auto& [id, v] : got) {
+    if (v.size() != dim_) continue;
+    normalise(v);
+    sample_.insert(sample_.end(), v.begin(), v.end());
   }
 }
 
@@ -93,7 +104,7 @@ std::vector<SearchHit> Retriever::search(const std::string& query, size_t k) con
   const Bm25Index::Scores bm25 = bm25_.score_all(query);
   const std::vector<Bm25Index::Hit> lexical = Bm25Index::top(bm25, depth);
   std::unordered_map<int64_t, SearchHit> fused;
-  if (!store_) {
+  if (!vectors_) {
     std::vector<int64_t> ids;
     for (size_t i = 0; i < lexical.size() && i < k; ++i) ids.push_back(lexical[i].id);
     std::vector<ChunkRow> rows = catalog_->chunks(ids);
@@ -113,15 +124,11 @@ std::vector<SearchHit> Retriever::search(const std::string& query, size_t k) con
     h.bm25_rank = static_cast<int>(i + 1);
     h.bm25_score = lexical[i].score;
   }
-  store::SearchRequest req;
-  req.vector = embedder_->embed({query}, /*truncate=*/true).at(0);
-  normalise(req.vector);
-  req.limit = depth;
-  const store::Collection& vectors = store_->get(kVectorCollection);
-  const std::vector<store::ScoredPoint> semantic = vectors.search(req);
+  std::vector<float> qvec = embedder_->embed({query}, /*truncate=*/true).at(0);
+  normalise(qvec);
+  const std::vector<VectorHit> semantic = vectors_->nearest(qvec, depth);
   for (size_t i = 0; i < semantic.size(); ++i) {
-    const int64_t id = static_cast<int64_t>(semantic[i].id.num());
-    SearchHit& h = fused[id];
+    SearchHit& h = fused[semantic[i].id];
     h.vector_rank = static_cast<int>(i + 1);
     h.vector_score = semantic[i].score;
   }
@@ -133,23 +140,24 @@ std::vector<SearchHit> Retriever::search(const std::string& query, size_t k) con
   } else {
     // Score both sides of every candidate: BM25 exactly (0 when no query term occurs), the
     // cosine from the stored vector when the vector list did not reach it.
-    std::vector<store::PointId> missing;
+    std::vector<int64_t> missing;
     for (auto& [id, h] : fused) {
       if (!h.bm25_rank) {
         auto it = bm25.by_id.find(id);
         h.bm25_score = it == bm25.by_id.end() ? 0.0 : it->second;
       }
-      if (!h.vector_rank) missing.emplace_back(static_cast<uint64_t>(id));
+      if (!h.vector_rank) missing.push_back(id);
     }
-    for (auto& rec : vectors.retrieve(missing, store::PayloadSelector::none(), true)) {
-      if (!rec.vector || rec.vector->size() != req.vector.size()) continue;
-      normalise(*rec.vector);
-      fused[static_cast<int64_t>(rec.id.num())].vector_score = dot_unit(rec.vector->data(), req.vector);
+    std::sort(missing.begin(), missing.end());
+    for (auto& [id, v] : vectors_->fetch(missing)) {
+      if (v.size() != qvec.size()) continue;
+      normalise(v);
+      fused[id].vector_score = dot_unit(v.data(), qvec);
     }
     double sum = 0, sum_sq = 0;
     const size_t rows = dim_ ? sample_.size() / dim_ : 0;
     for (size_t r = 0; r < rows; ++r) {
-      const double c = dot_unit(sample_.data() + r * dim_, req.vector);
+      const double c = dot_unit(sample_.data() + r * dim_, qvec);
       sum += c;
       sum_sq += c * c;
     }

@@ -13,7 +13,8 @@
 // score(d) = sum over lists i of w_i / (k + rank_i(d)), which ignores how far apart the scores
 // are and lets a weak vector list push strong BM25 hits out of the top k.
 // Without an embedding model (or when the collection has no vectors) it is BM25 alone.
-// The BM25 index is rebuilt from the catalog when the retriever opens.
+// The BM25 index is rebuilt from the catalog when the retriever opens; the vectors come from the
+// collection's VectorBackend (the built-in store, or an external Qdrant cluster).
 #pragma once
 #include <filesystem>
 #include <memory>
@@ -22,14 +23,11 @@
 
 #include "etna/rag/bm25.h"
 #include "etna/rag/catalog.h"
+#include "etna/rag/vector_backend.h"
 
 namespace etna::engine {
 class Embedder;
 }
-namespace etna::store {
-class Database;
-}
-
 namespace etna::rag {
 
 enum class Fusion { zscore, rrf };
@@ -41,6 +39,8 @@ struct RetrieverOptions {
   double vector_weight = 1.0;
   double rrf_k = 60.0;  // Fusion::rrf only
   size_t candidates = 50;  // depth of each ranked list before fusion
+  // Where the vectors are (default: the store the catalogue records, built-in or external).
+  VectorStoreOptions vector_store;
 };
 
 struct SearchHit {
@@ -56,13 +56,15 @@ class Retriever {
  public:
   // Opens the collection at `dir`. Throws not_found when nothing was ingested there. With an
   // embedder, the collection's vectors are used when they were made by a model of the same
-  // name and dimension; otherwise it throws invalid_argument saying which model to use.
+  // name and dimension; otherwise it throws invalid_argument saying which model to use. An
+  // external store must be the one the collection was ingested into (invalid_argument naming
+  // it) and answer (unavailable otherwise).
   static std::unique_ptr<Retriever> open(const std::filesystem::path& dir, const engine::Embedder* embedder,
                                          RetrieverOptions options = {});
   ~Retriever();
 
   // Whether vector similarity takes part (an embedder was given and vectors exist).
-  bool hybrid() const { return store_ != nullptr; }
+  bool hybrid() const { return vectors_ != nullptr; }
   size_t chunk_count() const { return bm25_.size(); }
 
   // The best `k` chunks for the query, best first. Throws invalid_argument on bad options.
@@ -75,7 +77,7 @@ class Retriever {
   std::unique_ptr<Catalog> catalog_;
   Bm25Index bm25_;
   const engine::Embedder* embedder_ = nullptr;
-  std::unique_ptr<store::Database> store_;
+  std::unique_ptr<VectorBackend> vectors_;
   // Unit-length chunk vectors sampled at open, row after row, for the cosine mean and spread.
   std::vector<float> sample_;
   size_t dim_ = 0;

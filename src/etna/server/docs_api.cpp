@@ -25,7 +25,6 @@
 #include "etna/rag/rerank.h"
 #include "etna/rag/retriever.h"
 #include "etna/server/openai_api.h"
-#include "etna/store/database.h"
 
 namespace etna::server {
 
@@ -271,7 +270,9 @@ struct DocsService::Impl {
       std::shared_ptr<rag::Retriever> r;
       if (emb) {
         try {
-          r = rag::Retriever::open(dir, emb);
+          rag::RetrieverOptions ro;
+          ro.vector_store = opt.vector_store;
+          r = rag::Retriever::open(dir, emb, ro);
         } catch (const Error& e) {
           if (e.kind() != ErrorKind::invalid_argument) throw;
           log::warn("documents: {}; searching '{}' with BM25 alone", e.what(), name);
@@ -334,6 +335,7 @@ struct DocsService::Impl {
       io.chunk = opt.chunk;
       io.max_file_bytes = opt.max_file_bytes;
       io.confine_to = confine;
+      io.vector_store = opt.vector_store;
       if (const engine::Embedder* emb = embedder()) {
         io.embedder = emb;
         io.embedder_path = opt.embedding_model_path;  // rag::ingest fits the chunks to it
@@ -530,14 +532,10 @@ void delete_file(DocsService::Impl& m, const httplib::Request& req, httplib::Res
   if (!col_lock.owns_lock()) fail(ErrorKind::conflict, "collection '{}' is being ingested; retry when the job is done", name);
   auto cat = rag::Catalog::open(dir / "catalog.db");
   if (!cat->file(path)) fail(ErrorKind::not_found, "collection '{}' has no file '{}'", name, path);
+  auto vectors = rag::open_vector_backend(dir, *cat, m.opt.vector_store);
+  rag::claim_vector_store(*vectors, *cat);
   const std::vector<int64_t> ids = cat->remove_file(path);
-  if (!ids.empty() && fs::exists(dir / "vectors")) {
-    auto db = store::Database::open(dir / "vectors");
-    if (db->has_collection(rag::kVectorCollection)) {
-      std::vector<store::PointId> pids(ids.begin(), ids.end());
-      db->get(rag::kVectorCollection).delete_points(store::PointSelector::by_ids(std::move(pids)));
-    }
-  }
+  vectors->remove(ids);
   // An uploaded file goes from disk too, or the next ingest of the folder would bring it back.
   const fs::path p = fs::path(path).lexically_normal();
   if (inside(p, (dir / "uploads").lexically_normal()) && p != (dir / "uploads").lexically_normal()) {
@@ -559,6 +557,12 @@ void delete_collection(DocsService::Impl& m, httplib::Response& res, const std::
   std::unique_lock col_lock(*col, std::try_to_lock);
   if (!col_lock.owns_lock()) fail(ErrorKind::conflict, "collection '{}' is busy; retry shortly", name);
   m.changed(name);
+  {
+    // Vectors kept in an external store go with it (when they are this catalogue's).
+    auto cat = rag::Catalog::open(dir / "catalog.db");
+    if (cat->meta("vector_store").value_or(rag::kBuiltinVectorStore) != rag::kBuiltinVectorStore)
+      rag::open_vector_backend(dir, *cat, m.opt.vector_store)->drop(cat->meta("catalog_id").value_or(""));
+  }
   std::error_code ec;
   fs::remove_all(dir, ec);
   if (ec) fail(ErrorKind::io, "cannot delete {}: {}", dir.string(), ec.message());

@@ -15,6 +15,7 @@
 
 #include "etna/engine/reranker.h"
 #include "etna/rag/chunker.h"
+#include "etna/rag/vector_backend.h"
 #include "etna/server/http_server.h"
 
 namespace etna::server {
@@ -33,6 +34,9 @@ struct DocsOptions {
   // Cross-encoder for a rerank stage in search and ask (the best 50 fused hits reranked, then k
   // kept); null: none. Must outlive the service.
   const engine::Reranker* reranker = nullptr;
+  // Where collections keep their vectors (serve --vector-store): url "" = where each catalogue
+  // says (the built-in store unless ingested elsewhere).
+  rag::VectorStoreOptions vector_store;
 };
 
 class DocsService {
