@@ -8,6 +8,8 @@
 #include <thread>
 #include <vector>
 
+#include <sys/mman.h>
+
 #include "etna/base/error.h"
 
 namespace etna {
@@ -33,10 +35,19 @@ volatile uint64_t g_sink = 0;
 ReadBandwidthProbe::ReadBandwidthProbe(int n_threads, size_t bytes) : n_words_(bytes / sizeof(uint64_t)), n_threads_(n_threads) {
   if (n_threads < 1) fail(ErrorKind::invalid_argument, "bandwidth: need at least one thread (got {})", n_threads);
   if (bytes < (size_t{1} << 20)) fail(ErrorKind::invalid_argument, "bandwidth: buffer of {} bytes is too small", bytes);
+  const size_t mapped = n_words_ * sizeof(uint64_t);
+  void* p = ::mmap(nullptr, mapped, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) fail(ErrorKind::io, "bandwidth: cannot map a {} byte buffer", mapped);
+  buf_ = std::unique_ptr<uint64_t, Unmap>(static_cast<uint64_t*>(p), Unmap{mapped});
+#if defined(MADV_HUGEPAGE)
+  ::madvise(p, mapped, MADV_HUGEPAGE);  // advice only: 4 KiB pages still measure, just lower
+#endif
   // Written once so every page is backed by real memory before timing (not the shared zero page).
-  buf_.reset(new uint64_t[n_words_]);
-  for (size_t i = 0; i < n_words_; ++i) buf_[i] = i * 0x9E3779B97F4A7C15ull;
+  uint64_t* w = buf_.get();
+  for (size_t i = 0; i < n_words_; ++i) w[i] = i * 0x9E3779B97F4A7C15ull;
 }
+
+void ReadBandwidthProbe::Unmap::operator()(uint64_t* p) const { ::munmap(p, bytes); }
 
 ReadBandwidthProbe::~ReadBandwidthProbe() = default;
 

@@ -14,8 +14,10 @@ struct ReadBandwidth {
   int threads = 0;
 };
 
-// A buffer of `bytes` bytes (make it several times the last-level cache), written once on
-// construction so every page is backed, that measure() streams with `n_threads` threads, each
+// A buffer of `bytes` bytes (make it several times the last-level cache), on transparent huge
+// pages where the kernel offers them for madvise'd memory (as the model's weights are, so that
+// both stream through the same kind of pages), written once on construction so every page is
+// backed, that measure() streams with `n_threads` threads, each
 // summing its own contiguous slice. Keeping the buffer lets a benchmark measure the bandwidth
 // right beside each timed run: on a shared or virtual machine the bandwidth drifts by tens of
 // per cent within seconds, so a ratio of two figures taken minutes apart says little.
@@ -31,7 +33,11 @@ class ReadBandwidthProbe {
   ReadBandwidth measure(int passes) const;
 
  private:
-  std::unique_ptr<uint64_t[]> buf_;
+  struct Unmap {
+    size_t bytes;
+    void operator()(uint64_t* p) const;
+  };
+  std::unique_ptr<uint64_t, Unmap> buf_;
   size_t n_words_;
   int n_threads_;
 };
