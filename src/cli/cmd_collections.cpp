@@ -12,9 +12,11 @@
 
 #include "cli/command.h"
 #include "cli/data_dir.h"
+#include "cli/vector_store_options.h"
 #include "etna/base/error.h"
 #include "etna/rag/catalog.h"
 #include "etna/rag/ingest.h"
+#include "etna/rag/vector_backend.h"
 
 namespace etna::cli {
 namespace {
@@ -26,6 +28,8 @@ struct CollectionsArgs {
   std::string data;
   bool json = false;
   std::string name;
+  rag::VectorStoreOptions store;
+  bool local_only = false;
 };
 
 json list_json(const fs::path& documents) {
@@ -70,15 +74,25 @@ void remove(const CollectionsArgs& a) {
   if (!fs::exists(dir / "catalog.db"))
     fail(ErrorKind::not_found, "collection '{}' not found in {}", a.name, dir.parent_path().string());
   size_t files = 0;
+  bool remote = false;
   {
     auto cat = rag::Catalog::open(dir / "catalog.db");
     files = cat->files().size();
+    // Vectors kept in an external store go first (when they are this catalogue's), as DELETE
+    // /api/collections/NAME does: a stale copy of the writer's catalogue or an unreachable store
+    // fails here and leaves everything as it was.
+    if (!a.local_only && cat->meta("vector_store").value_or(rag::kBuiltinVectorStore) != rag::kBuiltinVectorStore) {
+      auto vectors = rag::open_recorded_vector_backend(dir, *cat, a.store);
+      rag::claim_vector_store(*vectors, *cat);
+      vectors->drop(cat->meta("catalog_id").value_or(""));
+      remote = true;
+    }
   }
   std::error_code ec;
   fs::remove_all(dir, ec);
   if (ec) fail(ErrorKind::io, "cannot delete {}: {}", dir.string(), ec.message());
-  std::cout << fmt::format("deleted collection '{}' ({} files; the original files are left where they were)\n", a.name,
-                           files);
+  std::cout << fmt::format("deleted collection '{}' ({} files{}; the original files are left where they were)\n",
+                           a.name, files, remote ? ", and its vectors in the external store" : "");
 }
 
 CommandRegistrar reg(54, [](CLI::App& root) {
@@ -93,7 +107,13 @@ CommandRegistrar reg(54, [](CLI::App& root) {
   auto* del = c->add_subcommand("delete", "Delete a collection: its catalogue, vectors and uploaded copies");
   del->add_option("name", args->name, "collection name")->required();
   del->add_option("--data", args->data, "Data directory");
-  del->callback([args] { remove(*args); });
+  add_vector_store_options(del, args->store);
+  del->add_flag("--local-only", args->local_only,
+                "keep the vectors in the external store (one that is gone for good, or shared with a copy)");
+  del->callback([args] {
+    finish_vector_store_options(args->store);
+    remove(*args);
+  });
   c->require_subcommand(0, 1);
   c->callback([args, c] {
     if (c->get_subcommands().empty()) list(*args);

@@ -15,7 +15,8 @@ inline void add_vector_store_options(CLI::App* c, rag::VectorStoreOptions& o) {
                 "keep or find the chunk vectors in this Qdrant API (http(s)://host:6333) instead of the built-in "
                 "store; 'builtin' moves them back (default: where the collection's catalogue says they are)");
   c->add_option("--vector-store-key", o.api_key,
-                "API key of --vector-store, sent as the api-key header (default $ETNA_VECTOR_STORE_KEY)");
+                "API key of --vector-store, sent as the api-key header; visible to other users in `ps`, so prefer "
+                "$ETNA_VECTOR_STORE_KEY (the default)");
 }
 
 // Call in the command's callback: fills the key from the environment when not given.

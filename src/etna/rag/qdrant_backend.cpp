@@ -2,6 +2,7 @@
 
 #include <curl/curl.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <mutex>
@@ -11,6 +12,7 @@
 #include <fmt/format.h>
 
 #include "etna/base/error.h"
+#include "etna/base/log.h"
 
 namespace etna::rag {
 
@@ -28,9 +30,28 @@ struct SlistDeleter {
   void operator()(curl_slist* l) const { curl_slist_free_all(l); }
 };
 
+// A response body, kept up to `limit` bytes: a longer one stops the transfer (CURLE_WRITE_ERROR).
+struct Sink {
+  std::string body;
+  size_t limit = 0;
+  bool too_long = false;
+};
+
 size_t append_body(char* data, size_t size, size_t n, void* out) {
-  static_cast<std::string*>(out)->append(data, size * n);
+  auto* sink = static_cast<Sink*>(out);
+  if (size * n > sink->limit - std::min(sink->limit, sink->body.size())) {
+    sink->too_long = true;
+    return 0;
+  }
+  sink->body.append(data, size * n);
   return size * n;
+}
+
+// A string field of a JSON object, "" when it is missing or not a string.
+std::string text_field(const json& j, const char* key) {
+  if (!j.is_object()) return "";
+  const auto it = j.find(key);
+  return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
 }
 
 // Failures worth another attempt: the peer may be restarting or briefly overloaded.
@@ -59,6 +80,14 @@ std::string error_text(const std::string& body) {
   return s.empty() ? "(empty body)" : s;
 }
 
+// Whether an http(s):// URL names this machine (127.x.x.x, localhost or [::1]).
+bool loopback(const std::string& url) {
+  const size_t start = url.find("://") + 3;
+  const size_t end = url.find_first_of(":/", url[start] == '[' ? url.find(']', start) : start);
+  const std::string host = url.substr(start, end == std::string::npos ? std::string::npos : end - start);
+  return host == "localhost" || host == "[::1]" || host.rfind("127.", 0) == 0;
+}
+
 struct Reply {
   long status = 0;
   json body;
@@ -70,6 +99,13 @@ class QdrantBackend final : public VectorBackend {
       : opt_(std::move(o)), collection_(std::move(collection)), base_(opt_.url + "/collections/" + collection_) {
     static std::once_flag once;
     std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
+    if (!opt_.api_key.empty() && opt_.url.rfind("http://", 0) == 0 && !loopback(opt_.url)) {
+      static std::once_flag warned;
+      std::call_once(warned, [this] {
+        log::warn("the vector store key is sent unencrypted to {}: use https:// for a store on another machine",
+                  opt_.url);
+      });
+    }
   }
 
   std::string where() const override { return fmt::format("collection {} of the vector store {}", collection_, opt_.url); }
@@ -91,12 +127,12 @@ class QdrantBackend final : public VectorBackend {
     if (!have)
       fail(ErrorKind::conflict, "{} has no Etna record (point {}): it was not made by `etna ingest`; delete it or use "
            "another --collection name", where(), kMetaPoint);
-    if (have->value("catalog", "") != meta.catalog_id)
+    if (text_field(*have, "catalog") != meta.catalog_id)
       fail(ErrorKind::conflict, "{} holds the vectors of another catalogue (a collection of the same name in another "
            "data folder): ingest from that folder, copy its catalog.db here, or use another --collection name", where());
-    if (have->value("model", "") != meta.model_id)
+    if (text_field(*have, "model") != meta.model_id)
       fail(ErrorKind::invalid_argument, "{} was embedded with {}, not {}: use that model or ingest again", where(),
-           have->value("model", "?"), meta.model_id);
+           text_field(*have, "model").empty() ? "?" : text_field(*have, "model"), meta.model_id);
   }
 
   void ensure(const VectorMeta& meta) override {
@@ -116,14 +152,14 @@ class QdrantBackend final : public VectorBackend {
 
   uint64_t generation(const std::string& catalog_id) override {
     const std::optional<json> m = info() ? read_meta() : std::nullopt;
-    if (!m || m->value("catalog", "") != catalog_id) return 0;
+    if (!m || text_field(*m, "catalog") != catalog_id) return 0;
     const json* g = find_path(*m, {"generation"});
     return g && g->is_number_unsigned() ? g->get<uint64_t>() : 0;
   }
 
   void set_generation(uint64_t g, const std::string& catalog_id) override {
     std::optional<json> m = info() ? read_meta() : std::nullopt;
-    if (!m || m->value("catalog", "") != catalog_id) return;
+    if (!m || text_field(*m, "catalog") != catalog_id) return;
     (*m)["generation"] = g;
     write_meta(*m);
   }
@@ -131,7 +167,7 @@ class QdrantBackend final : public VectorBackend {
   void drop(const std::string& catalog_id) override {
     if (!info()) return;
     const std::optional<json> have = read_meta();
-    if (have && have->value("catalog", "") == catalog_id) result("DELETE", base_, nullptr);
+    if (have && text_field(*have, "catalog") == catalog_id) result("DELETE", base_, nullptr);
   }
 
   void upsert(const std::vector<ChunkVector>& chunks) override {
@@ -157,7 +193,9 @@ class QdrantBackend final : public VectorBackend {
     const json* points = find_path(res, {"points"});
     if (!points || !points->is_array()) malformed("/points/query");
     for (const auto& p : *points) {
-      if (!p.contains("id") || !p["id"].is_number_integer() || !p.contains("score")) malformed("/points/query");
+      if (!p.is_object() || !p.contains("id") || !p["id"].is_number_integer() || !p.contains("score") ||
+          !p["score"].is_number())
+        malformed("/points/query");
       out.push_back({p["id"].get<int64_t>(), p["score"].get<float>()});
     }
     return out;
@@ -172,6 +210,8 @@ class QdrantBackend final : public VectorBackend {
     for (const auto& p : res) {
       const json* v = find_path(p, {"vector", kDense});
       if (!p.contains("id") || !p["id"].is_number_integer() || !v || !v->is_array()) continue;
+      for (const auto& x : *v)
+        if (!x.is_number()) malformed("/points");
       out.emplace_back(p["id"].get<int64_t>(), v->get<std::vector<float>>());
     }
     return out;
@@ -191,7 +231,7 @@ class QdrantBackend final : public VectorBackend {
   static const json* find_path(const json& j, std::initializer_list<const char*> keys) {
     const json* p = &j;
     for (const char* k : keys) {
-      if (!p->is_object() || !p->contains(k)) return nullptr;
+      if (!p->is_object() || !p->contains(k)) return nullptr;  // never a type_error on an odd answer
       p = &(*p)[k];
     }
     return p;
@@ -206,7 +246,10 @@ class QdrantBackend final : public VectorBackend {
     const Reply r = send("GET", base_, nullptr);
     if (r.status == 404) return std::nullopt;
     expect_ok(r, "GET", base_);
-    return r.body.value("result", json::object());
+    if (!r.body.is_object()) malformed("");
+    const json* res = find_path(r.body, {"result"});
+    if (res && !res->is_object()) malformed("");
+    return res ? *res : json::object();
   }
 
   std::optional<json> read_meta() {
@@ -227,6 +270,7 @@ class QdrantBackend final : public VectorBackend {
   json result(const char* method, const std::string& url, const json* body) {
     const Reply r = send(method, url, body);
     expect_ok(r, method, url);
+    if (!r.body.is_object()) malformed(url.substr(base_.size()));
     return r.body.value("result", json());
   }
 
@@ -250,9 +294,13 @@ class QdrantBackend final : public VectorBackend {
     std::string last_error;
     for (int attempt = 0;; ++attempt) {
       if (attempt > 0) std::this_thread::sleep_for(std::chrono::milliseconds(200) * (1 << (attempt - 1)));
-      std::string out;
+      Sink out;
+      out.limit = opt_.max_response_bytes;
       long status = 0;
       const CURLcode rc = perform(method, url, body ? &payload : nullptr, out, status, last_error);
+      if (out.too_long || rc == CURLE_FILESIZE_EXCEEDED)
+        fail(ErrorKind::unavailable, "vector store {} sent an answer over {} bytes to {} {}: not a Qdrant API, or ask "
+             "for less", opt_.url, opt_.max_response_bytes, method, url.substr(opt_.url.size()));
       const bool retry = (rc != CURLE_OK && transient(rc)) || (rc == CURLE_OK && status >= 500);
       if (retry && attempt < opt_.retries) continue;
       if (rc != CURLE_OK)
@@ -261,14 +309,14 @@ class QdrantBackend final : public VectorBackend {
              attempt > 0 ? fmt::format(", after {} attempts", attempt + 1) : std::string());
       Reply r;
       r.status = status;
-      r.body = json::parse(out, nullptr, false);
-      if (r.body.is_discarded()) r.body = out;
+      r.body = json::parse(out.body, nullptr, false);
+      if (r.body.is_discarded()) r.body = std::move(out.body);
       return r;
     }
   }
 
   // REQUIRES: mu_ held.
-  CURLcode perform(const char* method, const std::string& url, const std::string* payload, std::string& out,
+  CURLcode perform(const char* method, const std::string& url, const std::string* payload, Sink& out,
                    long& status, std::string& error) {
     if (!curl_) curl_.reset(curl_easy_init());
     if (!curl_) fail(ErrorKind::internal, "cannot start libcurl");
@@ -299,6 +347,7 @@ class QdrantBackend final : public VectorBackend {
     if (const char* ca = std::getenv("ETNA_VECTOR_STORE_CA"); ca && *ca) curl_easy_setopt(c, CURLOPT_CAINFO, ca);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, &append_body);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &out);
+    curl_easy_setopt(c, CURLOPT_MAXFILESIZE_LARGE, static_cast<curl_off_t>(opt_.max_response_bytes));
     const CURLcode rc = curl_easy_perform(c);
     if (rc != CURLE_OK) {
       error = errbuf[0] ? errbuf : curl_easy_strerror(rc);

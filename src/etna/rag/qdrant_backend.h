@@ -6,7 +6,9 @@
 // bundle for a private CA). Connection errors and 5xx answers are retried with doubling
 // back-off; failures throw etna::Error naming the URL and Qdrant's own error text, never the key:
 // unavailable (unreachable, refused key, 5xx), invalid_argument / conflict (see VectorBackend),
-// internal (any other answer).
+// internal (any other answer, or one not of the expected shape); an answer over
+// VectorStoreOptions::max_response_bytes is cut off (unavailable). A key sent over plain http://
+// to another machine is warned about once.
 #pragma once
 #include <memory>
 #include <string>

@@ -105,6 +105,12 @@ std::string normalise_store_url(const std::string& url) {
   while (!u.empty() && u.back() == '/') u.pop_back();
   if (u.find_first_of(" \t\r\n?#") != std::string::npos)
     fail(ErrorKind::invalid_argument, "--vector-store '{}': a base URL without spaces, query or fragment", url);
+  // Credentials in the URL would end up in the catalogue and in every message naming the store.
+  const size_t host = u.find("://") + 3;
+  if (u.find('@', host) < u.find('/', host))
+    fail(ErrorKind::invalid_argument,
+         "--vector-store: give the URL without user:password@ (it is recorded and shown in messages); pass the key "
+         "with $ETNA_VECTOR_STORE_KEY or --vector-store-key");
   return u;
 }
 
@@ -118,8 +124,11 @@ uint64_t claim_vector_store(VectorBackend& store, Catalog& catalog) {
          "{} was written by a newer copy of this catalogue (generation {} > {}): ingest or delete on the writer, "
          "then copy its catalog.db here",
          store.where(), theirs, mine);
-  store.set_generation(mine + 1, id);
+  // The catalogue first: if the store's write then fails (or times out after the server applied
+  // it), the catalogue is ahead of the store, which the check above lets pass; the other order
+  // would leave the store ahead and lock this writer out for good.
   catalog.set_meta("store_generation", std::to_string(mine + 1));
+  store.set_generation(mine + 1, id);
   return mine + 1;
 }
 
@@ -133,6 +142,22 @@ std::unique_ptr<VectorBackend> open_vector_backend(const fs::path& collection_di
   VectorStoreOptions o = options;
   o.url = url;
   return open_qdrant_backend(o, remote_collection_name(collection_dir.filename().string()));
+}
+
+std::unique_ptr<VectorBackend> open_recorded_vector_backend(const fs::path& collection_dir, const Catalog& catalog,
+                                                            const VectorStoreOptions& options) {
+  const std::string recorded = normalise_store_url(catalog.meta("vector_store").value_or(kBuiltinVectorStore));
+  if (!options.url.empty() && catalog.meta("embedding_id")) {
+    const std::string given = normalise_store_url(options.url);
+    if (given != recorded)
+      fail(ErrorKind::invalid_argument,
+           "collection '{}' keeps its vectors in {}, not {}: pass --vector-store {} (or none) to change it",
+           collection_dir.filename().string(), recorded == kBuiltinVectorStore ? "the built-in store" : recorded, given,
+           recorded);
+  }
+  VectorStoreOptions o = options;
+  o.url = recorded;
+  return open_vector_backend(collection_dir, catalog, o);
 }
 
 }  // namespace etna::rag

@@ -23,6 +23,7 @@ struct VectorStoreOptions {
   long timeout_ms = 30000;        // per request
   long connect_timeout_ms = 5000;
   int retries = 3;  // extra attempts after a connection error or a 5xx, with doubling back-off
+  size_t max_response_bytes = size_t{256} << 20;  // a longer answer fails (unavailable) instead of filling memory
 };
 
 // The value of --vector-store that names the built-in store.
@@ -82,7 +83,8 @@ class VectorBackend {
 
 // Before a catalogue changes what the store holds: refuses (conflict) when the store was written
 // since this catalogue was copied from the writer (its generation is ahead of the catalogue's
-// "store_generation" meta), else advances both to the same new generation and returns it. Keeps
+// "store_generation" meta), else advances both to the same new generation (the catalogue first, so
+// a failed store write leaves the catalogue ahead, which passes) and returns it. Keeps
 // replicas holding copies of the writer's catalogue from overwriting its chunk ids (see
 // docs/architecture.md); two writers racing from the same generation are not caught.
 uint64_t claim_vector_store(VectorBackend& store, Catalog& catalog);
@@ -95,6 +97,12 @@ std::unique_ptr<VectorBackend> open_builtin_backend(const std::filesystem::path&
 // named after the local one (see remote_collection_name). Throws invalid_argument on a bad URL.
 std::unique_ptr<VectorBackend> open_vector_backend(const std::filesystem::path& collection_dir, const Catalog& catalog,
                                                    const VectorStoreOptions& options);
+
+// For a change to a collection's vectors (deleting files or the collection): the store its
+// catalogue records. Throws invalid_argument when the collection has vectors and options.url names
+// another store (the change would go to the wrong one), as Retriever::open refuses a search.
+std::unique_ptr<VectorBackend> open_recorded_vector_backend(const std::filesystem::path& collection_dir,
+                                                            const Catalog& catalog, const VectorStoreOptions& options);
 
 // The URL recorded for a store ("builtin" for the built-in one), trailing slashes removed.
 // Throws invalid_argument unless it is "builtin" or starts with http:// or https://.

@@ -532,7 +532,8 @@ void delete_file(DocsService::Impl& m, const httplib::Request& req, httplib::Res
   if (!col_lock.owns_lock()) fail(ErrorKind::conflict, "collection '{}' is being ingested; retry when the job is done", name);
   auto cat = rag::Catalog::open(dir / "catalog.db");
   if (!cat->file(path)) fail(ErrorKind::not_found, "collection '{}' has no file '{}'", name, path);
-  auto vectors = rag::open_vector_backend(dir, *cat, m.opt.vector_store);
+  // The store the catalogue records, never another one named by --vector-store.
+  auto vectors = rag::open_recorded_vector_backend(dir, *cat, m.opt.vector_store);
   rag::claim_vector_store(*vectors, *cat);
   const std::vector<int64_t> ids = cat->remove_file(path);
   vectors->remove(ids);
@@ -558,10 +559,15 @@ void delete_collection(DocsService::Impl& m, httplib::Response& res, const std::
   if (!col_lock.owns_lock()) fail(ErrorKind::conflict, "collection '{}' is busy; retry shortly", name);
   m.changed(name);
   {
-    // Vectors kept in an external store go with it (when they are this catalogue's).
+    // Vectors kept in an external store go with it (when they are this catalogue's), before the
+    // local files: a stale copy of the writer's catalogue (conflict) or an unreachable store
+    // (unavailable) fails here and leaves everything as it was.
     auto cat = rag::Catalog::open(dir / "catalog.db");
-    if (cat->meta("vector_store").value_or(rag::kBuiltinVectorStore) != rag::kBuiltinVectorStore)
-      rag::open_vector_backend(dir, *cat, m.opt.vector_store)->drop(cat->meta("catalog_id").value_or(""));
+    if (cat->meta("vector_store").value_or(rag::kBuiltinVectorStore) != rag::kBuiltinVectorStore) {
+      auto vectors = rag::open_recorded_vector_backend(dir, *cat, m.opt.vector_store);
+      rag::claim_vector_store(*vectors, *cat);
+      vectors->drop(cat->meta("catalog_id").value_or(""));
+    }
   }
   std::error_code ec;
   fs::remove_all(dir, ec);

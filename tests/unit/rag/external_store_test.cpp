@@ -6,11 +6,16 @@
 #include <cmath>
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 #include <gtest/gtest.h>
 #include <httplib.h>
 #include <nlohmann/json.hpp>
 
+#include "etna/base/error.h"
+#include "etna/rag/catalog.h"
+#include "etna/rag/qdrant_backend.h"
+#include "etna/rag/vector_backend.h"
 #include "support/serve_process.h"
 #include "support/test_support.h"
 
@@ -239,6 +244,62 @@ TEST_F(ExternalStore, ACopiedCatalogueSearchesButAStaleOneCannotWrite) {
                    "writer after the refused replica");
 }
 
+// Deleting a collection drops its remote vectors too, but a stale copy of the writer's catalogue
+// may not (through the CLI or the documents API), nor may a server pointed at another store.
+TEST_F(ExternalStore, OnlyTheWriterDeletesTheRemoteCollection) {
+  ETNA_REQUIRE_SHARED(model, "models/tiny-bert-bge-f32.gguf");
+  std::string out;
+  const std::string ingest = "ingest " + docs() + " --collection c --embedding-model " + quote(model.string());
+  ASSERT_EQ(etna(ingest + " --data " + quote(data("writer")) + " --vector-store " + cluster_->url(), &out), 0) << out;
+  const fs::path from = dir_ / "writer" / "documents" / "c";
+  for (const char* copy : {"replica", "replica2"}) {
+    const fs::path to = dir_ / copy / "documents" / "c";
+    fs::create_directories(to);
+    for (const char* f : {"catalog.db", "catalog.db-wal"})
+      if (fs::exists(from / f)) fs::copy_file(from / f, to / f);
+  }
+  write_file(dir_ / "docs" / "violin.txt", "a new text about cellos and violas\n");
+  ASSERT_EQ(etna(ingest + " --data " + quote(data("writer")), &out), 0) << out;
+  const uint64_t points = remote_points(cluster_->port(), "etna_docs_c");
+  ASSERT_GT(points, 10u);
+
+  EXPECT_NE(etna("collections delete c --data " + quote(data("replica")), &out), 0) << out;
+  EXPECT_NE(out.find("written by a newer copy of this catalogue"), std::string::npos) << out;
+  EXPECT_TRUE(fs::exists(dir_ / "replica" / "documents" / "c" / "catalog.db"));
+  {
+    test::ServeProcess front(dir_ / "front", dir_ / "replica2", {"--no-model", "--quiet", "--vector-store-key", kKey});
+    ASSERT_GT(front.port(), 0) << front.stop();
+    httplib::Client c("127.0.0.1", front.port());
+    auto r = c.Delete("/api/collections/c");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 409) << r->body;
+    EXPECT_NE(r->body.find("newer copy"), std::string::npos) << r->body;
+  }
+  {
+    // Another store than the one recorded: refused, not a delete in the wrong place.
+    test::ServeProcess front(dir_ / "front2", dir_ / "writer",
+                             {"--no-model", "--quiet", "--vector-store", "http://127.0.0.1:9"});
+    ASSERT_GT(front.port(), 0) << front.stop();
+    httplib::Client c("127.0.0.1", front.port());
+    auto files = c.Get("/api/collections/c/files");
+    ASSERT_TRUE(files);
+    ASSERT_EQ(files->status, 200) << files->body;
+    const std::string path = json::parse(files->body)["files"][0]["path"].get<std::string>();
+    auto r = c.Delete(("/api/collections/c/files?path=" + httplib::detail::encode_query_param(path)).c_str());
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 400) << r->body;
+    EXPECT_NE(r->body.find("keeps its vectors in " + cluster_->url()), std::string::npos) << r->body;
+  }
+  EXPECT_EQ(remote_points(cluster_->port(), "etna_docs_c"), points);
+
+  ASSERT_EQ(etna("collections delete c --data " + quote(data("writer")), &out), 0) << out;
+  EXPECT_NE(out.find("external store"), std::string::npos) << out;
+  httplib::Client cl("127.0.0.1", cluster_->port());
+  auto gone = cl.Get("/collections/etna_docs_c", httplib::Headers{{"api-key", kKey}});
+  ASSERT_TRUE(gone);
+  EXPECT_EQ(gone->status, 404) << gone->body;
+}
+
 TEST_F(ExternalStore, ACollectionOfAnotherDimensionIsRefused) {
   ETNA_REQUIRE_SHARED(model, "models/tiny-bert-bge-f32.gguf");
   httplib::Client c("127.0.0.1", cluster_->port());
@@ -265,6 +326,165 @@ TEST(ExternalStoreOptions, ABadUrlIsRefused) {
                  &out),
             0);
   EXPECT_NE(out.find("give an http:// or https:// URL"), std::string::npos) << out;
+}
+
+
+// A store whose generation write is applied but then reported failed (a timeout after the server
+// did it): the writer must not be locked out of its own store.
+class FlakyGenerationStore final : public VectorBackend {
+ public:
+  uint64_t stored = 0;
+  bool fail_after_write = true;
+  std::string where() const override { return "the test store"; }
+  bool exists() override { return true; }
+  void check(const VectorMeta&) override {}
+  void ensure(const VectorMeta&) override {}
+  void drop(const std::string&) override {}
+  void upsert(const std::vector<ChunkVector>&) override {}
+  void remove(const std::vector<int64_t>&) override {}
+  std::vector<VectorHit> nearest(const std::vector<float>&, size_t) override { return {}; }
+  std::vector<std::pair<int64_t, std::vector<float>>> fetch(const std::vector<int64_t>&) override { return {}; }
+  uint64_t count() override { return 0; }
+  uint64_t generation(const std::string&) override { return stored; }
+  void set_generation(uint64_t g, const std::string&) override {
+    stored = g;
+    if (fail_after_write) fail(ErrorKind::unavailable, "timed out");
+  }
+};
+
+TEST(ExternalStoreClaim, AStoreWriteThatFailsAfterApplyingDoesNotLockTheWriterOut) {
+  test::TempDir dir;
+  auto cat = Catalog::open(dir / "catalog.db");
+  cat->set_meta("catalog_id", "abc");
+  FlakyGenerationStore store;
+  EXPECT_THROW(claim_vector_store(store, *cat), Error);
+  EXPECT_EQ(store.stored, 1u);
+  store.fail_after_write = false;
+  EXPECT_EQ(claim_vector_store(store, *cat), 2u);  // the catalogue was ahead or level, never behind
+  EXPECT_EQ(store.stored, 2u);
+  // A copy behind the store is still refused.
+  cat->set_meta("store_generation", "1");
+  try {
+    claim_vector_store(store, *cat);
+    ADD_FAILURE() << "a stale catalogue claimed the store";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::conflict);
+  }
+}
+
+TEST(ExternalStoreOptions, CredentialsInTheUrlAreRefused) {
+  try {
+    normalise_store_url("https://user:s3cret@qdrant.example:6333");
+    ADD_FAILURE() << "accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::invalid_argument);
+    EXPECT_NE(std::string(e.what()).find("--vector-store-key"), std::string::npos) << e.what();
+    EXPECT_EQ(std::string(e.what()).find("s3cret"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(normalise_store_url("https://qdrant.example:6333/a@b/"), "https://qdrant.example:6333/a@b");
+}
+
+TEST(ExternalStoreOptions, ChangesGoOnlyToTheRecordedStore) {
+  test::TempDir dir;
+  const fs::path col = dir / "c";
+  fs::create_directories(col);
+  auto cat = Catalog::open(col / "catalog.db");
+  cat->set_meta("vector_store", "http://127.0.0.1:1");
+  VectorStoreOptions o;
+  o.url = "http://127.0.0.1:2";
+  // No vectors yet: the recorded store (nothing is sent until asked).
+  EXPECT_NE(open_recorded_vector_backend(col, *cat, o)->where().find("127.0.0.1:1"), std::string::npos);
+  cat->set_meta("embedding_id", "m|8");
+  try {
+    open_recorded_vector_backend(col, *cat, o);
+    ADD_FAILURE() << "opened another store than the recorded one";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::invalid_argument);
+    EXPECT_NE(std::string(e.what()).find("keeps its vectors in http://127.0.0.1:1"), std::string::npos) << e.what();
+  }
+  o.url = "http://127.0.0.1:1/";
+  EXPECT_NO_THROW(open_recorded_vector_backend(col, *cat, o));
+  o.url.clear();
+  EXPECT_NO_THROW(open_recorded_vector_backend(col, *cat, o));
+}
+
+// An in-process HTTP server answering every GET with `get` and every POST with `post` (HTTP 200).
+class ExternalStoreOddAnswers : public ::testing::Test {
+ protected:
+  void start(std::string get, std::string post = "") {
+    get_ = std::move(get);
+    post_ = post.empty() ? get_ : std::move(post);
+    server_.Get(".*", [this](const httplib::Request&, httplib::Response& r) { r.set_content(get_, "application/json"); });
+    server_.Post(".*", [this](const httplib::Request&, httplib::Response& r) { r.set_content(post_, "application/json"); });
+    port_ = server_.bind_to_any_port("127.0.0.1");
+    ASSERT_GT(port_, 0);
+    thread_ = std::thread([this] { server_.listen_after_bind(); });
+    while (!server_.is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  void TearDown() override {
+    server_.stop();
+    if (thread_.joinable()) thread_.join();
+  }
+  std::unique_ptr<VectorBackend> open(size_t max_bytes = size_t{256} << 20) {
+    VectorStoreOptions o;
+    o.url = url();
+    o.api_key = kKey;
+    o.retries = 0;
+    o.max_response_bytes = max_bytes;
+    return open_qdrant_backend(o, "etna_docs_c");
+  }
+  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+  // What `f` throws: an etna::Error naming the store, never the key.
+  template <class F>
+  std::string error_of(F&& f) {
+    try {
+      f();
+    } catch (const Error& e) {
+      const std::string w = e.what();
+      EXPECT_NE(w.find(url()), std::string::npos) << w;
+      EXPECT_EQ(w.find(kKey), std::string::npos) << w;
+      return w;
+    } catch (const std::exception& e) {
+      ADD_FAILURE() << "not an etna::Error: " << e.what();
+      return "";
+    }
+    ADD_FAILURE() << "nothing thrown";
+    return "";
+  }
+  httplib::Server server_;
+  std::string get_, post_;
+  int port_ = 0;
+  std::thread thread_;
+};
+
+TEST_F(ExternalStoreOddAnswers, ANonJsonAnswerIsAnEtnaError) {
+  start("<html>hello</html>");
+  EXPECT_NE(error_of([&] { open()->exists(); }).find("unexpected answer"), std::string::npos);
+  EXPECT_NE(error_of([&] { open()->nearest({1, 0}, 3); }).find("unexpected answer"), std::string::npos);
+}
+
+TEST_F(ExternalStoreOddAnswers, AnswersOfTheWrongShapeAreEtnaErrors) {
+  start(R"({"result": {"config": 7}})", R"({"result": {"points": [{"id": 1, "score": "high"}], "count": -1}})");
+  auto b = open();
+  EXPECT_NE(error_of([&] { b->nearest({1, 0}, 3); }).find("/points/query"), std::string::npos);
+  EXPECT_NE(error_of([&] { b->count(); }).find("/points/count"), std::string::npos);
+  EXPECT_NE(error_of([&] { b->fetch({1}); }).find("/points"), std::string::npos);
+  EXPECT_FALSE(error_of([&] { b->check({"m|2", 2, "abc"}); }).empty());
+}
+
+TEST_F(ExternalStoreOddAnswers, AMetaRecordOfTheWrongTypesIsNotAnotherCatalogues) {
+  start(R"({"result": {"config": {}}})",
+        R"({"result": [{"id": 0, "payload": {"etna_meta": {"catalog": 5, "model": [], "generation": "x"}}}]})");
+  auto b = open();
+  EXPECT_EQ(b->generation("abc"), 0u);
+  EXPECT_NO_THROW(b->drop("abc"));  // not this catalogue's: left alone
+}
+
+TEST_F(ExternalStoreOddAnswers, AnOverlongAnswerIsCut) {
+  start(std::string(R"({"result": {"pad": ")") + std::string(64 << 10, 'x') + R"("}})");
+  const std::string w = error_of([&] { open(4096)->exists(); });
+  EXPECT_NE(w.find("over 4096 bytes"), std::string::npos) << w;
+  EXPECT_TRUE(open()->exists());  // under the default limit
 }
 
 }  // namespace
