@@ -108,7 +108,7 @@ CollectionConfig config_from_storage(const json& j) {
       v.training_threshold = i->at("training_threshold").get<size_t>();
       c.ivf = v;
     }
-    c.validate();
+    c.validate(/*stored=*/true);
     return c;
   } catch (const Error&) {
     throw;
@@ -886,7 +886,8 @@ class CollectionImpl {
     std::vector<uint32_t> live;
     by_id_.for_each([&](uint32_t s) { live.push_back(s); });
     std::sort(live.begin(), live.end());
-    size_t nlist = config_.ivf->nlist.value_or(InvertedFile::default_nlist(live.size()));
+    size_t nlist = config_.ivf->nlist.value_or(
+        std::min(InvertedFile::default_nlist(live.size()), IvfConfig::max_nlist(config_.dim)));  // bounded training
     ivf_ = InvertedFile::train(vectors_.data(), config_.dim, config_.distance, live, nlist, config_.ivf->pq_compression);
     for (uint32_t s : live) ivf_.add(s, &vectors_[size_t(s) * config_.dim]);
     log::debug("collection '{}': inverted file trained: {} lists over {} points", name_, ivf_.nlist(), live.size());

@@ -87,6 +87,16 @@ TEST(Ivf, ConfigParsesEchoesAndNamesBadValues) {
   EXPECT_NE(message({{"pq", {{"compression", "x3"}}}}).find("ivf_config.pq.compression"), std::string::npos);
   EXPECT_NE(message({{"nlists", 4}}).find("ivf_config.nlists: unknown field"), std::string::npos);
   EXPECT_NE(message(json::object(), "Hamming").find("not supported with distance Hamming"), std::string::npos);
+  // Training runs under the write lock: its cost is bounded, and it needs a point per list.
+  EXPECT_NE(message({{"nlist", 100}, {"training_threshold", 50}}).find("training_threshold (50) must be at least ivf_config.nlist (100)"),
+            std::string::npos);
+  EXPECT_EQ(IvfConfig::max_nlist(32), 32768u);
+  EXPECT_EQ(IvfConfig::max_nlist(128), 8192u);
+  EXPECT_EQ(IvfConfig::max_nlist(1024), 2048u);
+  std::string big = message({{"nlist", 65536}, {"training_threshold", 65536}});
+  EXPECT_NE(big.find("ivf_config.nlist 65536 is too large for 32 dimensions"), std::string::npos) << big;
+  EXPECT_NE(big.find("at most 32768 lists"), std::string::npos) << big;
+  EXPECT_NO_THROW(ivf("Euclid", {{"nlist", 32768}, {"training_threshold", 65536}}));
   EXPECT_THROW(CollectionConfig::from_create_json(
                    json{{"vectors", {{"size", 4}, {"distance", "Dot"}}},
                         {"ivf_config", json::object()},
