@@ -245,7 +245,21 @@ test('IVF (ivf_config extension): config echo, search through the lists, ivf_npr
   await expectError(client.updateCollection('ivf', { ivf_config: { nprobe: 17 } }), 400, /nprobe \(17\) cannot exceed ivf_config.nlist \(16\)/);
   await expectError(client.createCollection('ivf_bad', { vectors: { size: 4, distance: 'Dot', ivf_config: { nlist: 0 } } }), 400, /ivf_config.nlist must be between 1 and 65536/);
   await expectError(client.search('ivf', { vector: centres[1], limit: 3, params: { ivf_nprobe: 0 } }), 422, /ivf_nprobe/);
+  await expectError(client.createCollection('ivf_bad', { vectors: { size: 4, distance: 'Dot', ivf_config: { nlist: 64, training_threshold: 32 } } }), 400,
+    /training_threshold \(32\) must be at least ivf_config.nlist \(64\)/);
   await client.deleteCollection('ivf');
+  // Named vectors have no planner: params.debug adds no (empty) plan.
+  assert.equal(await client.createCollection('named_plan', { vectors: { text: { size: 4, distance: 'Dot' } } }), true);
+  await client.upsert('named_plan', { wait: true, points: [{ id: 1, vector: { text: [1, 0, 0, 0] } }] });
+  const r = await fetch(`${server.url}/collections/named_plan/points/search`, {
+    method: 'POST', headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ vector: { name: 'text', vector: [1, 0, 0, 0] }, limit: 1, params: { debug: true } }),
+  });
+  const body = await r.json();
+  assert.equal(r.status, 200, JSON.stringify(body));
+  assert.equal(body.result.length, 1);
+  assert.equal(body.plan, undefined, JSON.stringify(body));
+  await client.deleteCollection('named_plan');
 });
 
 test('collections: every distance, including the Hamming/Jaccard extension', async () => {

@@ -28,7 +28,8 @@ using store::PointId;
 
 void send_result(httplib::Response& res, json result, const store::SearchPlan* plan = nullptr) {
   json body = {{"result", std::move(result)}, {"status", "ok"}, {"time", request_elapsed_seconds()}};
-  if (plan) body["plan"] = {{"index", plan->index}, {"reason", plan->reason}};
+  // Collections with named or sparse vectors do not plan (they have no planner): no "plan" then.
+  if (plan && !plan->index.empty()) body["plan"] = {{"index", plan->index}, {"reason", plan->reason}};
   send_json(res, body, 200);
 }
 
@@ -239,6 +240,15 @@ std::optional<double> parse_quantization_params(const json& params) {
   return std::nullopt;
 }
 
+// params.ivf_nprobe (an Etna extension): lists an IVF collection scans.
+std::optional<size_t> parse_ivf_nprobe(const json& params) {
+  const json* np = field(params, "ivf_nprobe");
+  if (!np) return std::nullopt;
+  if (!np->is_number_unsigned() || np->get<uint64_t>() == 0)
+    validation_error("params.ivf_nprobe must be a positive integer (it is clamped to the collection's nlist)");
+  return np->get<size_t>();
+}
+
 // The search part shared by search, search batch and query: filter, params, limit, offset, etc.
 store::SearchRequest parse_search_common(const json& body) {
   store::SearchRequest r;
@@ -263,11 +273,7 @@ store::SearchRequest parse_search_common(const json& body) {
       r.exact = ex->get<bool>();
     }
     r.oversampling = parse_quantization_params(*p);
-    if (const json* np = field(*p, "ivf_nprobe")) {
-      if (!np->is_number_unsigned() || np->get<uint64_t>() == 0)
-        validation_error("params.ivf_nprobe must be a positive integer (it is clamped to the collection's nlist)");
-      r.ivf_nprobe = np->get<size_t>();
-    }
+    r.ivf_nprobe = parse_ivf_nprobe(*p);
   }
   return r;
 }
@@ -958,11 +964,7 @@ StageParams parse_stage_params(const json& s, FilterPtr outer, size_t limit) {
       p.exact = ex->get<bool>();
     }
     p.oversampling = parse_quantization_params(*pr);
-    if (const json* np = field(*pr, "ivf_nprobe")) {
-      if (!np->is_number_unsigned() || np->get<uint64_t>() == 0)
-        validation_error("params.ivf_nprobe must be a positive integer (it is clamped to the collection's nlist)");
-      p.ivf_nprobe = np->get<size_t>();
-    }
+    p.ivf_nprobe = parse_ivf_nprobe(*pr);
   }
   return p;
 }

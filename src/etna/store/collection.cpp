@@ -95,13 +95,20 @@ CollectionConfig config_from_storage(const json& j) {
       c.product = ProductQuantization{j["product"].at("compression").get<uint32_t>(), j["product"].value("always_ram", true)};
     if (auto i = j.find("ivf"); i != j.end() && i->is_object()) {
       IvfConfig v;
-      if (!(*i)["nlist"].is_null()) v.nlist = (*i)["nlist"].get<size_t>();
-      if (!(*i)["nprobe"].is_null()) v.nprobe = (*i)["nprobe"].get<size_t>();
+      // Both keys are always written (null when unset): a missing one is a damaged file.
+      auto optional_size = [&](const char* key) -> std::optional<size_t> {
+        auto k = i->find(key);
+        if (k == i->end()) fail(ErrorKind::corrupt, "collection config is invalid: ivf.{} is missing", key);
+        if (k->is_null()) return std::nullopt;
+        return k->get<size_t>();
+      };
+      v.nlist = optional_size("nlist");
+      v.nprobe = optional_size("nprobe");
       v.pq_compression = i->at("pq_compression").get<uint32_t>();
       v.training_threshold = i->at("training_threshold").get<size_t>();
       c.ivf = v;
     }
-    c.validate();
+    c.validate(/*stored=*/true);
     return c;
   } catch (const Error&) {
     throw;
@@ -627,6 +634,7 @@ class CollectionImpl {
                                      next.ivf->training_threshold != config_.ivf->training_threshold));
     if (next.ivf.has_value() != config_.ivf.has_value()) graph = true;  // the graph comes or goes
     config_ = next;
+    ++config_generation_;  // a rebuild() that started before this must not install its graph
     if (graph) {
       // Rebuilt inline over the live points with the new parameters; tombstones go.
       const size_t dim = config_.dim;
@@ -878,7 +886,8 @@ class CollectionImpl {
     std::vector<uint32_t> live;
     by_id_.for_each([&](uint32_t s) { live.push_back(s); });
     std::sort(live.begin(), live.end());
-    size_t nlist = config_.ivf->nlist.value_or(InvertedFile::default_nlist(live.size()));
+    size_t nlist = config_.ivf->nlist.value_or(
+        std::min(InvertedFile::default_nlist(live.size()), IvfConfig::max_nlist(config_.dim)));  // bounded training
     ivf_ = InvertedFile::train(vectors_.data(), config_.dim, config_.distance, live, nlist, config_.ivf->pq_compression);
     for (uint32_t s : live) ivf_.add(s, &vectors_[size_t(s) * config_.dim]);
     log::debug("collection '{}': inverted file trained: {} lists over {} points", name_, ivf_.nlist(), live.size());
@@ -1120,11 +1129,15 @@ class CollectionImpl {
       hits = exact_scan(q.data(), need, f, plan.cands);
     } else {
       hits = plan.index == Index::Ivf ? ivf_search(r, q.data(), need, f) : graph_search(q.data(), need, ef_of(r, need), f);
-      // A filter that the estimate misjudged can starve the walk; the exact scan is the truth.
-      if (f && hits.size() < need) {
+      // A filter that the estimate misjudged can starve the walk, and the probed lists may hold
+      // fewer than limit + offset points (small lists, a low nprobe, a large offset): the exact
+      // scan is the truth. Without a filter the collection holds more than `need` live points
+      // (else the plan is flat), so a short answer is always the index's shortfall.
+      if (const size_t found = hits.size(); found < need) {
         hits = exact_scan(q.data(), need, f, plan.cands);
         plan.index = Index::Flat;
-        plan.reason += "; it found fewer than limit matches, so an exact scan answered";
+        plan.reason += fmt::format("; it found {} of limit + offset = {} {}, so an exact scan answered", found,
+                                   need, f ? "matches" : "points");
       }
     }
     if (r.plan) {
@@ -1467,28 +1480,35 @@ class CollectionImpl {
   void rebuild() {
     std::vector<float> copy;
     std::vector<uint32_t> live;
-    size_t n0;
+    size_t n0, m, ef_construct;
+    uint64_t generation;
+    std::optional<float> quantile;  // the config's, read under the lock
     {
       std::shared_lock lock(mu_);
-      if (dropped_) return;
+      if (dropped_ || config_.ivf) return;  // an inverted file has no graph to rebuild
       n0 = slots_.size();
+      m = config_.hnsw.m;
+      ef_construct = config_.hnsw.ef_construct;
+      generation = config_generation_;
+      if (quantizable()) quantile = config_.quantization->quantile;
       copy.assign(vectors_.data(), vectors_.data() + n0 * config_.dim);
       for (uint32_t s = 0; s < n0; ++s)
         if (slots_[s].live) live.push_back(s);
     }
     const size_t dim = config_.dim;
-    auto g = std::make_unique<HnswGraph>(config_.hnsw.m, config_.hnsw.ef_construct, n0 + 7);
+    auto g = std::make_unique<HnswGraph>(m, ef_construct, n0 + 7);
     g->reserve_nodes(n0);
     for (size_t i = 0; i < live.size(); ++i) {
       if (i % 1024 == 0 && stop_requested()) return;
       g->insert(live[i], FloatSpace{copy.data(), dim, config_.distance, &copy[size_t(live[i]) * dim]});
     }
     Quantizer q;
-    if (quantizable() && live.size() >= kQuantizeMinPoints)
-      q = Quantizer::train(copy.data(), dim, live, config_.quantization->quantile);
+    if (quantile && live.size() >= kQuantizeMinPoints) q = Quantizer::train(copy.data(), dim, live, *quantile);
     std::unique_lock lock(mu_);
     if (dropped_) return;
-    if (g->M() != config_.hnsw.m) return;  // the config changed meanwhile (update_config rebuilt)
+    // The config changed meanwhile (update_config rebuilt the graph, or switched to an inverted
+    // file, whose graph must stay empty): this graph is stale.
+    if (config_generation_ != generation || config_.ivf) return;
     for (uint32_t s = 0; s < slots_.size(); ++s)
       if (slots_[s].live && !g->contains(s))
         g->insert(s, FloatSpace{vectors_.data(), dim, config_.distance, &vectors_[size_t(s) * dim]});
@@ -1547,6 +1567,7 @@ class CollectionImpl {
 
   mutable std::shared_mutex mu_;  // readers shared, writers exclusive; guards everything below
   bool dropped_ = false;
+  uint64_t config_generation_ = 0;  // bumped by update_config; rebuild() checks it before its swap
   uint64_t last_op_ = 0;
   std::vector<Slot> slots_;
   std::vector<json> payloads_;              // per slot; null = {} (see payload())

@@ -27,9 +27,9 @@ namespace etna::store::detail {
 class InvertedFile {
  public:
   static constexpr uint32_t kNone = UINT32_MAX;
-  static constexpr size_t kSamplePerList = 32;     // k-means sample: 32 points per centroid,
-  static constexpr size_t kMaxSample = 131072;     // at most this many
-  static constexpr int kIterations = 8;
+  static constexpr size_t kSamplePerList = IvfConfig::kSamplePerList;  // k-means sample per centroid,
+  static constexpr size_t kMaxSample = IvfConfig::kMaxSample;          // at most this many
+  static constexpr int kIterations = IvfConfig::kIterations;
 
   // nlist for a collection of n points when the config leaves it open: 4 * sqrt(n), in [1, 65536].
   static size_t default_nlist(size_t n);
@@ -66,8 +66,10 @@ class InvertedFile {
   void remove(uint32_t s);
 
   // The nprobe lists to scan for q, nearest centroid first (clamped to [1, nlist]). Centroids
-  // are ranked by squared L2, or by inner product for Dot (Cosine vectors are unit length, where
-  // the two orders agree).
+  // are ranked by inner product for Dot and by squared L2 otherwise, Cosine included: k-means
+  // centroids of unit vectors are shorter than unit length, so for Cosine the L2 order is not
+  // the inner-product order (||q - c||^2 = 1 + ||c||^2 - 2 q.c); L2 matches how points were
+  // filed (nearest centroid by L2), which is what the probe must find.
   std::vector<uint32_t> probe(const float* q, size_t nprobe) const;
 
   // The `keep` best accepted points of the probed lists, nearest first: float distances from q
@@ -112,8 +114,10 @@ std::vector<Candidate> InvertedFile::search(const float* q, const float* base, s
                                             const Accept& accept) const {
   std::vector<Candidate> heap;  // furthest on top
   if (!trained() || keep == 0) return heap;
-  heap.reserve(keep + 1);
   std::vector<uint32_t> lists = probe(q, nprobe);
+  size_t listed = 0;  // keep may be a large oversampling * limit: reserve no more than can come back
+  for (uint32_t l : lists) listed += lists_[l].slots.size();
+  heap.reserve(std::min(keep, listed));
   if (pq_.trained) {
     const std::vector<float> table = pq_.table(q, metric_);
     const size_t m = pq_.m;

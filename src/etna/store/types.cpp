@@ -173,7 +173,22 @@ SparseVector SparseVector::from_json(const nlohmann::json& j, const std::string&
 
 nlohmann::json SparseVector::to_json() const { return {{"indices", indices}, {"values", values}}; }
 
-void CollectionConfig::validate() const {
+uint64_t IvfConfig::training_work(size_t nlist, size_t dim) {
+  const uint64_t sample = std::min<uint64_t>(kMaxSample, uint64_t(nlist) * kSamplePerList);
+  return sample * nlist * dim * kIterations;
+}
+
+size_t IvfConfig::max_nlist(size_t dim) {
+  size_t lo = 1, hi = 65536;  // training_work grows with nlist
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo + 1) / 2;
+    if (training_work(mid, dim) <= kMaxTrainingWork) lo = mid;
+    else hi = mid - 1;
+  }
+  return lo;
+}
+
+void CollectionConfig::validate(bool stored) const {
   if (named || !sparse.empty()) {
     for (const auto& [name, p] : dense_spaces()) {
       std::string n = name.empty() ? "vectors" : "vectors." + name;
@@ -227,6 +242,18 @@ void CollectionConfig::validate() const {
       fail(ErrorKind::invalid_argument, "ivf_config.nprobe ({}) cannot exceed ivf_config.nlist ({}): a search scans at most every list",
            *ivf->nprobe, *ivf->nlist);
     if (ivf->training_threshold == 0) fail(ErrorKind::invalid_argument, "ivf_config.training_threshold must be at least 1");
+    if (!stored && ivf->nlist && *ivf->nlist > IvfConfig::max_nlist(dim))
+      fail(ErrorKind::invalid_argument,
+           "ivf_config.nlist {} is too large for {} dimensions: training (k-means over {} sampled points, run "
+           "under the collection's write lock) would take about {:.1e} multiply-adds; at most {} lists at this "
+           "dimension (omit nlist for 4*sqrt(points) within that bound)",
+           *ivf->nlist, dim, std::min<size_t>(IvfConfig::kMaxSample, *ivf->nlist * IvfConfig::kSamplePerList),
+           double(IvfConfig::training_work(*ivf->nlist, dim)), IvfConfig::max_nlist(dim));
+    if (!stored && ivf->nlist && ivf->training_threshold < *ivf->nlist)
+      fail(ErrorKind::invalid_argument,
+           "ivf_config.training_threshold ({}) must be at least ivf_config.nlist ({}): k-means needs a point per list, "
+           "and 32 * nlist = {} points train it well",
+           ivf->training_threshold, *ivf->nlist, *ivf->nlist * IvfConfig::kSamplePerList);
     if (ivf->pq_compression != 0 && ivf->pq_compression != 4 && ivf->pq_compression != 8 && ivf->pq_compression != 16 &&
         ivf->pq_compression != 32 && ivf->pq_compression != 64)
       fail(ErrorKind::invalid_argument, "ivf_config.pq.compression must be one of x4, x8, x16, x32, x64");
@@ -234,6 +261,14 @@ void CollectionConfig::validate() const {
 }
 
 namespace {
+// The ratio a CompressionRatio name ("x4" ... "x64") stands for; 0 for anything else.
+uint32_t compression_ratio(const nlohmann::json& name) {
+  static const std::pair<const char*, uint32_t> kRatios[] = {{"x4", 4}, {"x8", 8}, {"x16", 16}, {"x32", 32}, {"x64", 64}};
+  for (const auto& [n, ratio] : kRatios)
+    if (name == n) return ratio;
+  return 0;
+}
+
 // Qdrant's CompressionRatio names: "x4" ... "x64".
 std::string compression_name(uint32_t ratio) {
   std::string s(1, 'x');
@@ -327,11 +362,8 @@ void apply_quantization(const nlohmann::json& q, CollectionConfig& c) {
     bool has_compression = false;
     for (auto it = p->begin(); it != p->end(); ++it) {
       if (it.key() == "compression") {
-        static const std::pair<const char*, uint32_t> kRatios[] = {{"x4", 4}, {"x8", 8}, {"x16", 16}, {"x32", 32}, {"x64", 64}};
-        bool ok = false;
-        for (const auto& [name, ratio] : kRatios)
-          if (it.value() == name) pq.compression = ratio, ok = true;
-        if (!ok)
+        pq.compression = compression_ratio(it.value());
+        if (pq.compression == 0)
           fail(ErrorKind::invalid_argument,
                "quantization_config.product.compression: expected one of \"x4\", \"x8\", \"x16\", \"x32\", \"x64\", got {}",
                it.value().dump());
@@ -414,10 +446,7 @@ void apply_ivf(const nlohmann::json& j, std::optional<IvfConfig>& out) {
       }
       if (!v.is_object() || !v.contains("compression"))
         fail(ErrorKind::invalid_argument, "ivf_config.pq: expected {{\"compression\": \"x4\" | \"x8\" | \"x16\" | \"x32\" | \"x64\"}}");
-      static const std::pair<const char*, uint32_t> kRatios[] = {{"x4", 4}, {"x8", 8}, {"x16", 16}, {"x32", 32}, {"x64", 64}};
-      c.pq_compression = 0;
-      for (const auto& [name, ratio] : kRatios)
-        if (v["compression"] == name) c.pq_compression = ratio;
+      c.pq_compression = compression_ratio(v["compression"]);
       if (c.pq_compression == 0)
         fail(ErrorKind::invalid_argument, "ivf_config.pq.compression: expected one of \"x4\", \"x8\", \"x16\", \"x32\", \"x64\", got {}",
              v["compression"].dump());

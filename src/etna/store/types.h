@@ -139,13 +139,28 @@ struct ProductQuantization {
 // exactly; then nlist coarse centroids are trained by k-means and every point goes to the list
 // of its nearest one. A search scans the nprobe lists nearest the query. With pq_compression the
 // lists hold product codes (x4..x64, as quantization_config.product) and the best
-// max(oversampling * limit, 4 * limit) candidates are rescored with the floats.
+// max(oversampling * limit, 8 * limit) candidates are rescored with the floats.
+//
+// Training runs inside the write (upsert or PATCH) that reaches the threshold, under the
+// collection's write lock: k-means over min(32 * nlist, 131072) sampled points for 8 rounds,
+// then every point is filed. So nlist is bounded per dimension (training_work <=
+// kMaxTrainingWork, about 1.1e12 multiply-adds: nlist <= 8192 at 128 dims, 2048 at 1024), and
+// training_threshold must be at least nlist; 32 * nlist points give the k-means a full sample.
 struct IvfConfig {
-  std::optional<size_t> nlist;   // unset: 4 * sqrt(points) at training; 1 .. 65536
+  std::optional<size_t> nlist;   // unset: 4 * sqrt(points) at training, at most max_nlist(dim); 1 .. 65536
   std::optional<size_t> nprobe;  // unset: max(8, nlist / 16); a per-search params.ivf_nprobe wins
   uint32_t pq_compression = 0;   // 0: IVF-FLAT
-  size_t training_threshold = 4096;
+  size_t training_threshold = 4096;  // at least nlist
   bool operator==(const IvfConfig&) const = default;
+
+  static constexpr size_t kSamplePerList = 32;  // k-means sample: 32 points per centroid,
+  static constexpr size_t kMaxSample = 131072;  // at most this many
+  static constexpr int kIterations = 8;
+  static constexpr uint64_t kMaxTrainingWork = uint64_t(1) << 40;
+  // Multiply-adds of the k-means: sample * nlist * dim * iterations.
+  static uint64_t training_work(size_t nlist, size_t dim);
+  // The largest nlist in [1, 65536] whose training_work stays within kMaxTrainingWork.
+  static size_t max_nlist(size_t dim);
 };
 
 // Which index a search used and why (params.debug in the REST API).
@@ -178,7 +193,9 @@ struct CollectionConfig {
   std::map<std::string, VectorParams> dense_spaces() const;
 
   // Throws invalid_argument when a field is out of range (dim 0, m < 2, quantile outside (0.5,1]).
-  void validate() const;
+  // stored: a config read back from a data file, which skips the limits that bound new work
+  // (IVF training cost) so a collection created before them still opens.
+  void validate(bool stored = false) const;
   // Qdrant-shaped JSON ({"params":{"vectors":{"size","distance"}},"hnsw_config":{...},
   // "quantization_config":{"scalar":{...}}, ...}) and back. from_json takes the body of
   // PUT /collections/{name} (vectors/hnsw_config/quantization_config/optimizers_config/...).

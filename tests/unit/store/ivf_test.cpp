@@ -7,12 +7,15 @@
 
 #pragma GCC diagnostic ignored "-Wmissing-field-initializers"
 
+#include <cstring>
+#include <fstream>
 #include <random>
 #include <set>
 
 #include "etna/base/error.h"
 #include "etna/store/database.h"
 #include "etna/store/filter.h"
+#include "etna/store/storage.h"
 #include "support/kill_nine.h"
 #include "support/quantized_recall.h"
 #include "support/test_support.h"
@@ -84,6 +87,16 @@ TEST(Ivf, ConfigParsesEchoesAndNamesBadValues) {
   EXPECT_NE(message({{"pq", {{"compression", "x3"}}}}).find("ivf_config.pq.compression"), std::string::npos);
   EXPECT_NE(message({{"nlists", 4}}).find("ivf_config.nlists: unknown field"), std::string::npos);
   EXPECT_NE(message(json::object(), "Hamming").find("not supported with distance Hamming"), std::string::npos);
+  // Training runs under the write lock: its cost is bounded, and it needs a point per list.
+  EXPECT_NE(message({{"nlist", 100}, {"training_threshold", 50}}).find("training_threshold (50) must be at least ivf_config.nlist (100)"),
+            std::string::npos);
+  EXPECT_EQ(IvfConfig::max_nlist(32), 32768u);
+  EXPECT_EQ(IvfConfig::max_nlist(128), 8192u);
+  EXPECT_EQ(IvfConfig::max_nlist(1024), 2048u);
+  std::string big = message({{"nlist", 65536}, {"training_threshold", 65536}});
+  EXPECT_NE(big.find("ivf_config.nlist 65536 is too large for 32 dimensions"), std::string::npos) << big;
+  EXPECT_NE(big.find("at most 32768 lists"), std::string::npos) << big;
+  EXPECT_NO_THROW(ivf("Euclid", {{"nlist", 32768}, {"training_threshold", 65536}}));
   EXPECT_THROW(CollectionConfig::from_create_json(
                    json{{"vectors", {{"size", 4}, {"distance", "Dot"}}},
                         {"ivf_config", json::object()},
@@ -143,6 +156,56 @@ TEST(Ivf, NprobeOverrideClampsToNlist) {
     auto all = c.search({.vector = point(500000 + q, dim), .limit = 10, .ivf_nprobe = 32});
     ASSERT_EQ(all.size(), exact.size());
     for (size_t i = 0; i < all.size(); ++i) EXPECT_EQ(all[i].id, exact[i].id);
+  }
+}
+
+TEST(Ivf, ProbedListsTooSmallForThePageFallBackToTheExactScan) {
+  const size_t dim = 16;
+  test::TempDir dir;
+  auto db = Database::open(dir.path());
+  auto& c = db->create_collection("v", ivf("Euclid", {{"nlist", 32}, {"nprobe", 1}, {"training_threshold", 1000}}, dim));
+  fill(c, 0, 3000, dim);
+  // One list of 32 holds far fewer than limit + offset = 1010 points; no filter is set.
+  SearchRequest r{.vector = point(1, dim), .limit = 10, .offset = 1000};
+  SearchPlan p = plan_of(c, r);
+  EXPECT_EQ(p.index, "flat");
+  EXPECT_NE(p.reason.find("32 lists, scanning 1; it found "), std::string::npos) << p.reason;
+  EXPECT_NE(p.reason.find("of limit + offset = 1010 points, so an exact scan answered"), std::string::npos) << p.reason;
+  auto hits = c.search(r);
+  r.exact = true;
+  auto exact = c.search(r);
+  ASSERT_EQ(hits.size(), 10u);
+  ASSERT_EQ(exact.size(), 10u);
+  for (size_t i = 0; i < hits.size(); ++i) EXPECT_EQ(hits[i].id, exact[i].id);
+  // A page the probed list can fill stays on the inverted file.
+  EXPECT_EQ(plan_of(c, {.vector = point(1, dim), .limit = 5}).index, "ivf_flat");
+}
+
+TEST(Ivf, StoredConfigWithoutNlistIsCorruptNotUndefined) {
+  const size_t dim = 8;
+  test::TempDir dir;
+  auto db = Database::open(dir.path());
+  auto& c = db->create_collection("v", ivf("Euclid", json::object(), dim));  // nlist and nprobe stored as null
+  fill(c, 0, 10, dim);
+  auto snap = db->snapshot("v");
+  std::string data;
+  {
+    std::ifstream in(snap, std::ios::binary);
+    data.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  size_t at = data.find("\"nlist\":null");
+  ASSERT_NE(at, std::string::npos);
+  data[at + 4] = 'z';  // "nlizt": the key is gone
+  uint32_t crc = detail::crc32c(reinterpret_cast<const uint8_t*>(data.data()), data.size() - 4);
+  std::memcpy(&data[data.size() - 4], &crc, 4);
+  auto bad = dir.path() / "bad.snapshot";
+  std::ofstream(bad, std::ios::binary) << data;
+  try {
+    db->restore("w", bad);
+    ADD_FAILURE() << "a config without ivf.nlist was accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::corrupt) << e.what();
+    EXPECT_NE(std::string(e.what()).find("ivf.nlist is missing"), std::string::npos) << e.what();
   }
 }
 
