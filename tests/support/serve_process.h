@@ -70,6 +70,8 @@ class ServeProcess {
     }
     return slurp(out_) + slurp(err_);
   }
+  // What the server has written on stderr so far (its access log, warnings and errors).
+  std::string stderr_text() const { return slurp(err_); }
 
  private:
   static std::string slurp(const std::filesystem::path& p) {

@@ -16,6 +16,7 @@
 #include "etna/store/database.h"
 #include "etna/store/filter.h"
 #include "etna/store/storage.h"
+#include "support/clustered_points.h"
 #include "support/kill_nine.h"
 #include "support/quantized_recall.h"
 #include "support/test_support.h"
@@ -26,13 +27,7 @@ namespace {
 using nlohmann::json;
 
 // Clustered data: 400 random centres, points spread around them.
-std::vector<float> point(uint64_t id, size_t dim) {
-  std::mt19937 c(uint32_t(id % 400) * 7919u + 1), r(uint32_t(id) * 104729u + 3);
-  std::normal_distribution<float> gc(0.0f, 1.0f), gr(0.0f, 1.0f);  // one each: they cache a draw
-  std::vector<float> v(dim);
-  for (size_t k = 0; k < dim; ++k) v[k] = gc(c) + 0.5f * gr(r);
-  return v;
-}
+std::vector<float> point(uint64_t id, size_t dim) { return test::clustered_point(id, dim, 400, 0.5f); }
 
 CollectionConfig ivf(const std::string& distance, json ivf_config, size_t dim = 32) {
   return CollectionConfig::from_create_json(

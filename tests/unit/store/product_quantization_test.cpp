@@ -15,6 +15,7 @@
 #include "etna/store/database.h"
 #include "etna/store/distance.h"
 #include "etna/store/product_quantizer.h"
+#include "support/clustered_points.h"
 #include "support/kill_nine.h"
 #include "support/quantized_recall.h"
 #include "support/test_support.h"
@@ -25,13 +26,7 @@ namespace {
 using nlohmann::json;
 
 // Clustered data: 50 random centres, points spread around them.
-std::vector<float> point(uint64_t id, size_t dim) {
-  std::mt19937 c(uint32_t(id % 50) * 7919u + 1), r(uint32_t(id) * 104729u + 3);
-  std::normal_distribution<float> gc(0.0f, 1.0f), gr(0.0f, 1.0f);
-  std::vector<float> v(dim);
-  for (size_t k = 0; k < dim; ++k) v[k] = gc(c) + 0.6f * gr(r);
-  return v;
-}
+std::vector<float> point(uint64_t id, size_t dim) { return test::clustered_point(id, dim, 50, 0.6f); }
 
 std::vector<float> dataset(size_t n, size_t dim) {
   std::vector<float> out;
